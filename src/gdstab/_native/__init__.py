@@ -1,0 +1,119 @@
+"""Compiled fast path for the closed-form toys (float64, CPU).
+
+The kernels live in ``toykernels.c``, built at install time as the extension module
+``gdstab._native._toykernels`` (optional: where no C compiler is available the build is skipped
+and gdstab falls back to its JAX engine).  They are called through ctypes, which releases the
+GIL, so a thread pool runs independent chunks on all cores.  The classification rules are the
+same step-by-step definition as :mod:`gdstab.dynamics`; tests compare the two.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+__all__ = ["available", "unavailable_reason", "run", "KERNELS"]
+
+KERNELS = ("hyperbola", "saddle_quartic", "zhu", "rosenbrock", "quartic", "quad_quartic")
+_DIMS = {"hyperbola": 2, "saddle_quartic": 2, "zhu": 2, "rosenbrock": 2, "quartic": 1, "quad_quartic": 1}
+
+_lock = threading.Lock()
+_lib: ctypes.CDLL | None = None
+_reason: str | None = None
+_loaded = False
+
+
+def _load() -> ctypes.CDLL | None:
+    global _lib, _reason, _loaded
+    with _lock:
+        if _loaded:
+            return _lib
+        _loaded = True
+        spec = importlib.util.find_spec("gdstab._native._toykernels")
+        if spec is None or not spec.origin:
+            _reason = "the extension gdstab._native._toykernels was not built (no C compiler at install time?)"
+            return None
+        try:
+            lib = ctypes.CDLL(spec.origin)
+        except OSError as exc:  # pragma: no cover - depends on the platform
+            _reason = f"could not load {spec.origin}: {exc}"
+            return None
+        dp = ctypes.POINTER(ctypes.c_double)
+        for name in KERNELS:
+            fn = getattr(lib, f"gdstab_run_{name}")
+            fn.argtypes = [ctypes.c_int64, dp, dp, dp, ctypes.c_int64, dp, dp, dp]
+            fn.restype = None
+        _lib = lib
+        return lib
+
+
+def available(name: str | None = None) -> bool:
+    """Whether the compiled kernels are loaded (and, with ``name``, whether that one exists)."""
+    lib = _load()
+    return lib is not None and (name is None or name in KERNELS)
+
+
+def unavailable_reason() -> str | None:
+    """Why the compiled kernels are not available (None when they are)."""
+    _load()
+    return _reason
+
+
+def _ptr(a: np.ndarray):
+    return a.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
+
+
+def run(
+    name: str,
+    theta0: np.ndarray,
+    eta: np.ndarray,
+    params: tuple[float, ...],
+    steps: int,
+    opts: np.ndarray,
+    *,
+    chunk_size: int = 16384,
+    threads: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Run the kernel ``name`` on all trajectories; returns ``(theta_final (n, d), info (n, 3))``
+    with info columns: raw status (1 settled, 2 diverged, 3 periodic, 4 bounded), decision
+    step, period.  Chunking and threads do not change any result."""
+    lib = _load()
+    if lib is None:
+        raise RuntimeError(f"native kernels unavailable: {_reason}")
+    d = _DIMS[name]
+    theta0 = np.ascontiguousarray(theta0, dtype=np.float64).reshape(-1, d)
+    eta = np.ascontiguousarray(eta, dtype=np.float64).reshape(-1)
+    n = theta0.shape[0]
+    prm = np.ascontiguousarray(np.array(list(params) + [0.0] * (4 - len(params)), dtype=np.float64))
+    opts = np.ascontiguousarray(opts, dtype=np.float64)
+    out_theta = np.empty_like(theta0)
+    info = np.empty((n, 3), dtype=np.float64)
+    fn = getattr(lib, f"gdstab_run_{name}")
+
+    def one(start: int) -> None:
+        stop = min(n, start + chunk_size)
+        fn(
+            stop - start,
+            _ptr(theta0[start:]),
+            _ptr(eta[start:]),
+            _ptr(prm),
+            int(steps),
+            _ptr(opts),
+            _ptr(out_theta[start:]),
+            _ptr(info[start:]),
+        )
+
+    starts = list(range(0, n, chunk_size))
+    threads = threads or os.cpu_count() or 1
+    if threads == 1 or len(starts) == 1:
+        for s in starts:
+            one(s)
+    else:
+        with ThreadPoolExecutor(max_workers=min(threads, len(starts))) as pool:
+            list(pool.map(one, starts))
+    return out_theta, info

@@ -1,0 +1,75 @@
+"""One format for every message about bad input (house style: name the parameter, say what
+was expected, show what was given).  Exceptions are raised eagerly, before any tracing."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, Iterable
+
+import numpy as np
+
+__all__ = ["InvalidParameterError", "fail", "finite_float", "positive_int", "choice"]
+
+
+class InvalidParameterError(ValueError):
+    """Raised for invalid user input; the message names the parameter, the expectation and
+    the value that was given."""
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def fail(name: str, caller: str, expected: str, got: Any) -> "InvalidParameterError":
+    """Build the standard error: "The 'eta' parameter of trajectories must be ... Got ... instead."."""
+    return InvalidParameterError(
+        f"The {name!r} parameter of {caller} must be {expected}. Got {_show(got)} instead."
+    )
+
+
+def finite_float(
+    value: Any,
+    name: str,
+    caller: str,
+    *,
+    low: float | None = None,
+    low_inclusive: bool = False,
+    high: float | None = None,
+) -> float:
+    """A finite real number, optionally with a lower (exclusive by default) and upper bound."""
+    expected = "a finite float"
+    if low is not None:
+        expected += f" {'>=' if low_inclusive else '>'} {low:g}"
+    if high is not None:
+        expected += f" <= {high:g}"
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
+        raise fail(name, caller, expected, value)
+    v = float(value)
+    if not math.isfinite(v):
+        raise fail(name, caller, expected, value)
+    if low is not None and (v < low or (v == low and not low_inclusive)):
+        raise fail(name, caller, expected, value)
+    if high is not None and v > high:
+        raise fail(name, caller, expected, value)
+    return v
+
+
+def positive_int(value: Any, name: str, caller: str, *, minimum: int = 1) -> int:
+    """An integer >= minimum (booleans and floats are refused)."""
+    expected = f"an int >= {minimum}"
+    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)):
+        raise fail(name, caller, expected, value)
+    v = int(value)
+    if v < minimum:
+        raise fail(name, caller, expected, value)
+    return v
+
+
+def choice(value: Any, name: str, caller: str, options: Iterable[str]) -> str:
+    """One of a fixed set of strings."""
+    opts = list(options)
+    if not isinstance(value, str) or value not in opts:
+        raise fail(name, caller, "one of " + ", ".join(repr(o) for o in opts), value)
+    return value

@@ -1,0 +1,270 @@
+"""The ``gdstab`` command: a thin layer over the Python API.
+
+Every flag maps onto an argument of the API (:func:`gdstab.trajectories`, :class:`Criteria`,
+:func:`gdstab.problems.get`, :meth:`Problem.from_expression`).  Errors in the input are
+reported as one line on stderr with exit status 2; nothing is computed before the whole input
+has been validated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any, Sequence
+
+import numpy as np
+
+from ._validation import InvalidParameterError
+
+_EPILOG_TRAJ = """\
+examples:
+  gdstab trajectories --problem hyperbola --eta 0.5,1.05 --inits 2000 --steps 1000 --seed 0
+  gdstab trajectories --loss "0.5*(1-x*y)**2" --min-value 0 --eta 0.1:1.0:10 --box -2,2,-2,2 --json
+  gdstab trajectories --problem quadratic --option spectrum=1,3 --eta 0.6,0.7 --box -1,1
+
+statuses (see gdstab.dynamics for the exact definition):
+  converged   settled (eta*|grad L| <= tol for --window steps) at a global minimum
+  stationary  settled where L - L* > f_tol (a critical point that is not a global minimum)
+  periodic    returns within tol to the same point every p <= --max-period steps
+  diverged    non-finite, or |theta| > --max-norm
+  bounded     none of these after --steps steps (e.g. chaos, or slow convergence)
+fractions are over the initial points, with Wilson 95% intervals in brackets.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2 (argparse's convention)
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _add_problem_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("problem (one of --problem or --loss)")
+    x = g.add_mutually_exclusive_group(required=True)
+    x.add_argument("--problem", metavar="NAME", help="a built-in problem (list them with 'gdstab problems')")
+    x.add_argument(
+        "--loss",
+        metavar="EXPR",
+        help="a loss expression such as '0.5*(1-x*y)**2': numbers, variables, + - * / ** ^, "
+        "parentheses and exp log sin cos tanh sigmoid sqrt abs (parsed, never evaluated as Python)",
+    )
+    g.add_argument(
+        "--option",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="an option of --problem, e.g. --option spectrum=1,3 for quadratic (repeatable)",
+    )
+    g.add_argument("--vars", metavar="NAMES", help="with --loss: the coordinate order, e.g. x,y (default: natural sort)")
+    g.add_argument("--min-value", type=float, metavar="V", help="with --loss: the global minimum value L*, if known")
+
+
+def _build_problem(args) -> Any:
+    from . import problems
+    from .specs import parse_option
+
+    if args.problem is not None:
+        if args.vars is not None or args.min_value is not None:
+            raise InvalidParameterError("The '--vars' and '--min-value' flags go with --loss, not with --problem.")
+        types = problems.OPTION_TYPES.get(args.problem)
+        if types is None:
+            problems.get(args.problem)  # raises the standard message
+        opts = dict(parse_option(o, types, problem=args.problem) for o in args.option)
+        return problems.get(args.problem, **opts)
+    if args.option:
+        raise InvalidParameterError("The '--option' flag goes with --problem, not with --loss.")
+    variables = None if args.vars is None else [v.strip() for v in args.vars.split(",")]
+    return problems.Problem.from_expression(args.loss, variables, min_value=args.min_value)
+
+
+def _criteria_args(p: argparse.ArgumentParser) -> None:
+    from .dynamics import Criteria
+
+    d = Criteria()
+    g = p.add_argument_group("classification (gdstab.Criteria)")
+    g.add_argument("--tol", type=float, default=d.tol, help=f"displacement tolerance eta*|grad L| (default {d.tol:g})")
+    g.add_argument("--window", type=int, default=d.window, help=f"consecutive settled steps (default {d.window})")
+    g.add_argument("--f-tol", type=float, default=d.f_tol, help=f"L - L* below which a settled point is a minimum (default {d.f_tol:g})")
+    g.add_argument("--max-norm", type=float, default=d.max_norm, help=f"|theta| beyond which a trajectory diverged (default {d.max_norm:g})")
+    g.add_argument("--max-period", type=int, default=d.max_period, help=f"largest period detected; 1 disables (default {d.max_period})")
+    g.add_argument("--check-every", type=int, default=d.check_every, help=f"segment length of the period detector (default {d.check_every})")
+    g.add_argument("--period-checks", type=int, default=d.period_checks, help=f"segments that must agree on a period (default {d.period_checks})")
+
+
+def _criteria(args):
+    from .dynamics import Criteria
+
+    return Criteria(
+        tol=args.tol,
+        window=args.window,
+        f_tol=args.f_tol,
+        max_norm=args.max_norm,
+        max_period=args.max_period,
+        check_every=args.check_every,
+        period_checks=args.period_checks,
+    )
+
+
+def _fmt_frac(cell: dict) -> str:
+    return f"{cell['fraction']:.3f} [{cell['low']:.3f},{cell['high']:.3f}]"
+
+
+def cmd_trajectories(args) -> int:
+    import jax
+
+    from .dynamics import Status, trajectories
+    from .problems import parse_box
+    from .specs import parse_eta
+    from ._validation import positive_int
+
+    problem = _build_problem(args)
+    etas = parse_eta(args.eta, name="--eta", caller="gdstab trajectories")
+    n = positive_int(args.inits, "--inits", "gdstab trajectories")
+    steps = positive_int(args.steps, "--steps", "gdstab trajectories")
+    seed = positive_int(args.seed, "--seed", "gdstab trajectories", minimum=0)
+    box = problem.box if args.box is None else parse_box(args.box, problem.dim, caller="gdstab trajectories", name="--box")
+    criteria = _criteria(args)
+    if n * etas.size > 200_000_000:
+        raise InvalidParameterError(
+            f"The '--inits' parameter of gdstab trajectories times the number of step sizes must be <= 2e8. "
+            f"Got {n} x {etas.size} instead."
+        )
+    points = problem.init(jax.random.key(seed), n, box)
+    theta0 = np.tile(points, (etas.size, 1))
+    eta = np.repeat(etas, n)
+    t0 = time.perf_counter()
+    res = trajectories(problem, theta0, eta, steps=steps, criteria=criteria, backend=args.backend)
+    wall = time.perf_counter() - t0
+    rows = res.summary()
+    if args.json:
+        out = {
+            "problem": problem.name,
+            "normalisation": problem.normalisation,
+            "options": dict(problem.options),
+            "box": [list(b) for b in box],
+            "inits": n,
+            "steps": steps,
+            "seed": seed,
+            "criteria": criteria.to_dict(),
+            "backend": res.backend,
+            "wall_time_s": wall,
+            "results": rows,
+        }
+        json.dump(out, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    print(f"problem   {problem.name}: {problem.normalisation}")
+    print(f"inits     {n} uniform in {', '.join(f'[{lo:g}, {hi:g}]' for lo, hi in box)}, seed {seed}")
+    print(f"steps     T = {steps}; tol {criteria.tol:g}, window {criteria.window}, max period {criteria.max_period}")
+    print(f"backend   {res.backend}, {wall:.2f} s for {len(res)} trajectories")
+    labels = [s.label for s in Status]
+    print()
+    print(f"{'eta':>10}  " + "  ".join(f"{lab:<21}" for lab in labels))
+    for row in rows:
+        print(f"{row['eta']:>10.6g}  " + "  ".join(f"{_fmt_frac(row[lab]):<21}" for lab in labels))
+    return 0
+
+
+def cmd_problems(args) -> int:
+    from . import problems
+
+    info = {}
+    for name, opts in problems.available().items():
+        p = problems.get(name)
+        info[name] = {
+            "normalisation": p.normalisation,
+            "dim": p.dim,
+            "min_value": p.min_value,
+            "minima": p.minima.description if p.minima else None,
+            "options": opts,
+            "compiled_kernel": p.native is not None,
+        }
+    if args.json:
+        json.dump(info, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    for name, i in info.items():
+        opts = ", ".join(f"{k} ({v})" for k, v in i["options"].items()) or "none"
+        print(f"{name:<15} d={i['dim']}  {i['normalisation']}")
+        print(f"{'':<15} minima: {i['minima']}; options: {opts}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = _Parser(
+        prog="gdstab",
+        description="Gradient descent with a fixed step size as a dynamical system: "
+        "G(theta) = theta - eta * grad L(theta).",
+    )
+    parser.add_argument("--version", action="version", version=f"gdstab {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser(
+        "trajectories",
+        help="run many GD trajectories and print, per step size, the fraction of each outcome",
+        description="Sample --inits initial points uniformly in --box (the same points for every "
+        "step size), run gradient descent for at most --steps steps at each step size of --eta, "
+        "classify every trajectory and print the fractions with Wilson 95%% intervals.",
+        epilog=_EPILOG_TRAJ,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_problem_args(p)
+    g = p.add_argument_group("run")
+    g.add_argument("--eta", required=True, metavar="SPEC", help="step sizes: 0.5 | 0.1,0.5,0.9 | start:stop:num (inclusive)")
+    g.add_argument("--box", metavar="SPEC", help="initialisation box: xmin,xmax,ymin,ymax,... or lo,hi for every coordinate (default: the problem's)")
+    g.add_argument("--inits", type=int, default=1000, help="number of initial points (default 1000)")
+    g.add_argument("--steps", type=int, default=1000, help="maximum number of GD steps T (default 1000)")
+    g.add_argument("--seed", type=int, default=0, help="integer seed of the initial points (default 0; printed with the results)")
+    g.add_argument("--backend", choices=("auto", "jax", "native"), default="auto", help="engine backend (default auto)")
+    g.add_argument("--json", action="store_true", help="print the results as JSON")
+    _criteria_args(p)
+    p.set_defaults(func=cmd_trajectories)
+
+    p = sub.add_parser("problems", help="list the built-in problems, their normalisation and options")
+    p.add_argument("--json", action="store_true", help="print as JSON")
+    p.set_defaults(func=cmd_problems)
+    return parser
+
+
+#: flags whose values may start with '-' (negative numbers), e.g. --box -2,2,-1,1
+_NUMERIC_FLAGS = ("--box", "--eta", "--point", "--min-value")
+
+
+def _join_negative_values(argv: Sequence[str]) -> list[str]:
+    """argparse reads '--box -2,2' as two flags; join such values as '--box=-2,2'."""
+    out: list[str] = []
+    i = 0
+    argv = list(argv)
+    while i < len(argv):
+        tok = argv[i]
+        if tok in _NUMERIC_FLAGS and i + 1 < len(argv):
+            nxt = argv[i + 1]
+            if len(nxt) > 1 and nxt[0] == "-" and (nxt[1].isdigit() or nxt[1] == "."):
+                out.append(f"{tok}={nxt}")
+                i += 2
+                continue
+        out.append(tok)
+        i += 1
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import jax
+
+    jax.config.update("jax_enable_x64", True)  # the command line is an analysis entry point
+    parser = build_parser()
+    args = parser.parse_args(_join_negative_values(sys.argv[1:] if argv is None else argv))
+    try:
+        return int(args.func(args) or 0)
+    except InvalidParameterError as exc:
+        sys.stderr.write(f"gdstab {args.command}: error: {exc}\n")
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

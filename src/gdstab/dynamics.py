@@ -1,0 +1,614 @@
+"""The gradient-descent map as a dynamical system, run for many trajectories at once.
+
+Main entry point: :func:`trajectories`.  Each trajectory has its own initial point θ₀ and its
+own step size η and follows θ_{t+1} = G(θ_t) = θ_t − η ∇L(θ_t) for at most T steps.  Every
+trajectory ends with a :class:`Status` and the step at which it was decided.
+
+Classification (all tolerances are fields of :class:`Criteria`; the definition is applied at
+every step t = 0, 1, …, T to the current iterate θ_t with g = ∇L(θ_t)):
+
+* **diverged** at t if L(θ_t), θ_t or η g is not finite, or ‖θ_t‖ > ``max_norm``;
+* **settled** at t if the displacement ‖θ_{t+1} − θ_t‖ = η‖g‖ is ≤ ``tol`` at ``window``
+  consecutive steps ending at t.  A settled trajectory is **converged** if L(θ_t) − L* ≤
+  ``f_tol`` (or L* is unknown), and **stationary** otherwise (a critical point that is not a
+  global minimum, e.g. a saddle);
+* **periodic** with period p: the iterates are cut into segments of ``check_every`` steps.  At
+  the start of each segment the current point is an anchor; the segment's *return time* is the
+  smallest k in 2..``max_period`` with ‖θ_{anchor+k} − θ_anchor‖ ≤ ``tol`` (none if the point
+  already returned after one step, which is settling, not a cycle).  A trajectory is periodic
+  with period p when ``period_checks`` consecutive segments have the same return time p; it is
+  decided at step anchor + ``max_period`` of the last of them;
+* **bounded** at t = T if none of the above happened (e.g. a chaotic orbit, or convergence
+  slower than T steps).
+
+If several verdicts occur at the same step the order is diverged > settled > periodic >
+bounded.  Once decided, a trajectory is frozen: ``theta`` is the iterate at the decision step.
+
+Two backends follow this definition: ``"jax"`` (any problem, CPU or GPU, float64 or float32,
+optional per-step metrics) and ``"native"`` (compiled register-blocked kernels for the
+closed-form toys, float64 on the CPU).  ``"auto"`` picks native where it applies.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+import functools
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, NamedTuple, Sequence
+
+import numpy as np
+
+from ._validation import InvalidParameterError, choice, fail, finite_float, positive_int
+from .problems.base import Problem
+from .stats import wilson_interval
+
+__all__ = [
+    "Status",
+    "Criteria",
+    "Metrics",
+    "Trajectories",
+    "trajectories",
+    "gd_map",
+    "trace_count",
+]
+
+
+class Status(enum.IntEnum):
+    """What happened to a trajectory (stored as int8 in results)."""
+
+    CONVERGED = 1
+    DIVERGED = 2
+    PERIODIC = 3
+    BOUNDED = 4
+    STATIONARY = 5
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+# raw codes shared with the native kernels (before the settled -> converged/stationary split)
+_RAW_SETTLED, _RAW_DIVERGED, _RAW_PERIODIC, _RAW_BOUNDED = 1, 2, 3, 4
+
+
+@dataclass(frozen=True)
+class Criteria:
+    """When a trajectory counts as converged, diverged, periodic or bounded.
+
+    Attributes:
+        tol: displacement tolerance: settled when η‖∇L‖ = ‖θ_{t+1} − θ_t‖ ≤ tol (default 1e-8,
+            for parameters of order one in float64; use ~1e-5 in float32).  Also the distance
+            within which a periodic orbit must return.
+        window: number of consecutive steps with displacement ≤ tol (default 8).
+        f_tol: a settled trajectory is converged (at a global minimum) if L − L* ≤ f_tol,
+            otherwise stationary; ignored where L* is unknown (default 1e-8).
+        max_norm: diverged when ‖θ‖ exceeds this (default 1e6, at most 1e30), or when L, θ or
+            η∇L is non-finite.  (The compiled toy kernels check θ and η∇L only: for their
+            polynomial losses ‖θ‖ ≤ 1e30 keeps L finite, so the verdicts are the same.)
+        max_period: largest period detected (default 8; 1 disables period detection).
+        check_every: segment length of the period detector (default 32; > max_period).
+        period_checks: consecutive segments that must show the same period (default 3).
+    """
+
+    tol: float = 1e-8
+    window: int = 8
+    f_tol: float = 1e-8
+    max_norm: float = 1e6
+    max_period: int = 8
+    check_every: int = 32
+    period_checks: int = 3
+
+    def __post_init__(self):
+        c = "Criteria"
+        object.__setattr__(self, "tol", finite_float(self.tol, "tol", c, low=0.0))
+        object.__setattr__(self, "window", positive_int(self.window, "window", c))
+        object.__setattr__(self, "f_tol", finite_float(self.f_tol, "f_tol", c, low=0.0, low_inclusive=True))
+        object.__setattr__(self, "max_norm", finite_float(self.max_norm, "max_norm", c, low=0.0, high=1e30))
+        object.__setattr__(self, "max_period", positive_int(self.max_period, "max_period", c))
+        object.__setattr__(self, "check_every", positive_int(self.check_every, "check_every", c, minimum=2))
+        object.__setattr__(self, "period_checks", positive_int(self.period_checks, "period_checks", c))
+        if self.check_every <= self.max_period:
+            raise fail("check_every", c, f"an int > max_period ({self.max_period})", self.check_every)
+
+    def as_array(self) -> np.ndarray:
+        """The options vector shared by both backends."""
+        return np.array(
+            [self.tol, self.window, self.max_norm, self.max_period, self.check_every, self.period_checks],
+            dtype=np.float64,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """Per-step metrics recorded every ``record_every`` steps: arrays of shape (R, B) at the
+    steps ``steps`` (R,).  After its decision step a trajectory is frozen, so its values stay
+    those of the decision step (non-finite for diverged trajectories)."""
+
+    steps: np.ndarray
+    loss: np.ndarray
+    grad_norm: np.ndarray
+    step_norm: np.ndarray  # η ‖∇L‖
+
+
+@dataclass(frozen=True)
+class Trajectories:
+    """Outcome of :func:`trajectories` for B trajectories (host NumPy arrays).
+
+    Attributes:
+        status: (B,) int8 :class:`Status` codes.
+        step: (B,) decision step (T for bounded trajectories).
+        period: (B,) detected period for periodic trajectories, else 0.
+        theta: (B, d) iterate at the decision step.
+        loss, grad_norm: (B,) L and ‖∇L‖ at ``theta``.
+        eta: (B,) step sizes.
+        steps: T.  criteria: the :class:`Criteria` used.  backend: "jax" or "native".
+        metrics: :class:`Metrics` when ``record_every`` was given, else None.
+    """
+
+    status: np.ndarray
+    step: np.ndarray
+    period: np.ndarray
+    theta: np.ndarray
+    loss: np.ndarray
+    grad_norm: np.ndarray
+    eta: np.ndarray
+    steps: int
+    criteria: Criteria
+    backend: str
+    metrics: Metrics | None = None
+
+    def __len__(self) -> int:
+        return int(self.status.shape[0])
+
+    def count(self, status: Status | str, mask: np.ndarray | None = None) -> int:
+        code = Status[status.upper()] if isinstance(status, str) else Status(status)
+        sel = self.status == code
+        if mask is not None:
+            sel &= mask
+        return int(sel.sum())
+
+    def fraction(self, status: Status | str, mask: np.ndarray | None = None) -> tuple[float, float, float]:
+        """Fraction of trajectories (optionally within ``mask``) with ``status``, and its Wilson
+        95% interval: ``(p, low, high)``."""
+        n = len(self) if mask is None else int(np.sum(mask))
+        return wilson_interval(self.count(status, mask), n)
+
+    def summary(self) -> list[dict[str, Any]]:
+        """Per distinct η: the number of trajectories and, per status, the fraction with its
+        Wilson 95% interval."""
+        rows = []
+        for eta in np.unique(self.eta):
+            mask = self.eta == eta
+            row: dict[str, Any] = {"eta": float(eta), "n": int(mask.sum())}
+            for s in Status:
+                p, lo, hi = self.fraction(s, mask)
+                row[s.label] = {"fraction": p, "low": lo, "high": hi, "count": self.count(s, mask)}
+            rows.append(row)
+        return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# the GD map itself
+
+
+def gd_map(problem: Problem, theta, eta):
+    """G(θ) = θ − η ∇L(θ) for one point (pure; jit/vmap as you like)."""
+    return problem.gd_map(theta, eta)
+
+
+# ---------------------------------------------------------------------------------------------
+# JAX backend
+
+_TRACES: collections.Counter = collections.Counter()
+
+
+def trace_count(problem: Problem | None = None) -> int:
+    """How many times the JAX engine was traced (compiled), in total or for one problem.
+    Tests use it to check that new step sizes or seeds do not recompile."""
+    if problem is None:
+        return sum(_TRACES.values())
+    return _TRACES[id(problem)]
+
+
+class _State(NamedTuple):
+    theta: Any
+    st: Any
+    cnt: Any
+    s1: Any
+    anc: Any
+    pseg: Any
+    pprev: Any
+    pcnt: Any
+    pdec: Any
+
+
+def _step_one(value_grad_fn, eta, s: _State, t, k, T, tol2, W, maxn2, P, checks):
+    """One step of the engine for one trajectory: classify θ_t, then move if still running.
+    Returns the new state and (L(θ_t), ‖∇L(θ_t)‖) for optional recording.
+
+    Mirrors the native kernels line by line (see the module docstring for the definition)."""
+    import jax.numpy as jnp
+
+    theta = s.theta
+    anc = jnp.where(k == 0, theta, s.anc)
+    value, g = value_grad_fn(theta)
+    n2 = jnp.sum(theta * theta)
+    gg = jnp.sum(g * g)
+    d2 = (eta * eta) * gg
+    ok = (n2 <= maxn2) & (d2 < jnp.inf) & jnp.isfinite(value)
+    small = d2 <= tol2
+    s1 = jnp.where(small, s.s1 + 1, 0)
+    settled = s1 >= W
+    act = s.st == 0
+    probe = (k >= 1) & (k <= P)
+    diff = theta - anc
+    ret = jnp.sum(diff * diff) <= tol2
+    pseg_probe = jnp.where(k == 1, jnp.where(ret, -1, 0), jnp.where(ret & (s.pseg == 0), k, s.pseg))
+    pseg = jnp.where(probe, pseg_probe, s.pseg).astype(s.pseg.dtype)
+    seg_end = k == P
+    found = pseg > 0
+    same = found & (pseg == s.pprev)
+    pcnt = jnp.where(seg_end, jnp.where(same, s.pcnt + 1, jnp.where(found, 1, 0)), s.pcnt).astype(s.pcnt.dtype)
+    pprev = jnp.where(seg_end, pseg, s.pprev)
+    isper = seg_end & found & (pcnt >= checks)
+    pdec = jnp.where(act & isper, pseg, s.pdec)
+    ns = jnp.where(
+        ~ok,
+        _RAW_DIVERGED,
+        jnp.where(settled, _RAW_SETTLED, jnp.where(isper, _RAW_PERIODIC, jnp.where(t == T, _RAW_BOUNDED, 0))),
+    )
+    st = jnp.where(act, ns, s.st).astype(s.st.dtype)
+    cnt = s.cnt + act.astype(s.cnt.dtype)
+    new_theta = jnp.where(st == 0, theta - eta * g, theta)
+    new = _State(new_theta, st, cnt, s1.astype(s.s1.dtype), anc, pseg, pprev, pcnt, pdec)
+    return new, value, jnp.sqrt(gg)
+
+
+@functools.lru_cache(maxsize=64)
+def _jax_runner(problem: Problem, chunk: int, n_records: int, dtype_name: str):
+    """Compiled runner for one problem, chunk size and record layout (η, θ₀, T and the
+    tolerances are traced arguments, so changing them does not recompile)."""
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+
+    value_grad_one = jax.value_and_grad(problem.loss)
+    dtype = jnp.dtype(dtype_name)
+
+    def run(theta0, eta, T, opts, record_every):
+        _TRACES[id(problem)] += 1  # runs at trace time only
+        tol2 = (opts[0] * opts[0]).astype(dtype)
+        W = opts[1].astype(jnp.int32)
+        maxn2 = (opts[2] * opts[2]).astype(dtype)
+        P = opts[3].astype(jnp.int32)
+        K = opts[4].astype(jnp.int32)
+        checks = opts[5].astype(jnp.int32)
+        B = theta0.shape[0]
+        zi = jnp.zeros((B,), jnp.int32)
+        state = _State(theta0, zi, zi, zi, theta0, zi, zi, zi, zi)
+
+        step = jax.vmap(functools.partial(_step_one, value_grad_one), in_axes=(0, 0) + (None,) * 8)
+
+        def step_all(t, state, bufs):
+            new_state, loss_b, gn = step(eta, state, t, t % K, T, tol2, W, maxn2, P, checks)
+            if n_records:  # metrics of θ_t (before the move)
+                row = jnp.minimum(t // record_every, n_records - 1)
+                do = (t % record_every == 0) & (t <= T)
+                bufs = tuple(
+                    b.at[row].set(jnp.where(do, v, b[row])) for b, v in zip(bufs, (loss_b, gn, eta * gn))
+                )
+            return new_state, bufs
+
+        def segment(carry):
+            t0, state, bufs = carry
+
+            def body(i, c):
+                st, bf = c
+                return step_all(t0 + i, st, bf)
+
+            state, bufs = lax.fori_loop(0, K, body, (state, bufs))
+            return t0 + K, state, bufs
+
+        def cond(carry):
+            t0, state, _ = carry
+            return (t0 <= T) & jnp.any(state.st == 0)
+
+        if n_records:
+            nanrow = jnp.full((n_records, B), jnp.nan, dtype)
+            bufs = (nanrow, nanrow, nanrow)
+        else:
+            bufs = ()
+        t_end, state, bufs = lax.while_loop(cond, segment, (jnp.asarray(0, jnp.int32), state, bufs))
+        return state, t_end, bufs
+
+    jitted = jax.jit(run)
+
+    @jax.jit
+    def evaluate(theta):
+        loss, g = jax.vmap(value_grad_one)(theta)
+        return loss, jnp.sqrt(jnp.sum(g * g, axis=1))
+
+    return jitted, evaluate
+
+
+def _run_jax(problem, theta0, eta, steps, criteria, chunk, record_every, dtype_name, on_chunk, threads):
+    import jax
+    import jax.numpy as jnp
+
+    B, d = theta0.shape
+    n_records = 0 if record_every is None else steps // record_every + 1
+    runner, _ = _jax_runner(problem, chunk, n_records, dtype_name)
+    opts = jnp.asarray(criteria.as_array(), dtype=dtype_name)
+    out_theta = np.empty((B, d), dtype=dtype_name)
+    raw = np.empty(B, np.int8)
+    step = np.empty(B, np.int64)
+    period = np.empty(B, np.int64)
+    rec = [np.empty((n_records, B), dtype_name) for _ in range(3)] if n_records else None
+    T = jnp.asarray(steps, jnp.int32)
+    every = jnp.asarray(1 if record_every is None else record_every, jnp.int32)
+
+    def one(start: int) -> int:
+        stop = min(B, start + chunk)
+        th, et = _pad(theta0[start:stop], chunk), _pad(eta[start:stop], chunk)
+        with jax.enable_x64(dtype_name == "float64"):  # the x64 flag is thread-local
+            state, t_end, bufs = runner(jnp.asarray(th), jnp.asarray(et), T, opts, every)
+        m = stop - start
+        out_theta[start:stop] = np.asarray(state.theta)[:m]
+        raw[start:stop] = np.asarray(state.st)[:m]
+        step[start:stop] = np.asarray(state.cnt)[:m] - 1
+        period[start:stop] = np.asarray(state.pdec)[:m]
+        if n_records:
+            t_last = int(t_end) - 1  # last step executed in this chunk
+            after = np.arange(n_records) * record_every > t_last
+            for r, buf in enumerate(bufs):
+                rec[r][:, start:stop] = np.asarray(buf)[:, :m]
+            if after.any():  # after the early exit every trajectory was frozen: values are final
+                fl, fg = _final_values(problem, out_theta[start:stop], dtype_name)
+                for r, v in enumerate((fl, fg, fg * eta[start:stop])):
+                    rec[r][after, start:stop] = v
+        return stop
+
+    _map_chunks(one, range(0, B, chunk), threads, B, on_chunk)
+    loss, gnorm = _final_values(problem, out_theta, dtype_name, threads=threads)
+    metrics = None
+    if n_records:
+        metrics = Metrics(np.arange(n_records) * record_every, rec[0], rec[1], rec[2])
+    return out_theta, raw, step, period, loss, gnorm, metrics
+
+
+def _pad(a: np.ndarray, size: int) -> np.ndarray:
+    """Pad the first axis to ``size`` with copies of the last row (one compiled shape)."""
+    if a.shape[0] == size:
+        return a
+    return np.concatenate([a, np.repeat(a[-1:], size - a.shape[0], axis=0)])
+
+
+def _map_chunks(fn, starts, threads: int, total: int, on_chunk) -> None:
+    """Run ``fn(start)`` for every chunk, on ``threads`` threads (JAX and the compiled kernels
+    release the GIL); results are written by ``fn`` into disjoint slices, so the order in which
+    chunks finish does not matter."""
+    starts = list(starts)
+    if threads <= 1 or len(starts) <= 1:
+        for s in starts:
+            stop = fn(s)
+            if on_chunk is not None:
+                on_chunk(stop, total)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    done = 0
+    with ThreadPoolExecutor(max_workers=min(threads, len(starts))) as pool:
+        for stop in pool.map(fn, starts):
+            done += 1
+            if on_chunk is not None:
+                on_chunk(min(total, stop), total)
+
+
+def _eval_chunk(problem: Problem, B: int) -> int:
+    """Points per call when evaluating L and ∇L at final iterates: a power of two (few compiled
+    shapes), at most 65536 and at most a ~64 MiB working set, no bigger than B needs."""
+    per = 8 * (4 * problem.dim + 4) + int(problem.options.get("bytes_per_trajectory", 0))
+    c = max(1, min(65536, (64 * 2**20) // per))
+    c = 1 << int(math.floor(math.log2(c)))
+    return max(1, min(c, 1 << max(0, math.ceil(math.log2(max(B, 1))))))
+
+
+def _final_values(problem, theta: np.ndarray, dtype_name: str, threads: int = 1):
+    """L and ‖∇L‖ at the final iterates, evaluated in fixed-size chunks (one compiled shape)."""
+    import jax
+    import jax.numpy as jnp
+
+    B = theta.shape[0]
+    chunk = _eval_chunk(problem, B)
+    _, evaluate = _jax_runner(problem, chunk, 0, dtype_name)
+    loss = np.empty(B, dtype_name)
+    gnorm = np.empty(B, dtype_name)
+
+    def one(start: int) -> int:
+        stop = min(B, start + chunk)
+        with jax.enable_x64(dtype_name == "float64"):  # the x64 flag is thread-local
+            l, g = evaluate(jnp.asarray(_pad(theta[start:stop], chunk), dtype=dtype_name))
+        loss[start:stop] = np.asarray(l)[: stop - start]
+        gnorm[start:stop] = np.asarray(g)[: stop - start]
+        return stop
+
+    _map_chunks(one, range(0, B, chunk), threads, B, None)
+    return loss, gnorm
+
+
+def _run_native(problem, theta0, eta, steps, criteria, chunk, on_chunk, threads):
+    from . import _native
+
+    out_theta, info = _native.run(
+        problem.native.name, theta0, eta, problem.native.params, steps, criteria.as_array(),
+        chunk_size=chunk, threads=threads,
+    )
+    raw = info[:, 0].astype(np.int8)
+    step = info[:, 1].astype(np.int64)
+    period = info[:, 2].astype(np.int64)
+    loss, gnorm = _final_values(problem, out_theta, "float64", threads=threads)
+    if on_chunk is not None:
+        on_chunk(theta0.shape[0], theta0.shape[0])
+    return out_theta, raw, step, period, loss, gnorm, None
+
+
+def _auto_chunk(problem: Problem, B: int, n_records: int, itemsize: int, platform: str) -> int:
+    """Trajectories per compiled call.  On the CPU, small problems run best in chunks of 1024
+    (above that XLA splits every elementwise op across threads and the synchronisation costs
+    more than it saves; measured in docs/performance.md), several chunks in parallel threads;
+    larger problems and accelerators get chunks sized to a 64 MiB working set."""
+    per = itemsize * (4 * problem.dim + 12 + 3 * n_records) + int(problem.options.get("bytes_per_trajectory", 0))
+    cap = 1024 if (platform == "cpu" and problem.dim <= 64) else 2**16
+    c = max(1, min(cap, (64 * 2**20) // max(per, 1)))
+    c = 1 << int(math.floor(math.log2(c)))
+    need = 1 << max(0, math.ceil(math.log2(max(B, 1))))  # no bigger than B needs
+    return max(1, min(c, need))
+
+
+def trajectories(
+    problem: Problem,
+    theta0,
+    eta,
+    *,
+    steps: int,
+    criteria: Criteria | None = None,
+    record_every: int | None = None,
+    chunk_size: int | str = "auto",
+    backend: str = "auto",
+    dtype: str = "float64",
+    threads: int | None = None,
+    on_chunk: Callable[[int, int], None] | None = None,
+) -> Trajectories:
+    """Run B gradient-descent trajectories and classify each one.
+
+    Main arguments:
+        problem: the :class:`~gdstab.problems.Problem`.
+        theta0: (B, d) initial points (or (d,) for one trajectory).
+        eta: step size(s): a float, or (B,) floats, all finite and > 0.
+
+    Other arguments (keyword-only):
+        steps: T, the maximum number of steps (>= 1).
+        criteria: classification tolerances (:class:`Criteria`; defaults documented there).
+        record_every: record loss, ‖∇L‖ and η‖∇L‖ every k steps (JAX backend); None records
+            nothing and costs nothing.
+        chunk_size: trajectories per compiled call, or "auto" (sized to the problem's memory
+            needs).  Results do not depend on it.
+        backend: "auto" (native kernel for closed-form toys in float64 on the CPU without
+            recording, JAX otherwise), "jax" or "native".
+        dtype: "float64" (default, for analysis) or "float32".
+        threads: chunks run in parallel on this many threads (default: all cores on the CPU,
+            1 on an accelerator).  Results do not depend on it.
+        on_chunk: callback ``on_chunk(done, total)`` after each chunk (progress bars).
+
+    Returns a :class:`Trajectories`; diverging trajectories are results, never exceptions.
+    """
+    import jax
+
+    caller = "trajectories"
+    if not isinstance(problem, Problem):
+        raise fail("problem", caller, "a gdstab Problem", problem)
+    steps = positive_int(steps, "steps", caller)
+    criteria = Criteria() if criteria is None else criteria
+    if not isinstance(criteria, Criteria):
+        raise fail("criteria", caller, "a Criteria instance", criteria)
+    dtype = choice(dtype, "dtype", caller, ("float64", "float32"))
+    backend = choice(backend, "backend", caller, ("auto", "jax", "native"))
+    if record_every is not None:
+        record_every = positive_int(record_every, "record_every", caller)
+    try:
+        th = np.array(theta0, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise fail("theta0", caller, f"an array of shape (B, {problem.dim}) of finite floats", theta0) from None
+    if th.ndim == 1 and th.shape[0] == problem.dim:
+        th = th[None, :]
+    if th.ndim != 2 or th.shape[1] != problem.dim or th.shape[0] == 0 or not np.all(np.isfinite(th)):
+        raise fail("theta0", caller, f"an array of shape (B, {problem.dim}) of finite floats with B >= 1", np.shape(th))
+    B = th.shape[0]
+    try:
+        et = np.array(eta, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise fail("eta", caller, "a finite float > 0 or an array of them", eta) from None
+    if et.ndim == 0:
+        et = np.full(B, float(et))
+    if et.shape != (B,):
+        raise fail("eta", caller, f"a finite float > 0 or an array of shape ({B},)", np.shape(et))
+    if not np.all(np.isfinite(et)) or np.any(et <= 0):
+        bad = et[~(np.isfinite(et) & (et > 0))][0]
+        raise fail("eta", caller, "a finite float > 0 (every entry)", float(bad))
+    if chunk_size != "auto":
+        chunk_size = positive_int(chunk_size, "chunk_size", caller)
+
+    from . import _native
+
+    native_ok = (
+        problem.native is not None
+        and dtype == "float64"
+        and record_every is None
+        and _native.available(problem.native.name)
+    )
+    if backend == "native" and not native_ok:
+        why = (
+            "this problem has no compiled kernel" if problem.native is None
+            else "it needs float64 and no recording" if (dtype != "float64" or record_every is not None)
+            else _native.unavailable_reason()
+        )
+        raise InvalidParameterError(f"The 'backend' parameter of trajectories cannot be 'native' here: {why}.")
+    use_native = backend == "native" or (backend == "auto" and native_ok and jax.default_backend() == "cpu")
+
+    platform = jax.default_backend()
+    if threads is None:
+        threads = (os.cpu_count() or 1) if platform == "cpu" else 1
+    else:
+        threads = positive_int(threads, "threads", caller)
+    if use_native:
+        chunk = 65536 if chunk_size == "auto" else chunk_size
+        out = _run_native(problem, th, et, steps, criteria, chunk, on_chunk, threads)
+        used = "native"
+    else:
+        itemsize = 8 if dtype == "float64" else 4
+        n_records = 0 if record_every is None else steps // record_every + 1
+        chunk = _auto_chunk(problem, B, n_records, itemsize, platform) if chunk_size == "auto" else chunk_size
+        with jax.enable_x64(dtype == "float64"):
+            out = _run_jax(
+                problem, th.astype(dtype), et.astype(dtype), steps, criteria, chunk, record_every, dtype, on_chunk, threads
+            )
+        used = "jax"
+    theta_f, raw, step, period, loss, gnorm, metrics = out
+    status = _final_status(raw, loss, problem.min_value, criteria.f_tol)
+    period = np.where(status == Status.PERIODIC, period, 0)
+    return Trajectories(
+        status=status,
+        step=step,
+        period=period,
+        theta=theta_f,
+        loss=loss,
+        grad_norm=gnorm,
+        eta=et.astype(dtype),
+        steps=steps,
+        criteria=criteria,
+        backend=used,
+        metrics=metrics,
+    )
+
+
+def _final_status(raw: np.ndarray, loss: np.ndarray, min_value: float | None, f_tol: float) -> np.ndarray:
+    status = np.empty(raw.shape, np.int8)
+    status[raw == _RAW_DIVERGED] = Status.DIVERGED
+    status[raw == _RAW_PERIODIC] = Status.PERIODIC
+    status[raw == _RAW_BOUNDED] = Status.BOUNDED
+    settled = raw == _RAW_SETTLED
+    if min_value is None:
+        status[settled] = Status.CONVERGED
+    else:
+        at_min = np.asarray(loss, dtype=np.float64) - min_value <= f_tol
+        status[settled & at_min] = Status.CONVERGED
+        status[settled & ~at_min] = Status.STATIONARY
+    if np.any((raw < 1) | (raw > 4)):  # pragma: no cover - would be an engine bug
+        raise RuntimeError("engine returned an undecided trajectory")
+    return status

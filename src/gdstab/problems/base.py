@@ -1,0 +1,183 @@
+"""The :class:`Problem` container: what is minimised, and what is known about its minima."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from .._validation import InvalidParameterError, fail
+
+__all__ = ["Problem", "Minima", "NativeKernel", "parse_box"]
+
+
+@dataclass(frozen=True, eq=False)
+class Minima:
+    """What is known in closed form about the set M of global minima of a problem.
+
+    Attributes:
+        description: human-readable description of M, e.g. ``"{(x, y) : x*y = 1}"``.
+        dim: dimension of M as a manifold (None where M is not a manifold or unknown).
+        sample: ``sample(key, n) -> (n, d)`` points of M (explicit PRNG key), or None.
+        project: ``project(theta) -> theta'`` a point of M near ``theta`` (one point, JAX).
+        hessian_eigenvalues: ``f(theta) -> (d,)`` closed-form eigenvalues of the Hessian at a
+            point of M, ascending; used to cross-check autodiff and by the stability theory.
+        residual: ``f(theta) -> scalar >= 0``, zero exactly on M (a defining equation).
+    """
+
+    description: str
+    dim: int | None = None
+    sample: Callable | None = None
+    project: Callable | None = None
+    hessian_eigenvalues: Callable | None = None
+    residual: Callable | None = None
+
+
+@dataclass(frozen=True)
+class NativeKernel:
+    """A compiled fast path: the name of a kernel in ``gdstab._native`` and its parameters."""
+
+    name: str
+    params: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True, eq=False)
+class Problem:
+    """A loss to minimise by gradient descent on a flat parameter vector θ ∈ R^d.
+
+    Main attributes:
+        name: short identifier (used in results and provenance).
+        loss: pure JAX function ``loss(theta) -> scalar`` on a ``(dim,)`` vector (full batch).
+        dim: d, the number of parameters.
+
+    Other attributes:
+        box: default initialisation region, one ``(low, high)`` pair per coordinate;
+            :meth:`init` samples uniformly in it.
+        min_value: the global minimum value L* where known (None otherwise); the engine uses it
+            to tell a minimum (L − L* ≤ f_tol) from another stationary point.
+        minima: closed-form description of the set of minima M (:class:`Minima`), or None.
+        normalisation: how the loss is normalised (sum vs mean, with or without ½); thresholds
+            such as 2/η depend on it.
+        options: the options the problem was built with (for provenance).
+        native: a compiled kernel for the same loss (float64 CPU fast path), or None.
+        variables: names of the coordinates.
+
+    A problem is identified by the object itself (``eq=False``): compiled runners are cached
+    per problem object, so build a problem once and reuse it.
+    """
+
+    name: str
+    loss: Callable
+    dim: int
+    box: tuple[tuple[float, float], ...]
+    min_value: float | None = None
+    minima: Minima | None = None
+    normalisation: str = ""
+    options: Mapping[str, Any] = field(default_factory=dict)
+    native: NativeKernel | None = None
+    variables: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if len(self.box) != self.dim:
+            raise InvalidParameterError(
+                f"The 'box' parameter of Problem must have one (low, high) pair per coordinate "
+                f"({self.dim}). Got {len(self.box)} pairs instead."
+            )
+
+    # -- sampling --------------------------------------------------------------------------
+    def init(self, key, n: int, box: Sequence[tuple[float, float]] | None = None, *, dtype=None):
+        """``n`` initial points, uniform in ``box`` (default: the problem's box); explicit key.
+
+        Returns a ``(n, dim)`` float64 array (float32 if ``dtype`` says so).
+        """
+        import jax
+        import jax.numpy as jnp
+
+        box = self.box if box is None else tuple(box)
+        lo = np.array([b[0] for b in box], dtype=np.float64)
+        hi = np.array([b[1] for b in box], dtype=np.float64)
+        if lo.shape != (self.dim,):
+            raise fail("box", "Problem.init", f"{self.dim} (low, high) pairs", box)
+        dtype = dtype or jnp.float64
+        with jax.enable_x64(dtype == jnp.float64):
+            u = jax.random.uniform(key, (n, self.dim), dtype=dtype)
+            return np.asarray(lo + (hi - lo) * np.asarray(u, dtype=np.float64), dtype=dtype)
+
+    # -- derivatives -----------------------------------------------------------------------
+    def grad(self, theta):
+        """∇L(θ) by reverse-mode autodiff (one point)."""
+        import jax
+
+        return jax.grad(self.loss)(theta)
+
+    def gd_map(self, theta, eta):
+        """The gradient-descent map G(θ) = θ − η ∇L(θ) (one point; pure)."""
+        return theta - eta * self.grad(theta)
+
+    # -- user expressions ------------------------------------------------------------------
+    @classmethod
+    def from_expression(
+        cls,
+        expr: str,
+        variables: Sequence[str] | None = None,
+        *,
+        min_value: float | None = None,
+        box: Sequence[tuple[float, float]] | None = None,
+        name: str | None = None,
+    ) -> "Problem":
+        """A problem from a user-typed loss expression, e.g. ``"0.5*(1-x*y)**2"``.
+
+        The text is parsed by the restricted grammar of :mod:`gdstab.problems.expression`
+        (never evaluated as Python).  ``variables`` fixes the coordinate order (default: natural
+        sort of the names), ``min_value`` states L* if known, ``box`` the initialisation
+        region (default ``[-2, 2]`` per coordinate).  The normalisation is the expression's.
+        """
+        from .expression import parse_expression
+
+        parsed = parse_expression(expr, variables)
+        d = len(parsed.variables)
+        if box is None:
+            box = tuple((-2.0, 2.0) for _ in range(d))
+        box = parse_box(box, d, caller="Problem.from_expression")
+        if min_value is not None:
+            from .._validation import finite_float
+
+            min_value = finite_float(min_value, "min_value", "Problem.from_expression")
+        return cls(
+            name=name or "expression",
+            loss=parsed.to_jax(),
+            dim=d,
+            box=box,
+            min_value=min_value,
+            normalisation=f"as typed: L({', '.join(parsed.variables)}) = {expr}",
+            options={"expression": expr, "variables": list(parsed.variables)},
+            variables=parsed.variables,
+        )
+
+
+def parse_box(box: Any, dim: int, *, caller: str, name: str = "box") -> tuple[tuple[float, float], ...]:
+    """Normalise a box: a string ``"lo,hi"`` or ``"x0lo,x0hi,x1lo,x1hi,..."``, a flat sequence
+    of 2 or 2·dim numbers, or a sequence of (low, high) pairs; each low < high, all finite."""
+    expected = f"2 or {2 * dim} finite numbers (low,high per coordinate) with low < high"
+    raw = box
+    if isinstance(box, str):
+        parts = [p.strip() for p in box.split(",")]
+        try:
+            values = [float(p) for p in parts]
+        except ValueError:
+            raise fail(name, caller, expected, raw) from None
+    else:
+        try:
+            flat = np.asarray(box, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            raise fail(name, caller, expected, raw) from None
+        values = [float(v) for v in flat]
+    if len(values) == 2:
+        values = values * dim
+    if len(values) != 2 * dim or not all(np.isfinite(values)):
+        raise fail(name, caller, expected, raw)
+    pairs = tuple((values[2 * i], values[2 * i + 1]) for i in range(dim))
+    if any(lo >= hi for lo, hi in pairs):
+        raise fail(name, caller, expected, raw)
+    return pairs

@@ -1,0 +1,322 @@
+"""The engine against closed forms, an independent reference implementation, and itself."""
+
+import math
+
+import jax
+import numpy as np
+import pytest
+
+from gdstab import Criteria, Status, problems, trajectories
+from gdstab import _native
+from gdstab._reference import TOY_GRADS_NP, TOY_GRADS_PY, numpy_engine, python_trajectory
+from gdstab.dynamics import trace_count
+
+BACKENDS = ["jax"] + (["native"] if _native.available() else [])
+
+
+def test_native_kernels_were_built():
+    # the README's install builds them; a missing compiler would silently cost speed
+    assert _native.available(), _native.unavailable_reason()
+
+
+# ----------------------------------------------------------------------------- closed forms
+
+
+@pytest.mark.parametrize("a", [4.0, 3.0, 0.7])
+def test_quadratic_converges_below_two_over_a_cycles_at_it_diverges_above(a):
+    p = problems.get("quadratic", a=a)
+    x0 = np.array([[0.9], [-0.3], [1.7]])
+    crit = 2.0 / a  # the GD map x -> (1 - eta a) x: contraction iff |1 - eta a| < 1
+    below = trajectories(p, x0, 0.9 * crit, steps=2000)
+    assert np.all(below.status == Status.CONVERGED)
+    np.testing.assert_allclose(below.theta, 0.0, atol=1e-7)
+    at = trajectories(p, x0, crit, steps=2000, backend="jax")
+    assert np.all(at.status == Status.PERIODIC) and np.all(at.period == 2)
+    # on the 2-cycle x -> -x the iterate keeps its modulus
+    np.testing.assert_allclose(np.abs(at.theta), np.abs(x0), rtol=1e-9)
+    above = trajectories(p, x0, 1.1 * crit, steps=2000)
+    assert np.all(above.status == Status.DIVERGED)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("eta", [0.05, 0.3, 1.0])
+def test_quartic_diverges_iff_outside_sqrt_two_over_eta(backend, eta):
+    p = problems.get("quartic")
+    edge = math.sqrt(2.0 / eta)  # |1 - eta x^2| > 1  <=>  |x| > sqrt(2/eta)
+    x0 = np.concatenate([np.linspace(-3 * edge, 3 * edge, 601)])
+    x0 = x0[np.abs(np.abs(x0) - edge) > 1e-3 * edge]  # leave out the boundary itself
+    r = trajectories(p, x0[:, None], eta, steps=3000, backend=backend)
+    outside = np.abs(x0) > edge
+    assert np.all(r.status[outside] == Status.DIVERGED)
+    assert not np.any(r.status[~outside] == Status.DIVERGED)
+    # (on the boundary itself x -> -x is a 2-cycle, but a repelling one: G'(x) = 1 - 3 eta x^2 = -5
+    # there, so rounding errors grow 25-fold per cycle and no float trajectory stays on it)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("eta", [0.2, 1.0, 1.6])
+def test_quad_quartic_basin_is_sqrt_two_minus_eta_over_eta(backend, eta):
+    p = problems.get("quad_quartic")
+    edge = math.sqrt((2.0 - eta) / eta)  # |1 - eta (1 + x^2)| < 1  <=>  x^2 < (2 - eta)/eta
+    x0 = np.linspace(-2.5 * edge, 2.5 * edge, 501)
+    x0 = x0[np.abs(np.abs(x0) - edge) > 2e-2 * edge]
+    r = trajectories(p, x0[:, None], eta, steps=20000, backend=backend)
+    inside = np.abs(x0) < edge
+    assert np.all(r.status[inside] == Status.CONVERGED)
+    assert np.all(r.status[~inside] == Status.DIVERGED)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_hyperbola_at_1_05_bounded_trajectories_end_on_the_diagonal_two_cycle(backend):
+    eta = 1.05
+    # 2-cycle of the diagonal map u -> u + eta u (1 - u^2): solve f(f(u)) = u, f(u) != u.
+    # With s = u+ + u-, p = u+ u-: f(u+) = u- and f(u-) = u+ give s^2 = 1 + 3/eta - ... ; the
+    # closed form is u± = [sqrt(1 + 3/eta) ± sqrt(1 - 1/eta)] / 2; check it is a 2-cycle here.
+    up = (math.sqrt(1 + 3 / eta) + math.sqrt(1 - 1 / eta)) / 2
+    um = (math.sqrt(1 + 3 / eta) - math.sqrt(1 - 1 / eta)) / 2
+    f = lambda u: u + eta * u * (1 - u * u)  # noqa: E731
+    assert f(up) == pytest.approx(um, rel=1e-12) and f(um) == pytest.approx(up, rel=1e-12)
+
+    p = problems.get("hyperbola")
+    theta0 = p.init(jax.random.key(7), 3000)
+    r = trajectories(p, theta0, eta, steps=6000, backend=backend)
+    assert not np.any(r.status == Status.CONVERGED)  # eta > eta_E = 1
+    kept = r.status != Status.DIVERGED
+    assert kept.sum() > 1000
+    assert np.all(r.status[kept] == Status.PERIODIC)
+    assert np.all(r.period[kept] == 2)
+    # the cycle lies on x = y (or x = y < 0 by symmetry) at |u| in {u+, u-}
+    th = r.theta[kept]
+    np.testing.assert_allclose(th[:, 0], th[:, 1], atol=1e-6)
+    mod = np.abs(th[:, 0])
+    assert np.all(np.minimum(np.abs(mod - up), np.abs(mod - um)) < 1e-6)
+
+
+def test_hyperbola_converges_to_weakly_stable_minima_below_eta_e():
+    eta = 0.4
+    p = problems.get("hyperbola")
+    r = trajectories(p, p.init(jax.random.key(2), 2000), eta, steps=5000)
+    conv = r.status == Status.CONVERGED
+    assert conv.mean() > 0.8
+    x, y = r.theta[conv].T
+    np.testing.assert_allclose(x * y, 1.0, atol=1e-6)
+    # a limit point of GD must be (weakly) stable: x^2 + y^2 <= 2/eta (up to the tolerance)
+    assert np.all(x * x + y * y <= 2 / eta + 1e-6)
+
+
+def test_stationary_status_for_a_saddle():
+    p = problems.get("hyperbola")
+    r = trajectories(p, np.zeros((1, 2)), 0.5, steps=100)
+    assert r.status[0] == Status.STATIONARY and r.step[0] == Criteria().window - 1
+
+
+# ------------------------------------------------------------------- reference implementation
+
+
+# step sizes per toy, kept where the dynamics is not chaotic (chaos would amplify last-bit
+# differences between two float formulas of the same gradient into different orbits)
+REF_ETAS = {
+    "hyperbola": [0.05, 0.3, 0.8, 1.05, 1.2],
+    "quartic": [0.05, 0.3, 1.0],
+    "quad_quartic": [0.2, 1.0, 1.6],
+    "saddle_quartic": [0.05, 0.3, 0.8],
+    "zhu": [0.05, 0.2, 0.4],
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", sorted(REF_ETAS))
+def test_engine_matches_plain_python_reference(backend, name):
+    p = problems.get(name)
+    crit = Criteria(tol=1e-7, window=5, max_period=6, check_every=16, period_checks=2)
+    rng = np.random.default_rng(11)
+    n = 80
+    theta0 = p.init(jax.random.key(5), n)
+    etas = rng.choice(REF_ETAS[name], size=n)
+    T = 400
+    r = trajectories(p, theta0, etas, steps=T, criteria=crit, backend=backend)
+    raw_to_status = {2: Status.DIVERGED, 3: Status.PERIODIC, 4: Status.BOUNDED}
+    for i in range(n):
+        st, step, per, th = python_trajectory(TOY_GRADS_PY[name], theta0[i], float(etas[i]), T, crit)
+        want = raw_to_status.get(st, Status.CONVERGED if p.loss(th) <= crit.f_tol else Status.STATIONARY)
+        assert (r.status[i], r.step[i], r.period[i]) == (want, step, per), i
+        if want not in (Status.DIVERGED, Status.BOUNDED):
+            np.testing.assert_allclose(r.theta[i], th, rtol=1e-9, atol=1e-12)
+
+
+def test_numpy_reference_matches_engine():
+    p = problems.get("hyperbola")
+    crit = Criteria()
+    theta0 = p.init(jax.random.key(9), 3000)
+    eta = np.repeat([0.1, 0.5, 0.9, 1.05], 750)
+    ref = numpy_engine(TOY_GRADS_NP["hyperbola"], theta0, eta, 1500, crit)
+    r = trajectories(p, theta0, eta, steps=1500, backend="jax")
+    raw = np.where(r.status == Status.CONVERGED, 1, r.status)
+    agree = (raw == ref[0]) & (r.step == ref[1])
+    assert agree.mean() > 0.995
+
+
+# ------------------------------------------------------------------ determinism and compiling
+
+
+def _same(a, b):
+    for f in ("status", "step", "period"):
+        np.testing.assert_array_equal(getattr(a, f), getattr(b, f))
+    np.testing.assert_array_equal(a.theta.view(np.int64), b.theta.view(np.int64))  # bitwise
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bitwise_identical_whatever_the_chunk_size(backend):
+    p = problems.get("hyperbola")
+    theta0 = p.init(jax.random.key(3), 300)
+    eta = np.repeat([0.3, 0.9, 1.05, 1.5], 75)
+    ref = trajectories(p, theta0, eta, steps=300, chunk_size="auto", backend=backend)
+    for cs in (1, 7, 64):
+        _same(ref, trajectories(p, theta0, eta, steps=300, chunk_size=cs, backend=backend))
+
+
+def test_same_seed_same_result_and_no_recompilation_for_new_eta_or_seed():
+    p = problems.get("hyperbola")
+    a = trajectories(p, p.init(jax.random.key(0), 128), 0.5, steps=200, backend="jax")
+    n = trace_count(p)
+    b = trajectories(p, p.init(jax.random.key(0), 128), 0.5, steps=200, backend="jax")
+    _same(a, b)
+    trajectories(p, p.init(jax.random.key(1), 128), 0.7, steps=200, backend="jax")
+    trajectories(p, p.init(jax.random.key(2), 128), np.linspace(0.1, 1.2, 128), steps=300, backend="jax")
+    trajectories(p, p.init(jax.random.key(2), 128), 0.7, steps=300, criteria=Criteria(tol=1e-6), backend="jax")
+    assert trace_count(p) == n
+
+
+def test_float32_runs_with_its_own_tolerances():
+    p = problems.get("hyperbola")
+    r = trajectories(p, p.init(jax.random.key(0), 256), 0.5, steps=2000, dtype="float32",
+                     criteria=Criteria(tol=1e-5, f_tol=1e-5))
+    assert r.theta.dtype == np.float32
+    assert (r.status == Status.CONVERGED).mean() > 0.9
+
+
+# ---------------------------------------------------------------------------------- metrics
+
+
+def test_recorded_metrics_match_a_plain_loop():
+    p = problems.get("hyperbola")
+    theta0 = np.array([[1.5, 0.2], [0.1, 2.0], [3.0, 3.0]])
+    eta = np.array([0.3, 0.9, 0.5])
+    T, k = 60, 7
+    r = trajectories(p, theta0, eta, steps=T, record_every=k)
+    m = r.metrics
+    np.testing.assert_array_equal(m.steps, np.arange(0, T + 1, k))
+    for i in range(3):
+        x, y = theta0[i]
+        for t in range(T + 1):
+            if t % k == 0:
+                row = t // k
+                if t <= r.step[i]:
+                    # the two loops round differently; r = 1 - x*y then agrees to ~1e-15
+                    # absolutely (not relatively: r -> 0 at a minimum), hence abs=1e-14
+                    L = 0.5 * (1 - x * y) ** 2
+                    g = math.hypot(-y * (1 - x * y), -x * (1 - x * y))
+                    assert m.loss[row, i] == pytest.approx(L, rel=1e-10, abs=1e-14)
+                    assert m.grad_norm[row, i] == pytest.approx(g, rel=1e-10, abs=1e-14)
+                    assert m.step_norm[row, i] == pytest.approx(eta[i] * g, rel=1e-10, abs=1e-14)
+                else:  # frozen after the decision
+                    assert m.loss[row, i] == r.loss[i] or (np.isnan(r.loss[i]) and np.isnan(m.loss[row, i]))
+            r_ = 1 - x * y
+            if t < r.step[i]:
+                x, y = x + eta[i] * y * r_, y + eta[i] * x * r_
+
+
+def test_recording_does_not_change_outcomes():
+    p = problems.get("zhu")
+    theta0 = p.init(jax.random.key(4), 200)
+    a = trajectories(p, theta0, 0.2, steps=500, backend="jax")
+    b = trajectories(p, theta0, 0.2, steps=500, record_every=10)
+    _same(a, b)
+
+
+def test_summary_fractions_and_wilson_intervals():
+    p = problems.get("quadratic", a=1.0)
+    x0 = np.linspace(-1, 1, 40)[:, None]
+    r = trajectories(p, np.tile(x0, (2, 1)), np.repeat([0.5, 2.5], 40), steps=500)
+    rows = r.summary()
+    assert [row["eta"] for row in rows] == [0.5, 2.5]
+    conv = rows[0]["converged"]
+    assert conv["fraction"] == 1.0 and conv["count"] == 40
+    assert 0.9 < conv["low"] < 1.0 and conv["high"] == 1.0
+    assert rows[1]["diverged"]["fraction"] == 1.0
+
+
+# ------------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"eta": -0.1}, "'eta' parameter of trajectories must be a finite float > 0"),
+        ({"eta": 0.0}, "'eta'"),
+        ({"eta": float("nan")}, "'eta'"),
+        ({"eta": float("inf")}, "'eta'"),
+        ({"eta": [0.1, 0.2]}, "'eta'"),
+        ({"eta": "fast"}, "'eta'"),
+        ({"steps": 0}, "'steps' parameter of trajectories must be an int >= 1"),
+        ({"steps": -5}, "'steps'"),
+        ({"steps": 2.5}, "'steps'"),
+        ({"theta0": np.zeros((3, 3))}, "'theta0'"),
+        ({"theta0": np.full((3, 2), np.nan)}, "'theta0'"),
+        ({"theta0": np.zeros((0, 2))}, "'theta0'"),
+        ({"backend": "gpu"}, "'backend'"),
+        ({"dtype": "float16"}, "'dtype'"),
+        ({"chunk_size": 0}, "'chunk_size'"),
+        ({"record_every": 0}, "'record_every'"),
+        ({"criteria": {"tol": 1}}, "'criteria'"),
+    ],
+)
+def test_bad_input_is_refused_with_a_clear_message(kwargs, match):
+    p = problems.get("hyperbola")
+    args = {"theta0": np.ones((3, 2)), "eta": 0.5, "steps": 10}
+    args.update(kwargs)
+    theta0 = args.pop("theta0")
+    eta = args.pop("eta")
+    with pytest.raises(ValueError, match=match):
+        trajectories(p, theta0, eta, **args)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"tol": 0.0}, {"tol": -1.0}, {"window": 0}, {"max_norm": float("inf")}, {"check_every": 4, "max_period": 8},
+     {"max_period": 0}, {"period_checks": 0}, {"f_tol": -1.0}],
+)
+def test_bad_criteria(kwargs):
+    with pytest.raises(ValueError, match="parameter of Criteria"):
+        Criteria(**kwargs)
+
+
+def test_native_backend_refused_where_it_does_not_apply():
+    p = problems.get("quadratic")
+    with pytest.raises(ValueError, match="no compiled kernel"):
+        trajectories(p, np.ones((2, 1)), 0.1, steps=10, backend="native")
+
+
+def test_non_finite_values_are_results_not_exceptions():
+    import warnings
+
+    p = problems.Problem.from_expression("exp(x) + log(y)", min_value=None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = trajectories(p, np.array([[800.0, 1.0], [0.0, -1.0], [0.0, 1.0]]), 0.1, steps=50)
+    assert r.status[0] == Status.DIVERGED and r.step[0] == 0
+    assert r.status[1] == Status.DIVERGED
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_threads_do_not_change_results(backend):
+    # also guards the thread-locality of jax.enable_x64: workers must still compute in float64
+    p = problems.get("hyperbola")
+    theta0 = p.init(jax.random.key(8), 500)
+    eta = np.repeat([0.4, 1.05], 250)
+    one = trajectories(p, theta0, eta, steps=3000, chunk_size=64, threads=1, backend=backend)
+    two = trajectories(p, theta0, eta, steps=3000, chunk_size=64, threads=2, backend=backend)
+    _same(one, two)
+    assert two.theta.dtype == np.float64 and two.loss.dtype == np.float64
+    conv = two.status == Status.CONVERGED
+    assert np.all(two.loss[conv] < 1e-15)  # float32 would leave ~1e-8
