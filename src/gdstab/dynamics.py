@@ -445,17 +445,13 @@ def _final_values(problem, theta: np.ndarray, dtype_name: str, threads: int = 1)
 def _run_native(problem, theta0, eta, steps, criteria, chunk, on_chunk, threads):
     from . import _native
 
-    out_theta, info = _native.run(
+    out = _native.run(
         problem.native.name, theta0, eta, problem.native.params, steps, criteria.as_array(),
         chunk_size=chunk, threads=threads,
     )
-    raw = info[:, 0].astype(np.int8)
-    step = info[:, 1].astype(np.int64)
-    period = info[:, 2].astype(np.int64)
-    loss, gnorm = _final_values(problem, out_theta, "float64", threads=threads)
     if on_chunk is not None:
         on_chunk(theta0.shape[0], theta0.shape[0])
-    return out_theta, raw, step, period, loss, gnorm, None
+    return out["theta"], out["status"], out["step"], out["period"], out["loss"], out["grad_norm"], None
 
 
 def _auto_chunk(problem: Problem, B: int, n_records: int, itemsize: int, platform: str) -> int:
@@ -522,7 +518,7 @@ def trajectories(
     if record_every is not None:
         record_every = positive_int(record_every, "record_every", caller)
     try:
-        th = np.array(theta0, dtype=np.float64)
+        th = np.asarray(theta0, dtype=np.float64)
     except (TypeError, ValueError):
         raise fail("theta0", caller, f"an array of shape (B, {problem.dim}) of finite floats", theta0) from None
     if th.ndim == 1 and th.shape[0] == problem.dim:
@@ -531,7 +527,7 @@ def trajectories(
         raise fail("theta0", caller, f"an array of shape (B, {problem.dim}) of finite floats with B >= 1", np.shape(th))
     B = th.shape[0]
     try:
-        et = np.array(eta, dtype=np.float64)
+        et = np.asarray(eta, dtype=np.float64)
     except (TypeError, ValueError):
         raise fail("eta", caller, "a finite float > 0 or an array of them", eta) from None
     if et.ndim == 0:
@@ -589,7 +585,7 @@ def trajectories(
         theta=theta_f,
         loss=loss,
         grad_norm=gnorm,
-        eta=et.astype(dtype),
+        eta=et if et.dtype == np.dtype(dtype) else et.astype(dtype),
         steps=steps,
         criteria=criteria,
         backend=used,
@@ -597,18 +593,17 @@ def trajectories(
     )
 
 
+_RAW_TO_STATUS = np.array([0, Status.CONVERGED, Status.DIVERGED, Status.PERIODIC, Status.BOUNDED], np.int8)
+
+
 def _final_status(raw: np.ndarray, loss: np.ndarray, min_value: float | None, f_tol: float) -> np.ndarray:
-    status = np.empty(raw.shape, np.int8)
-    status[raw == _RAW_DIVERGED] = Status.DIVERGED
-    status[raw == _RAW_PERIODIC] = Status.PERIODIC
-    status[raw == _RAW_BOUNDED] = Status.BOUNDED
-    settled = raw == _RAW_SETTLED
-    if min_value is None:
-        status[settled] = Status.CONVERGED
-    else:
-        at_min = np.asarray(loss, dtype=np.float64) - min_value <= f_tol
-        status[settled & at_min] = Status.CONVERGED
-        status[settled & ~at_min] = Status.STATIONARY
-    if np.any((raw < 1) | (raw > 4)):  # pragma: no cover - would be an engine bug
+    """Raw engine codes to :class:`Status`; a settled trajectory is converged at a global minimum
+    (L − L* ≤ f_tol, or L* unknown) and stationary otherwise."""
+    if raw.size and (raw.min() < 1 or raw.max() > 4):  # pragma: no cover - would be an engine bug
         raise RuntimeError("engine returned an undecided trajectory")
+    status = _RAW_TO_STATUS[raw]
+    if min_value is not None:
+        with np.errstate(invalid="ignore"):
+            not_min = ~(np.asarray(loss, dtype=np.float64) - min_value <= f_tol)
+        status[(raw == _RAW_SETTLED) & not_min] = Status.STATIONARY
     return status

@@ -44,9 +44,11 @@ def _load() -> ctypes.CDLL | None:
             _reason = f"could not load {spec.origin}: {exc}"
             return None
         dp = ctypes.POINTER(ctypes.c_double)
+        ip = ctypes.POINTER(ctypes.c_int64)
+        bp = ctypes.POINTER(ctypes.c_int8)
         for name in KERNELS:
             fn = getattr(lib, f"gdstab_run_{name}")
-            fn.argtypes = [ctypes.c_int64, dp, dp, dp, ctypes.c_int64, dp, dp, dp]
+            fn.argtypes = [ctypes.c_int64, dp, dp, dp, ctypes.c_int64, dp, dp, bp, ip, ip, dp, dp]
             fn.restype = None
         _lib = lib
         return lib
@@ -64,8 +66,11 @@ def unavailable_reason() -> str | None:
     return _reason
 
 
+_CTYPES = {np.dtype(np.float64): ctypes.c_double, np.dtype(np.int64): ctypes.c_int64, np.dtype(np.int8): ctypes.c_int8}
+
+
 def _ptr(a: np.ndarray):
-    return a.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
+    return a.ctypes.data_as(ctypes.POINTER(_CTYPES[a.dtype]))
 
 
 def run(
@@ -78,10 +83,11 @@ def run(
     *,
     chunk_size: int = 16384,
     threads: int | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Run the kernel ``name`` on all trajectories; returns ``(theta_final (n, d), info (n, 3))``
-    with info columns: raw status (1 settled, 2 diverged, 3 periodic, 4 bounded), decision
-    step, period.  Chunking and threads do not change any result."""
+) -> dict[str, np.ndarray]:
+    """Run the kernel ``name`` on all trajectories.  Returns a dict of arrays: ``theta`` (n, d)
+    the iterate at the decision step, ``status`` (n,) int8 raw status (1 settled, 2 diverged,
+    3 periodic, 4 bounded), ``step`` and ``period`` (n,) int64, ``loss`` and ``grad_norm`` (n,)
+    at ``theta``.  Chunking and threads do not change any result."""
     lib = _load()
     if lib is None:
         raise RuntimeError(f"native kernels unavailable: {_reason}")
@@ -91,8 +97,14 @@ def run(
     n = theta0.shape[0]
     prm = np.ascontiguousarray(np.array(list(params) + [0.0] * (4 - len(params)), dtype=np.float64))
     opts = np.ascontiguousarray(opts, dtype=np.float64)
-    out_theta = np.empty_like(theta0)
-    info = np.empty((n, 3), dtype=np.float64)
+    out = {
+        "theta": np.empty_like(theta0),
+        "status": np.empty(n, np.int8),
+        "step": np.empty(n, np.int64),
+        "period": np.empty(n, np.int64),
+        "loss": np.empty(n, np.float64),
+        "grad_norm": np.empty(n, np.float64),
+    }
     fn = getattr(lib, f"gdstab_run_{name}")
 
     def one(start: int) -> None:
@@ -104,8 +116,7 @@ def run(
             _ptr(prm),
             int(steps),
             _ptr(opts),
-            _ptr(out_theta[start:]),
-            _ptr(info[start:]),
+            *(_ptr(out[k][start:]) for k in ("theta", "status", "step", "period", "loss", "grad_norm")),
         )
 
     starts = list(range(0, n, chunk_size))
@@ -116,4 +127,4 @@ def run(
     else:
         with ThreadPoolExecutor(max_workers=min(threads, len(starts))) as pool:
             list(pool.map(one, starts))
-    return out_theta, info
+    return out

@@ -37,12 +37,12 @@ typedef long long vl __attribute__((vector_size(32)));
 #define F_EMPTY ((vl){FLAG_EMPTY, FLAG_EMPTY, FLAG_EMPTY, FLAG_EMPTY})
 
 /* flags -> status code (1 settled, 2 diverged, 3 periodic, 4 bounded), by priority */
-static inline double decode_status(long long f)
+static inline int64_t decode_status(long long f)
 {
-    if (f & FLAG_DIV) return 2.0;
-    if (f & FLAG_SET) return 1.0;
-    if (f & FLAG_PER) return 3.0;
-    return 4.0;
+    if (f & FLAG_DIV) return 2;
+    if (f & FLAG_SET) return 1;
+    if (f & FLAG_PER) return 3;
+    return 4;
 }
 
 /* select a where the mask m is set, else b; and a broadcast constant (macros, not functions, so
@@ -64,111 +64,179 @@ static inline double decode_status(long long f)
 /* quad_quartic: L = x^2/2 + x^4/4 */
 #define GRAD_quad_quartic { g[0] = x[0] + x[0] * x[0] * x[0]; }
 
+/* ---- losses, same conventions (only evaluated once per trajectory, at its decision) ---- */
+#define LOSS_hyperbola { vd r_ = 1.0 - x[0] * x[1]; l = 0.5 * (r_ * r_); }
+#define LOSS_saddle_quartic { vd s_ = x[1] * x[1] - x[0] * x[0]; l = 0.5 * (s_ * s_); }
+#define LOSS_zhu { vd s_ = x[0] * x[0] * (x[1] * x[1]) - 1.0; l = 0.25 * (s_ * s_); }
+#define LOSS_rosenbrock { vd a_ = prm[0] - x[0], w_ = x[1] - x[0] * x[0]; l = a_ * a_ + prm[1] * (w_ * w_); }
+#define LOSS_quartic { vd q_ = x[0] * x[0]; l = 0.25 * (q_ * q_); }
+#define LOSS_quad_quartic { vd q_ = x[0] * x[0]; l = 0.5 * q_ + 0.25 * (q_ * q_); }
+
 /*
- * Arguments (all arrays C-contiguous float64):
- *   n         number of trajectories
- *   theta0    (n, D) initial points
- *   eta       (n,) step sizes
- *   prm       problem parameters (may be unused)
- *   T         maximum number of steps
- *   opts      {tol, window, max_norm, max_period, check_every, period_checks}
- *   out_theta (n, D) iterate at the decision step
- *   out_info  (n, 3): status, decision step, period
+ * Arguments (all arrays C-contiguous):
+ *   n          number of trajectories
+ *   theta0     (n, D) initial points
+ *   eta        (n,) step sizes
+ *   prm        problem parameters (may be unused)
+ *   T          maximum number of steps
+ *   opts       {tol, window, max_norm, max_period, check_every, period_checks}
+ *   out_theta  (n, D) iterate at the decision step
+ *   out_status (n,) int8 status code; out_step, out_period (n,) int64 decision step and period
+ *   out_loss, out_gnorm (n,) L and |grad L| at the decision iterate
  *
  * The lanes are persistent: a decided trajectory is written out at the next segment boundary
  * (every check_every steps) and its lane is refilled with the next pending trajectory, so
  * lanes do not idle while slow neighbours finish.  Every trajectory starts at a segment
  * boundary, so its step phase (and therefore its result) does not depend on its lane.
+ *
+ * Inside a segment the lane state is held in local vectors (registers where they fit); the
+ * steps that probe for a return to the anchor (1 <= k <= max_period) and the one step of a
+ * segment at which a lane can reach its step limit (k = T mod check_every) are compiled as
+ * separate variants, so the common step does only the work every step needs.
  */
+typedef struct {
+    vd tol2, W, maxn2, Tf, checks;
+} consts_t;
+
+#define DEFINE_STEP(NAME, D)                                                                   \
+static inline __attribute__((always_inline)) void NAME##_step(                                \
+    vd TH[MAXD][NV], const vd E[NV], vl ST[NV], vd CNT[NV], vd S1[NV], const vd START[NV],    \
+    const vd ANC[MAXD][NV], vd PSEG[NV], vd PPREV[NV], vd PCNT[NV], vd PDEC[NV],               \
+    const double *prm, const consts_t *C, const double tfs, const double kfs,                  \
+    const int probe, const int k1, const int seg_end, const int lastc)                         \
+{                                                                                              \
+    const vd zero = bc(0.0), one = bc(1.0), inf = bc(__builtin_inf());                         \
+    const vl izero = {0, 0, 0, 0};                                                             \
+    _Pragma("GCC unroll 8")                                                                    \
+    for (int v = 0; v < NV; v++) {                                                             \
+        vd x[MAXD], g[MAXD];                                                                   \
+        for (int c = 0; c < D; c++) x[c] = TH[c][v];                                           \
+        GRAD_##NAME                                                                            \
+        vd n2 = x[0] * x[0], gg = g[0] * g[0];                                                 \
+        for (int c = 1; c < D; c++) { n2 = n2 + x[c] * x[c]; gg = gg + g[c] * g[c]; }          \
+        vd d2 = (E[v] * E[v]) * gg;                                                            \
+        vl ok = (n2 <= C->maxn2) & (d2 < inf);                                                 \
+        vl small = d2 <= C->tol2;                                                              \
+        vd s1n = (vd)((vl)(S1[v] + one) & small);                                              \
+        /* verdict flags of this step; decode_status applies the priority */                   \
+        vl ns = (F_DIV & ~ok) | (F_SET & (s1n >= C->W));                                       \
+        vl act = ST[v] == izero;                                                               \
+        if (probe) {                                                                           \
+            vd dd = (x[0] - ANC[0][v]) * (x[0] - ANC[0][v]);                                   \
+            for (int c = 1; c < D; c++) dd = dd + (x[c] - ANC[c][v]) * (x[c] - ANC[c][v]);     \
+            vl ret = dd <= C->tol2;                                                            \
+            if (k1) PSEG[v] = sel(ret, bc(-1.0), zero);                                        \
+            else PSEG[v] = sel(ret & (PSEG[v] == zero), bc(kfs), PSEG[v]);                     \
+            if (seg_end) {                                                                     \
+                vl found = PSEG[v] > zero;                                                     \
+                vl same = found & (PSEG[v] == PPREV[v]);                                       \
+                PCNT[v] = sel(same, PCNT[v] + one, (vd)((vl)one & found));                     \
+                PPREV[v] = PSEG[v];                                                            \
+                vl isper = found & (PCNT[v] >= C->checks);                                     \
+                ns |= F_PER & isper;                                                           \
+                PDEC[v] = sel(act & isper, PSEG[v], PDEC[v]);                                  \
+            }                                                                                  \
+        }                                                                                      \
+        if (lastc) ns |= F_BND & ((bc(tfs) - START[v]) == C->Tf);                              \
+        ST[v] |= ns & act;                                                                     \
+        CNT[v] = CNT[v] + (vd)((vl)one & act);                                                 \
+        S1[v] = s1n;                                                                           \
+        vl go = ST[v] == izero;                                                                \
+        for (int c = 0; c < D; c++) TH[c][v] = x[c] - (vd)((vl)(E[v] * g[c]) & go);           \
+    }                                                                                          \
+}
+
 #define DEFINE_KERNEL(NAME, D)                                                                 \
+DEFINE_STEP(NAME, D)                                                                           \
 KERNEL_ATTR void gdstab_run_##NAME(int64_t n, const double *theta0, const double *eta,          \
                                    const double *prm, int64_t T, const double *opts,            \
-                                   double *out_theta, double *out_info)                          \
+                                   double *out_theta, int8_t *out_status, int64_t *out_step,    \
+                                   int64_t *out_period, double *out_loss, double *out_gnorm)     \
 {                                                                                              \
-    const double tol = opts[0], window = opts[1], max_norm = opts[2];                          \
     const int64_t P = (int64_t)opts[3], K = (int64_t)opts[4];                                   \
-    const vd tol2 = bc(tol * tol), W = bc(window), maxn2 = bc(max_norm * max_norm);             \
-    const vd zero = bc(0.0), one = bc(1.0), Tf = bc((double)T), checks = bc(opts[5]);          \
-    const vd inf = bc(__builtin_inf());                                                        \
-    const vl izero = {0, 0, 0, 0};                                                             \
-    vl st[NV];                                                                                  \
-    vd th[MAXD][NV], e[NV], cnt[NV], start[NV], s1[NV], anc[MAXD][NV];                 \
+    const int64_t kT = T % K; /* the step of a segment at which lanes can reach T */           \
+    consts_t C;                                                                                \
+    C.tol2 = bc(opts[0] * opts[0]); C.W = bc(opts[1]); C.maxn2 = bc(opts[2] * opts[2]);        \
+    C.Tf = bc((double)T); C.checks = bc(opts[5]);                                              \
+    /* lane state between segments (addressable: refilled lane by lane) */                     \
+    vl st[NV];                                                                                 \
+    vd th[MAXD][NV], e[NV], cnt[NV], start[NV], s1[NV];                                        \
     vd pseg[NV], pprev[NV], pcnt[NV], pdec[NV];                                                \
     int64_t idx[LANES];                                                                        \
     int64_t next = 0;                                                                          \
     for (int v = 0; v < NV; v++) {                                                             \
-        st[v] = F_EMPTY; cnt[v] = zero; start[v] = zero; s1[v] = zero; e[v] = zero;           \
-        pseg[v] = zero; pprev[v] = zero; pcnt[v] = zero; pdec[v] = zero;                       \
-        for (int c = 0; c < D; c++) { th[c][v] = zero; anc[c][v] = zero; }                     \
+        st[v] = F_EMPTY; cnt[v] = bc(0.0); start[v] = bc(0.0); s1[v] = bc(0.0); e[v] = bc(0.0); \
+        pseg[v] = bc(0.0); pprev[v] = bc(0.0); pcnt[v] = bc(0.0); pdec[v] = bc(0.0);           \
+        for (int c = 0; c < D; c++) th[c][v] = bc(0.0);                                        \
     }                                                                                          \
     for (int i = 0; i < LANES; i++) idx[i] = -1;                                               \
-    for (int64_t t = 0;; t++) {                                                                \
-        const int64_t k = t % K;                                                               \
-        if (k == 0) {                                                                          \
-            int busy = 0;                                                                      \
-            for (int v = 0; v < NV; v++)                                                       \
-                for (int j = 0; j < 4; j++) {                                                  \
-                    int64_t *id = &idx[4 * v + j];                                             \
-                    if (*id >= 0 && st[v][j] != 0) {                                         \
-                        for (int c = 0; c < D; c++) out_theta[*id * D + c] = th[c][v][j];      \
-                        out_info[3 * *id] = decode_status(st[v][j]);                                          \
-                        out_info[3 * *id + 1] = cnt[v][j] - 1.0;                               \
-                        out_info[3 * *id + 2] = pdec[v][j];                                    \
-                        *id = -1; st[v][j] = FLAG_EMPTY;                                             \
+    for (int64_t t0 = 0;; t0 += K) {                                                           \
+        int busy = 0;                                                                          \
+        for (int v = 0; v < NV; v++)                                                           \
+            for (int j = 0; j < 4; j++) {                                                      \
+                int64_t *id = &idx[4 * v + j];                                                 \
+                if (*id >= 0 && st[v][j] != 0) {                                               \
+                    vd x[MAXD], g[MAXD], l;                                                    \
+                    for (int c = 0; c < MAXD; c++) { x[c] = bc(0.0); g[c] = bc(0.0); }         \
+                    for (int c = 0; c < D; c++) {                                              \
+                        out_theta[*id * D + c] = th[c][v][j];                                  \
+                        x[c] = bc(th[c][v][j]);                                                \
                     }                                                                          \
-                    if (*id < 0 && next < n) {                                                 \
-                        *id = next;                                                            \
-                        for (int c = 0; c < D; c++) th[c][v][j] = theta0[next * D + c];        \
-                        e[v][j] = eta[next];                                                   \
-                        st[v][j] = 0; cnt[v][j] = 0.0; start[v][j] = (double)t; s1[v][j] = 0.0; \
-                        pseg[v][j] = 0.0; pprev[v][j] = 0.0; pcnt[v][j] = 0.0; pdec[v][j] = 0.0; \
-                        next++;                                                                \
-                    }                                                                          \
-                    busy |= (*id >= 0);                                                        \
+                    GRAD_##NAME                                                                \
+                    LOSS_##NAME                                                                \
+                    vd gg = g[0] * g[0];                                                       \
+                    for (int c = 1; c < D; c++) gg = gg + g[c] * g[c];                         \
+                    out_loss[*id] = l[0];                                                      \
+                    out_gnorm[*id] = __builtin_sqrt(gg[0]);                                    \
+                    out_status[*id] = (int8_t)decode_status(st[v][j]);                         \
+                    out_step[*id] = (int64_t)cnt[v][j] - 1;                                    \
+                    out_period[*id] = (int64_t)pdec[v][j];                                     \
+                    *id = -1; st[v][j] = FLAG_EMPTY;                                           \
                 }                                                                              \
-            if (!busy) break;                                                                  \
-            for (int v = 0; v < NV; v++) for (int c = 0; c < D; c++) anc[c][v] = th[c][v];     \
-        }                                                                                      \
-        const vd tf = bc((double)t);                                                           \
-        const int probe = (k >= 1 && k <= P);                                                  \
-        const int seg_end = (k == P);                                                          \
-        for (int v = 0; v < NV; v++) {                                                         \
-            vd x[MAXD], g[MAXD];                                                               \
-            for (int c = 0; c < D; c++) x[c] = th[c][v];                                       \
-            GRAD_##NAME                                                                        \
-            vd n2 = x[0] * x[0], gg = g[0] * g[0];                                             \
-            for (int c = 1; c < D; c++) { n2 = n2 + x[c] * x[c]; gg = gg + g[c] * g[c]; }      \
-            vd d2 = (e[v] * e[v]) * gg;                                                        \
-            vl ok = (n2 <= maxn2) & (d2 < inf);                                                \
-            vl small = d2 <= tol2;                                                             \
-            vd s1n = (vd)((vl)(s1[v] + one) & small);                                          \
-            vl settled = s1n >= W;                                                             \
-            /* verdict flags of this step; the decoder applies the priority               */ \
-            /* diverged > settled > periodic > bounded                                    */ \
-            vl ns = (F_DIV & ~ok) | (F_SET & settled);                                         \
-            vl act = st[v] == izero;                                                           \
-            if (probe) {                                                                       \
-                vd dd = (x[0] - anc[0][v]) * (x[0] - anc[0][v]);                               \
-                for (int c = 1; c < D; c++) dd = dd + (x[c] - anc[c][v]) * (x[c] - anc[c][v]); \
-                vl ret = dd <= tol2;                                                           \
-                if (k == 1) pseg[v] = sel(ret, bc(-1.0), zero);                                \
-                else pseg[v] = sel(ret & (pseg[v] == zero), bc((double)k), pseg[v]);          \
-                if (seg_end) {                                                                 \
-                    vl found = pseg[v] > zero;                                                 \
-                    vl same = found & (pseg[v] == pprev[v]);                                   \
-                    pcnt[v] = sel(same, pcnt[v] + one, (vd)((vl)one & found));                 \
-                    pprev[v] = pseg[v];                                                        \
-                    vl isper = found & (pcnt[v] >= checks);                                    \
-                    ns |= F_PER & isper;                                                       \
-                    pdec[v] = sel(act & isper, pseg[v], pdec[v]);                              \
+                if (*id < 0 && next < n) {                                                     \
+                    *id = next;                                                                \
+                    for (int c = 0; c < D; c++) th[c][v][j] = theta0[next * D + c];            \
+                    e[v][j] = eta[next];                                                       \
+                    st[v][j] = 0; cnt[v][j] = 0.0; start[v][j] = (double)t0; s1[v][j] = 0.0;   \
+                    pseg[v][j] = 0.0; pprev[v][j] = 0.0; pcnt[v][j] = 0.0; pdec[v][j] = 0.0;   \
+                    next++;                                                                    \
                 }                                                                              \
+                busy |= (*id >= 0);                                                            \
             }                                                                                  \
-            ns |= F_BND & ((tf - start[v]) == Tf);                                             \
-            st[v] |= ns & act;                                                                 \
-            cnt[v] = cnt[v] + (vd)((vl)one & act);                                             \
-            s1[v] = s1n;                                                                       \
-            vl go = st[v] == izero;                                                            \
-            for (int c = 0; c < D; c++) th[c][v] = x[c] - (vd)((vl)(e[v] * g[c]) & go);       \
+        if (!busy) break;                                                                      \
+        /* the segment runs on copies that the compiler can keep in registers */               \
+        vl ST_[NV]; vd TH_[MAXD][NV], E_[NV], CNT_[NV], S1_[NV], START_[NV], ANC_[MAXD][NV];    \
+        vd PSEG_[NV], PPREV_[NV], PCNT_[NV], PDEC_[NV];                                        \
+        for (int v = 0; v < NV; v++) {                                                         \
+            ST_[v] = st[v]; E_[v] = e[v]; CNT_[v] = cnt[v]; S1_[v] = s1[v]; START_[v] = start[v]; \
+            PSEG_[v] = pseg[v]; PPREV_[v] = pprev[v]; PCNT_[v] = pcnt[v]; PDEC_[v] = pdec[v];  \
+            for (int c = 0; c < D; c++) { TH_[c][v] = th[c][v]; ANC_[c][v] = th[c][v]; }       \
+        }                                                                                      \
+        for (int64_t k = 0; k < K; k++) {                                                      \
+            const double tf = (double)(t0 + k), kf = (double)k;                                \
+            const int lastc = (k == kT);                                                       \
+            if (k >= 1 && k <= P) {                                                            \
+                if (k == P) {                                                                  \
+                    if (k == 1) NAME##_step(TH_, E_, ST_, CNT_, S1_, START_, ANC_, PSEG_, PPREV_, PCNT_, PDEC_, prm, &C, tf, kf, 1, 1, 1, lastc); \
+                    else if (lastc) NAME##_step(TH_, E_, ST_, CNT_, S1_, START_, ANC_, PSEG_, PPREV_, PCNT_, PDEC_, prm, &C, tf, kf, 1, 0, 1, 1); \
+                    else NAME##_step(TH_, E_, ST_, CNT_, S1_, START_, ANC_, PSEG_, PPREV_, PCNT_, PDEC_, prm, &C, tf, kf, 1, 0, 1, 0); \
+                } else if (k == 1) {                                                           \
+                    NAME##_step(TH_, E_, ST_, CNT_, S1_, START_, ANC_, PSEG_, PPREV_, PCNT_, PDEC_, prm, &C, tf, kf, 1, 1, 0, lastc); \
+                } else if (lastc) {                                                            \
+                    NAME##_step(TH_, E_, ST_, CNT_, S1_, START_, ANC_, PSEG_, PPREV_, PCNT_, PDEC_, prm, &C, tf, kf, 1, 0, 0, 1); \
+                } else {                                                                       \
+                    NAME##_step(TH_, E_, ST_, CNT_, S1_, START_, ANC_, PSEG_, PPREV_, PCNT_, PDEC_, prm, &C, tf, kf, 1, 0, 0, 0); \
+                }                                                                              \
+            } else if (lastc) {                                                                \
+                NAME##_step(TH_, E_, ST_, CNT_, S1_, START_, ANC_, PSEG_, PPREV_, PCNT_, PDEC_, prm, &C, tf, kf, 0, 0, 0, 1); \
+            } else {                                                                           \
+                NAME##_step(TH_, E_, ST_, CNT_, S1_, START_, ANC_, PSEG_, PPREV_, PCNT_, PDEC_, prm, &C, tf, kf, 0, 0, 0, 0); \
+            }                                                                                  \
+        }                                                                                      \
+        for (int v = 0; v < NV; v++) {                                                         \
+            st[v] = ST_[v]; cnt[v] = CNT_[v]; s1[v] = S1_[v];                                  \
+            pseg[v] = PSEG_[v]; pprev[v] = PPREV_[v]; pcnt[v] = PCNT_[v]; pdec[v] = PDEC_[v];  \
+            for (int c = 0; c < D; c++) th[c][v] = TH_[c][v];                                  \
         }                                                                                      \
     }                                                                                          \
 }
