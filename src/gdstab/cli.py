@@ -131,7 +131,9 @@ def cmd_trajectories(args) -> int:
             f"The '--inits' parameter of gdstab trajectories times the number of step sizes must be <= 2e8. "
             f"Got {n} x {etas.size} instead."
         )
-    points = problem.init(jax.random.key(seed), n, box)
+    from .sweep.keys import init_points
+
+    points = init_points(problem, seed, np.arange(n), box)  # the sweep layer's keys
     theta0 = np.tile(points, (etas.size, 1))
     eta = np.repeat(etas, n)
     t0 = time.perf_counter()
@@ -165,6 +167,66 @@ def cmd_trajectories(args) -> int:
     for row in rows:
         print(f"{row['eta']:>10.6g}  " + "  ".join(f"{_fmt_frac(row[lab]):<21}" for lab in labels))
     return 0
+
+
+def _print_summary(rows, option_dims) -> None:
+    from .sweep import STATUS_CODES
+
+    labels = [k for k in STATUS_CODES if k != "not_computed"]
+    head = "".join(f"{d:>10}  " for d in option_dims)
+    print(f"{head}{'eta':>10}  {'n':>8}  " + "  ".join(f"{lab:<21}" for lab in labels))
+    for row in rows:
+        lead = "".join(f"{str(row[d]):>10}  " for d in option_dims)
+        cells = "  ".join(f"{_fmt_frac(row[lab]) if row['n'] else '-':<21}" for lab in labels)
+        print(f"{lead}{row['eta']:>10.6g}  {row['n']:>8}  {cells}")
+
+
+def cmd_sweep(args) -> int:
+    from . import sweep
+
+    ds = sweep.run(
+        args.config,
+        args.out,
+        executor=args.executor,
+        scheduler=args.scheduler,
+        dask_local=args.dask_local,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        quiet=args.quiet or args.json,
+    )
+    return _show(args.out, ds, args.json)
+
+
+def _show(out, ds, as_json: bool) -> int:
+    from . import sweep
+
+    folder = sweep.ResultsFolder(out)
+    layout_total = None
+    runs = folder.runs()
+    if runs:
+        layout_total = runs[-1].get("cells_total")
+    done = len(list((folder.path / "cells").glob("*.json"))) if (folder.path / "cells").exists() else 0
+    rows = sweep.summary(ds)
+    option_dims = [d for d in ds["status"].dims if d not in ("eta", "init")]
+    wall = sum(r.get("wall_time_s", 0.0) for r in runs)
+    if as_json:
+        json.dump({"folder": str(out), "cells_done": done, "cells_total": layout_total, "wall_time_s": wall,
+                   "config": json.loads(ds.attrs["gdstab_config"]), "results": rows}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    print(f"folder    {out}: {done} of {layout_total if layout_total is not None else '?'} cells done, "
+          f"{wall:.1f} s of compute over {len(runs)} run(s)")
+    cfg = json.loads(ds.attrs["gdstab_config"])
+    print(f"problem   {cfg['problem']}, seed {cfg['run']['seed']}, T = {cfg['run']['steps']}")
+    print()
+    _print_summary(rows, option_dims)
+    return 0
+
+
+def cmd_show(args) -> int:
+    from . import sweep
+
+    return _show(args.dir, sweep.open_results(args.dir), args.json)
 
 
 def cmd_problems(args) -> int:
@@ -225,6 +287,34 @@ def build_parser() -> argparse.ArgumentParser:
     _criteria_args(p)
     p.set_defaults(func=cmd_trajectories)
 
+    p = sub.add_parser(
+        "sweep",
+        help="run (or resume) a sweep described by a TOML config into a results folder",
+        description="Run the grid of step sizes x initialisations x problem options described by CONFIG "
+        "(see gdstab.sweep.config for the schema), storing results cell by cell in DIR/data.zarr. "
+        "Rerunning the same command continues an interrupted sweep where it stopped, with "
+        "identical results; a folder made for another config is refused.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  gdstab sweep sweep.toml --out results/\n"
+        "  gdstab sweep sweep.toml --out results/ --executor dask --dask-local 4\n"
+        "  gdstab sweep sweep.toml --out results/ --executor dask --scheduler tcp://10.0.0.5:8786\n",
+    )
+    p.add_argument("config", help="the sweep's TOML config file")
+    p.add_argument("--out", required=True, help="results folder (created if missing)")
+    p.add_argument("--executor", choices=("local", "dask"), default="local", help="where cells run (default local)")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="with --executor dask: a running scheduler, tcp://host:port")
+    p.add_argument("--dask-local", type=int, metavar="N", help="with --executor dask: start a local cluster of N worker processes")
+    p.add_argument("--resume", action="store_true", help="only continue an existing sweep (error if DIR holds none)")
+    p.add_argument("--overwrite", action="store_true", help="delete DIR first and start fresh")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("show", help="print the summary of a results folder: per step size, fractions with Wilson intervals")
+    p.add_argument("dir", help="a results folder written by gdstab sweep")
+    p.add_argument("--json", action="store_true", help="print as JSON")
+    p.set_defaults(func=cmd_show)
+
     p = sub.add_parser("problems", help="list the built-in problems, their normalisation and options")
     p.add_argument("--json", action="store_true", help="print as JSON")
     p.set_defaults(func=cmd_problems)
@@ -264,6 +354,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InvalidParameterError as exc:
         sys.stderr.write(f"gdstab {args.command}: error: {exc}\n")
         return 2
+    except BrokenPipeError:  # e.g. piped into head
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

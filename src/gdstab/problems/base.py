@@ -87,22 +87,20 @@ class Problem:
 
     # -- sampling --------------------------------------------------------------------------
     def init(self, key, n: int, box: Sequence[tuple[float, float]] | None = None, *, dtype=None):
-        """``n`` initial points, uniform in ``box`` (default: the problem's box); explicit key.
-
-        Returns a ``(n, dim)`` float64 array (float32 if ``dtype`` says so).
-        """
+        """``n`` initial points, uniform in ``box`` (default: the problem's box), as a JAX array
+        ``(n, dim)``.  Pure (jit/vmap-able with a static box); float64 when JAX's x64 mode is on
+        (gdstab's entry points turn it on), else float32 unless ``dtype`` says otherwise.
+        The sweep layer derives one key per initialisation (:mod:`gdstab.sweep.keys`)."""
         import jax
         import jax.numpy as jnp
 
         box = self.box if box is None else tuple(box)
-        lo = np.array([b[0] for b in box], dtype=np.float64)
-        hi = np.array([b[1] for b in box], dtype=np.float64)
-        if lo.shape != (self.dim,):
+        if len(box) != self.dim:
             raise fail("box", "Problem.init", f"{self.dim} (low, high) pairs", box)
-        dtype = dtype or jnp.float64
-        with jax.enable_x64(dtype == jnp.float64):
-            u = jax.random.uniform(key, (n, self.dim), dtype=dtype)
-            return np.asarray(lo + (hi - lo) * np.asarray(u, dtype=np.float64), dtype=dtype)
+        lo = jnp.asarray([b[0] for b in box], dtype=dtype)
+        hi = jnp.asarray([b[1] for b in box], dtype=dtype)
+        u = jax.random.uniform(key, (n, self.dim), dtype=lo.dtype)
+        return lo + (hi - lo) * u
 
     # -- derivatives -----------------------------------------------------------------------
     def grad(self, theta):

@@ -1,0 +1,31 @@
+"""Sweeps: grids over step sizes × initialisations × problem options, stored cell by cell.
+
+``run(config, out=DIR)`` runs (or resumes) a sweep and returns an ``xarray.Dataset``;
+``load_config`` reads the TOML schema documented in :mod:`gdstab.sweep.config`;
+``open_results`` reads a results folder; ``summary`` gives fractions with Wilson intervals.
+This package is the only place in gdstab that splits PRNG keys (:mod:`gdstab.sweep.keys`).
+"""
+
+from .config import ConfigError, ProblemSpec, SweepConfig, load_config
+from .keys import init_keys, init_points, trajectory_key
+from .run import STATUS_CODES, compute_cell, open_results, run, summary
+from .store import Layout, ResultsFolder, StoreError, StoreMismatchError
+
+__all__ = [
+    "SweepConfig",
+    "ProblemSpec",
+    "ConfigError",
+    "load_config",
+    "run",
+    "open_results",
+    "summary",
+    "compute_cell",
+    "STATUS_CODES",
+    "init_keys",
+    "init_points",
+    "trajectory_key",
+    "Layout",
+    "ResultsFolder",
+    "StoreError",
+    "StoreMismatchError",
+]

@@ -1,0 +1,439 @@
+"""The typed configuration of a sweep, loadable from TOML.
+
+A sweep is a grid of step sizes × initialisations × (optionally) problem options::
+
+    [problem]
+    name = "hyperbola"            # a registered problem ...
+    # expression = "0.5*(1-x*y)**2" # ... or a loss expression (restricted grammar)
+    # variables = ["x", "y"]        # with expression: coordinate order
+    # min_value = 0.0               # with expression: L*, if known
+
+    [problem.options]             # fixed options of the problem, e.g. spectrum = [1.0, 3.0]
+
+    [grid]
+    eta = "0.1:1.0:10"            # "0.5", "0.1,0.5", "start:stop:num" or a list of floats
+    inits = 1000                  # initialisations per grid point
+    box = [-2.0, 2.0, -2.0, 2.0]  # optional; default: the problem's box
+
+    [grid.options]                # swept problem options: one list per option (a dimension each)
+    # a = [1.0, 2.0, 4.0]
+
+    [run]
+    steps = 1000
+    seed = 0
+    dtype = "float64"
+    record_every = 0              # >0: record loss, |grad| and eta*|grad| every k steps
+    backend = "auto"              # auto | jax | native
+    store_theta = true            # store initial and final iterates (per trajectory, d values)
+    cell_inits = 0                # trajectories per stored cell; 0 = automatic
+
+    [criteria]                    # any field of gdstab.Criteria
+    tol = 1e-8
+
+Every key is checked: unknown keys and wrong types are refused with a message naming the key
+and the expected type.  Execution settings (executor, scheduler, threads, progress) are not part
+of the config: they never change results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from .._validation import InvalidParameterError
+from ..dynamics import Criteria
+
+__all__ = ["SweepConfig", "ProblemSpec", "load_config", "ConfigError"]
+
+
+class ConfigError(InvalidParameterError):
+    """A sweep configuration that does not follow the schema."""
+
+
+def _err(key: str, expected: str, got: Any) -> ConfigError:
+    shown = repr(got)
+    if len(shown) > 200:
+        shown = shown[:197] + "..."
+    return ConfigError(f"The '{key}' parameter of the sweep config must be {expected}. Got {shown} instead.")
+
+
+def _check_keys(table: Any, allowed: dict[str, str], where: str) -> None:
+    if not isinstance(table, Mapping):
+        raise _err(where, "a table", table)
+    for key in table:
+        if key not in allowed:
+            full = f"{where}.{key}" if where else key
+            raise ConfigError(
+                f"Unknown key '{full}' in the sweep config. Allowed keys in "
+                f"{('[' + where + ']') if where else 'the top level'}: "
+                + ", ".join(f"{k} ({t})" for k, t in allowed.items())
+                + "."
+            )
+
+
+def _int(value: Any, key: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise _err(key, f"an int >= {minimum}", value)
+    return value
+
+
+def _float(value: Any, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(float(value)):
+        raise _err(key, "a finite float", value)
+    return float(value)
+
+
+def _str(value: Any, key: str) -> str:
+    if not isinstance(value, str):
+        raise _err(key, "a string", value)
+    return value
+
+
+_OPTION_VALUE = "a number, a list of numbers or a list of lists of numbers"
+
+
+def _option_value(value: Any, key: str) -> Any:
+    """Problem option values: scalars, lists of floats or matrices (lists of lists)."""
+    if isinstance(value, bool):
+        raise _err(key, _OPTION_VALUE, value)
+    if isinstance(value, (int, float)):
+        if not math.isfinite(float(value)):
+            raise _err(key, _OPTION_VALUE, value)
+        return value
+    if isinstance(value, list) and value:
+        return [_option_value(v, key) for v in value]
+    raise _err(key, _OPTION_VALUE, value)
+
+
+@dataclass(frozen=True)
+class ProblemSpec:
+    """Which problem: a registered ``name`` with ``options``, or a loss ``expression``."""
+
+    name: str | None = None
+    expression: str | None = None
+    variables: tuple[str, ...] | None = None
+    min_value: float | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def build(self, swept: Mapping[str, Any] | None = None):
+        """The :class:`~gdstab.problems.Problem`, with the swept option values ``swept``."""
+        from .. import problems
+
+        if self.expression is not None:
+            return problems.Problem.from_expression(self.expression, self.variables, min_value=self.min_value)
+        opts = dict(self.options)
+        opts.update(swept or {})
+        return problems.get(self.name, **opts)
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """A sweep: problem, grid, run settings and classification criteria.
+
+    Main attributes: ``problem`` (:class:`ProblemSpec`), ``eta`` (the step sizes),
+    ``inits`` (initialisations per grid point), ``steps`` (T), ``seed``.
+
+    Other attributes: ``box`` (initialisation region, None = the problem's), ``options``
+    (swept problem options: name -> list of values, each a dimension of the results),
+    ``dtype``, ``record_every`` (0 = no per-step metrics), ``backend``, ``store_theta``,
+    ``cell_inits`` (trajectories per stored cell, 0 = automatic), ``criteria``.
+    """
+
+    problem: ProblemSpec
+    eta: tuple[float, ...]
+    inits: int
+    steps: int
+    seed: int = 0
+    box: tuple[float, ...] | None = None
+    options: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    dtype: str = "float64"
+    record_every: int = 0
+    backend: str = "auto"
+    store_theta: bool = True
+    cell_inits: int = 0
+    criteria: Criteria = field(default_factory=Criteria)
+
+    # --- the grid --------------------------------------------------------------------------
+    def option_names(self) -> tuple[str, ...]:
+        return tuple(self.options)
+
+    def option_points(self) -> list[dict[str, Any]]:
+        """Every combination of the swept options, in C order of the option dimensions."""
+        names = self.option_names()
+        if not names:
+            return [{}]
+        return [dict(zip(names, combo)) for combo in itertools.product(*(self.options[n] for n in names))]
+
+    def option_shape(self) -> tuple[int, ...]:
+        return tuple(len(self.options[n]) for n in self.option_names())
+
+    # --- identity ----------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (the TOML schema), canonical: equal configs give equal dicts."""
+        prob: dict[str, Any] = {}
+        if self.problem.name is not None:
+            prob["name"] = self.problem.name
+        if self.problem.expression is not None:
+            prob["expression"] = self.problem.expression
+        if self.problem.variables is not None:
+            prob["variables"] = list(self.problem.variables)
+        if self.problem.min_value is not None:
+            prob["min_value"] = self.problem.min_value
+        if self.problem.options:
+            prob["options"] = {k: self.problem.options[k] for k in sorted(self.problem.options)}
+        grid: dict[str, Any] = {"eta": list(self.eta), "inits": self.inits}
+        if self.box is not None:
+            grid["box"] = list(self.box)
+        if self.options:
+            grid["options"] = {k: list(v) for k, v in self.options.items()}
+        return {
+            "problem": prob,
+            "grid": grid,
+            "run": {
+                "steps": self.steps,
+                "seed": self.seed,
+                "dtype": self.dtype,
+                "record_every": self.record_every,
+                "backend": self.backend,
+                "store_theta": self.store_theta,
+                "cell_inits": self.cell_inits,
+            },
+            "criteria": self.criteria.to_dict(),
+        }
+
+    def canonical_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    def digest(self) -> str:
+        """SHA-256 of the canonical form: a store made for another config has another digest."""
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()
+
+    def to_toml(self) -> str:
+        """The config as TOML text (round-trips through :func:`load_config`)."""
+        return _to_toml(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "SweepConfig":
+        return _parse(data)
+
+
+def load_config(source: str | Path | Mapping[str, Any]) -> SweepConfig:
+    """A :class:`SweepConfig` from a TOML file path, TOML text, or an already-parsed mapping."""
+    if isinstance(source, Mapping):
+        return _parse(source)
+    if isinstance(source, Path) or (isinstance(source, str) and "\n" not in source and source.endswith(".toml")):
+        path = Path(source)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ConfigError(f"Cannot read the sweep config {str(path)!r}: {exc.strerror}.") from None
+    else:
+        text = str(source)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"The sweep config is not valid TOML: {exc}.") from None
+    return _parse(data)
+
+
+_TOP = {"problem": "table", "grid": "table", "run": "table", "criteria": "table"}
+_PROBLEM = {
+    "name": "string",
+    "expression": "string",
+    "variables": "list of strings",
+    "min_value": "float",
+    "options": "table",
+}
+_GRID = {"eta": "string or list of floats", "inits": "int", "box": "list of floats", "options": "table of lists"}
+_RUN = {
+    "steps": "int",
+    "seed": "int",
+    "dtype": "string",
+    "record_every": "int",
+    "backend": "string",
+    "store_theta": "bool",
+    "cell_inits": "int",
+}
+_CRITERIA_TYPES = {f.name: ("int" if f.type in ("int", int) else "float") for f in fields(Criteria)}
+
+
+def _parse(data: Mapping[str, Any]) -> SweepConfig:
+    try:
+        return _parse_checked(data)
+    except ConfigError:
+        raise
+    except InvalidParameterError as exc:  # from the spec parsers and problem factories
+        raise ConfigError(str(exc)) from None
+
+
+def _parse_checked(data: Mapping[str, Any]) -> SweepConfig:
+    from .. import problems
+    from ..specs import parse_eta
+
+    _check_keys(data, _TOP, "")
+    for required in ("problem", "grid", "run"):
+        if required not in data:
+            raise ConfigError(f"The sweep config needs a [{required}] table.")
+    # -- problem
+    p = data["problem"]
+    _check_keys(p, _PROBLEM, "problem")
+    name = p.get("name")
+    expr = p.get("expression")
+    if (name is None) == (expr is None):
+        raise ConfigError("The [problem] table of the sweep config needs exactly one of 'name' or 'expression'.")
+    variables = None
+    min_value = None
+    fixed: dict[str, Any] = {}
+    if name is not None:
+        name = _str(name, "problem.name")
+        if name not in problems.available():
+            raise _err("problem.name", "one of " + ", ".join(sorted(problems.available())), name)
+        for key in ("variables", "min_value"):
+            if key in p:
+                raise ConfigError(f"The 'problem.{key}' key goes with 'problem.expression', not with 'problem.name'.")
+        types = problems.OPTION_TYPES[name]
+        opts = p.get("options", {})
+        _check_keys(opts, types, "problem.options")
+        fixed = {k: _option_value(v, f"problem.options.{k}") for k, v in opts.items()}
+    else:
+        expr = _str(expr, "problem.expression")
+        if "options" in p:
+            raise ConfigError("The 'problem.options' table goes with 'problem.name', not with 'problem.expression'.")
+        if "variables" in p:
+            v = p["variables"]
+            if not isinstance(v, list) or not all(isinstance(s, str) for s in v):
+                raise _err("problem.variables", "a list of strings", v)
+            variables = tuple(v)
+        if "min_value" in p:
+            min_value = _float(p["min_value"], "problem.min_value")
+        problems.parse_expression(expr, variables)  # refuse a bad expression now
+    spec = ProblemSpec(name=name, expression=expr, variables=variables, min_value=min_value, options=fixed)
+    # -- grid
+    g = data["grid"]
+    _check_keys(g, _GRID, "grid")
+    if "eta" not in g or "inits" not in g:
+        raise ConfigError("The [grid] table of the sweep config needs 'eta' and 'inits'.")
+    eta_raw = g["eta"]
+    if isinstance(eta_raw, list):
+        if not eta_raw or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in eta_raw):
+            raise _err("grid.eta", "a non-empty list of floats > 0, or a string spec", eta_raw)
+    elif not isinstance(eta_raw, (str, int, float)) or isinstance(eta_raw, bool):
+        raise _err("grid.eta", "a string spec ('0.5', '0.1,0.5', 'start:stop:num') or a list of floats", eta_raw)
+    eta = tuple(float(v) for v in parse_eta(eta_raw, name="grid.eta", caller="the sweep config"))
+    if len(set(eta)) != len(eta):
+        raise _err("grid.eta", "distinct step sizes", eta_raw)
+    inits = _int(g["inits"], "grid.inits", 1)
+    box = None
+    if "box" in g:
+        b = g["box"]
+        if not isinstance(b, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in b):
+            raise _err("grid.box", "a list of floats [low, high, ...]", b)
+        box = tuple(float(v) for v in b)
+    swept: dict[str, tuple[Any, ...]] = {}
+    if "options" in g:
+        if expr is not None:
+            raise ConfigError("The 'grid.options' table goes with 'problem.name', not with 'problem.expression'.")
+        types = problems.OPTION_TYPES[name]
+        _check_keys(g["options"], types, "grid.options")
+        for k, values in g["options"].items():
+            key = f"grid.options.{k}"
+            if not isinstance(values, list) or not values:
+                raise _err(key, "a non-empty list of option values (one per grid point)", values)
+            if k in fixed:
+                raise ConfigError(f"The option '{k}' is both fixed (problem.options) and swept (grid.options).")
+            vals = tuple(_option_value(v, key) for v in values)
+            if len({json.dumps(v) for v in vals}) != len(vals):
+                raise _err(key, "distinct values", values)
+            swept[k] = vals
+    # -- run
+    r = data["run"]
+    _check_keys(r, _RUN, "run")
+    if "steps" not in r:
+        raise ConfigError("The [run] table of the sweep config needs 'steps'.")
+    steps = _int(r["steps"], "run.steps", 1)
+    if steps >= 2**31 - 1:
+        raise _err("run.steps", "an int < 2**31 - 1", steps)
+    seed = _int(r.get("seed", 0), "run.seed", 0)
+    dtype = _str(r.get("dtype", "float64"), "run.dtype")
+    if dtype not in ("float64", "float32"):
+        raise _err("run.dtype", "'float64' or 'float32'", dtype)
+    record_every = _int(r.get("record_every", 0), "run.record_every", 0)
+    backend = _str(r.get("backend", "auto"), "run.backend")
+    if backend not in ("auto", "jax", "native"):
+        raise _err("run.backend", "'auto', 'jax' or 'native'", backend)
+    store_theta = r.get("store_theta", True)
+    if not isinstance(store_theta, bool):
+        raise _err("run.store_theta", "a bool (true or false)", store_theta)
+    cell_inits = _int(r.get("cell_inits", 0), "run.cell_inits", 0)
+    # -- criteria
+    c = data.get("criteria", {})
+    _check_keys(c, _CRITERIA_TYPES, "criteria")
+    ckw: dict[str, Any] = {}
+    for k, v in c.items():
+        key = f"criteria.{k}"
+        ckw[k] = _int(v, key, 0) if _CRITERIA_TYPES[k] == "int" else _float(v, key)
+    try:
+        criteria = Criteria(**ckw)
+    except InvalidParameterError as exc:
+        raise ConfigError(str(exc).replace("parameter of Criteria", "parameter of the sweep config [criteria]")) from None
+    cfg = SweepConfig(
+        problem=spec,
+        eta=eta,
+        inits=inits,
+        steps=steps,
+        seed=seed,
+        box=box,
+        options=swept,
+        dtype=dtype,
+        record_every=record_every,
+        backend=backend,
+        store_theta=store_theta,
+        cell_inits=cell_inits,
+        criteria=criteria,
+    )
+    # build every problem of the grid once now, so that bad options fail before any work
+    for point in cfg.option_points():
+        prob = spec.build(point)
+        if box is not None:
+            problems.parse_box(list(box), prob.dim, caller="the sweep config", name="grid.box")
+    return cfg
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        return repr(v) if math.isfinite(v) else ("inf" if v > 0 else "-inf") if not math.isnan(v) else "nan"
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(v)  # pragma: no cover
+
+
+def _to_toml(data: Mapping[str, Any]) -> str:
+    lines: list[str] = []
+
+    def table(prefix: str, tab: Mapping[str, Any]) -> None:
+        scalars = {k: v for k, v in tab.items() if not isinstance(v, Mapping)}
+        subs = {k: v for k, v in tab.items() if isinstance(v, Mapping)}
+        lines.append(f"[{prefix}]")
+        for k, v in scalars.items():
+            lines.append(f"{k} = {_toml_value(v)}")
+        lines.append("")
+        for k, v in subs.items():
+            table(f"{prefix}.{k}", v)
+
+    for k, v in data.items():
+        table(k, v)
+    return "\n".join(lines)

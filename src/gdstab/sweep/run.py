@@ -1,0 +1,362 @@
+"""Running a sweep: cells, executors, progress, the returned Dataset."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+import numpy as np
+
+from .._validation import InvalidParameterError, choice, positive_int
+from .config import SweepConfig, load_config
+from .keys import init_points
+from .store import Layout, ResultsFolder, StoreError
+
+__all__ = ["run", "open_results", "summary", "compute_cell", "STATUS_CODES"]
+
+STATUS_CODES = {"not_computed": 0, "converged": 1, "diverged": 2, "periodic": 3, "bounded": 4, "stationary": 5}
+
+
+# --------------------------------------------------------------------------------- one cell
+
+
+@functools.lru_cache(maxsize=8)
+def _config(canonical: str) -> SweepConfig:
+    return SweepConfig.from_dict(json.loads(canonical))
+
+
+@functools.lru_cache(maxsize=64)
+def _problem(canonical: str, o: int):
+    cfg = _config(canonical)
+    return cfg.problem.build(cfg.option_points()[o])
+
+
+def compute_cell(
+    canonical: str, cell: tuple[int, int, int], threads: int | None = None, chunk_size: int | str = "auto"
+) -> dict[str, Any]:
+    """Compute one cell (option point o, step size e, init block b) of the sweep whose
+    canonical JSON is ``canonical``; returns the arrays to store and a little bookkeeping.
+
+    Pure function of its arguments: runs the same on any worker."""
+    import jax
+
+    from ..dynamics import trajectories
+
+    t0 = time.perf_counter()
+    cfg = _config(canonical)
+    layout = Layout.for_config(cfg)
+    o, e, b = cell
+    point = cfg.option_points()[o]
+    problem = _problem(canonical, o)
+    sl = layout.init_slice(b)
+    idx = np.arange(sl.start, sl.stop)
+    box = None
+    if cfg.box is not None:
+        from ..problems import parse_box
+
+        box = parse_box(list(cfg.box), problem.dim, caller="the sweep config", name="grid.box")
+    theta0 = init_points(problem, cfg.seed, idx, box, point)
+    res = trajectories(
+        problem,
+        theta0,
+        cfg.eta[e],
+        steps=cfg.steps,
+        criteria=cfg.criteria,
+        record_every=cfg.record_every or None,
+        backend=cfg.backend,
+        dtype=cfg.dtype,
+        threads=threads,
+        chunk_size=chunk_size,
+    )
+    n = idx.size
+    out: dict[str, Any] = {
+        "status": res.status.astype(np.int8)[None, :],
+        "decision_step": res.step.astype(np.int32)[None, :],
+        "period": res.period.astype(np.int16)[None, :],
+        "final_loss": res.loss.astype(np.float64)[None, :],
+        "final_grad_norm": res.grad_norm.astype(np.float64)[None, :],
+    }
+    if layout.store_theta:
+        th = np.full((1, n, layout.dim), np.nan)
+        th[0, :, : problem.dim] = res.theta
+        th0 = np.full((n, layout.dim), np.nan)
+        th0[:, : problem.dim] = theta0
+        out["final_theta"] = th
+        out["init_theta"] = th0
+    if layout.n_records:
+        m = res.metrics
+        out["loss_t"] = m.loss.T[None].astype(np.float64)
+        out["grad_norm_t"] = m.grad_norm.T[None].astype(np.float64)
+        out["step_norm_t"] = m.step_norm.T[None].astype(np.float64)
+    # option dims are singleton in every variable region: add them
+    lead = (1,) * len(layout.option_shape)
+    arrays = {k: v.reshape(lead + v.shape) for k, v in out.items()}
+    return {
+        "cell": tuple(cell),
+        "arrays": arrays,
+        "info": {"trajectories": int(n), "backend": res.backend, "seconds": time.perf_counter() - t0},
+    }
+
+
+# ------------------------------------------------------------------------------- executors
+
+
+def _local(canonical: str, cells: list, threads: int | None, chunk_size) -> Iterable[dict]:
+    for cell in cells:
+        yield compute_cell(canonical, cell, threads, chunk_size)
+
+
+def _dask(canonical: str, cells: list, client, max_in_flight: int, chunk_size) -> Iterable[dict]:
+    """Cells as Dask tasks; results come back to the driver, which alone writes the store.
+    A task lost with its worker is recomputed by the scheduler (retries=3); results are keyed
+    by cell, so a recomputed cell is never stored twice."""
+    from distributed import as_completed
+
+    pending = list(cells)
+    digest = canonical and __import__("hashlib").sha1(canonical.encode()).hexdigest()[:12]
+
+    def submit(cell):
+        return client.submit(
+            compute_cell, canonical, tuple(cell), 1, chunk_size,
+            key=f"gdstab-cell-{digest}-{'-'.join(map(str, cell))}",
+            retries=3, pure=False,
+        )
+
+    first = [submit(pending.pop(0)) for _ in range(min(max_in_flight, len(pending)))]
+    ac = as_completed(first, with_results=True)
+    for _future, result in ac:
+        yield result
+        if pending:
+            ac.add(submit(pending.pop(0)))
+
+
+def _progress_bar(total: int, done: int, quiet: bool):
+    if quiet or not sys.stderr.isatty():
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover
+        return None
+    return tqdm(total=total, initial=done, unit="cell", delay=2.0, dynamic_ncols=True, file=sys.stderr)
+
+
+# ------------------------------------------------------------------------------------ run
+
+
+def _provenance(cfg: SweepConfig, layout: Layout) -> dict[str, Any]:
+    import jax
+
+    from .. import __version__
+
+    dev = jax.devices()[0]
+    return {
+        "title": "gdstab sweep",
+        "gdstab_version": __version__,
+        "jax_version": jax.__version__,
+        "numpy_version": np.__version__,
+        "device": f"{dev.platform}:{getattr(dev, 'device_kind', '')}",
+        "seed": cfg.seed,
+        "gdstab_config": cfg.canonical_json(),
+        "config_toml": cfg.to_toml(),
+        "config_digest": cfg.digest(),
+        "status_codes": json.dumps(STATUS_CODES),
+        "criteria": json.dumps(cfg.criteria.to_dict()),
+        "cell_inits": layout.cell_inits,
+    }
+
+
+def _coords(cfg: SweepConfig, layout: Layout) -> dict[str, Any]:
+    coords: dict[str, Any] = {
+        "eta": ("eta", np.asarray(cfg.eta, dtype=np.float64)),
+        "init": ("init", np.arange(cfg.inits, dtype=np.int64)),
+    }
+    if layout.store_theta:
+        coords["coord"] = ("coord", np.arange(layout.dim, dtype=np.int64))
+    if layout.n_records:
+        coords["record"] = ("record", np.arange(layout.n_records, dtype=np.int64) * cfg.record_every)
+    for name, values in cfg.options.items():
+        if all(isinstance(v, (int, float)) for v in values):
+            coords[name] = (name, np.asarray(values))
+        else:  # list-valued options: index coordinate, values in attrs
+            coords[name] = (name, np.arange(len(values)), {"values": json.dumps(list(values))})
+    return coords
+
+
+def run(
+    config: SweepConfig | str | Path | Mapping[str, Any],
+    out: str | Path,
+    *,
+    executor: str = "local",
+    scheduler: str | None = None,
+    dask_local: int | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    threads: int | None = None,
+    chunk_size: int | str = "auto",
+    quiet: bool = False,
+    max_cells: int | None = None,
+    on_cell: Callable[[tuple, int, int], None] | None = None,
+):
+    """Run (or continue) a sweep and return its results as an ``xarray.Dataset``.
+
+    Main arguments:
+        config: a :class:`SweepConfig`, a TOML path or text, or a mapping.
+        out: the results folder (created if missing).
+
+    Other arguments (keyword-only; none of them changes any result):
+        executor: "local" (in-process, vectorised) or "dask".
+        scheduler: with "dask", the address of a running scheduler (``tcp://host:port``).
+        dask_local: with "dask", start a LocalCluster of this many worker processes instead.
+        resume: require an existing folder to continue (an existing folder with the same config
+            is continued anyway; this flag makes a missing one an error).
+        overwrite: delete an existing folder first and start fresh.
+        threads: threads per cell for the local executor (default: all cores).
+        chunk_size: trajectories per compiled engine call inside a cell ("auto" or an int).
+        quiet: no progress bar (there is none either when stderr is not a terminal).
+        max_cells: stop after computing this many cells (the rest is left for a later call).
+        on_cell: callback ``on_cell(cell, done, total)`` after each stored cell.
+    """
+    caller = "gdstab.sweep.run"
+    cfg = config if isinstance(config, SweepConfig) else load_config(config)
+    executor = choice(executor, "executor", caller, ("local", "dask"))
+    if threads is not None:
+        threads = positive_int(threads, "threads", caller)
+    if max_cells is not None:
+        max_cells = positive_int(max_cells, "max_cells", caller, minimum=0)
+    if chunk_size != "auto":
+        chunk_size = positive_int(chunk_size, "chunk_size", caller)
+    if executor == "local" and (scheduler or dask_local):
+        raise InvalidParameterError("The 'scheduler' and 'dask_local' parameters of gdstab.sweep.run go with executor='dask'.")
+    if executor == "dask" and bool(scheduler) == bool(dask_local):
+        raise InvalidParameterError(
+            "The 'executor' parameter of gdstab.sweep.run is 'dask': give exactly one of 'scheduler' "
+            "(tcp://host:port) or 'dask_local' (number of local worker processes)."
+        )
+    if dask_local is not None:
+        dask_local = positive_int(dask_local, "dask_local", caller)
+    folder = ResultsFolder(out)
+    layout = Layout.for_config(cfg)
+    if overwrite and folder.path.exists():
+        shutil.rmtree(folder.path)
+    if folder.exists():
+        folder.check_config(cfg)
+    elif resume:
+        raise StoreError(
+            f"The 'resume' flag was given but {str(folder.path)!r} holds no sweep to continue. "
+            f"Run without --resume to start it."
+        )
+    elif folder.path.exists() and any(folder.path.iterdir()) and not (folder.path / "cells").exists():
+        raise StoreError(
+            f"The results folder {str(folder.path)!r} exists and is not a gdstab sweep. "
+            f"Choose another --out folder (or pass --overwrite to replace it)."
+        )
+    else:
+        folder.create(cfg, layout, _provenance(cfg, layout), _coords(cfg, layout))
+
+    done = folder.completed_cells(layout, verify=True)
+    todo = [c for c in layout.cells() if c not in done]
+    if max_cells is not None:
+        todo = todo[:max_cells]
+    started = time.time()
+    canonical = cfg.canonical_json()
+    bar = _progress_bar(layout.n_cells, len(done), quiet)
+    n_traj = 0
+    computed = 0
+    client = cluster = None
+    try:
+        if executor == "local":
+            results = _local(canonical, todo, threads, chunk_size)
+        else:
+            from distributed import Client, LocalCluster
+
+            if dask_local:
+                cluster = LocalCluster(n_workers=dask_local, threads_per_worker=1, processes=True,
+                                       dashboard_address=None)
+                client = Client(cluster)
+            else:
+                client = Client(scheduler)
+            nthreads = sum(client.nthreads().values()) or 1
+            results = _dask(canonical, todo, client, 2 * nthreads, chunk_size)
+        for res in results:
+            cell = res["cell"]
+            if cell in done:  # a recomputed duplicate: already stored once
+                continue
+            folder.write_cell(layout, cell, res["arrays"], res["info"])
+            done.add(cell)
+            computed += 1
+            n_traj += res["info"]["trajectories"]
+            if bar is not None:
+                bar.update(1)
+                el = time.time() - started
+                bar.set_postfix_str(f"{n_traj / el:.3g} traj/s" if el > 0 else "")
+            if on_cell is not None:
+                on_cell(cell, len(done), layout.n_cells)
+    finally:
+        if bar is not None:
+            bar.close()
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+        folder.log_run({
+            "started": started, "finished": time.time(), "wall_time_s": time.time() - started,
+            "cells_computed": computed, "trajectories": n_traj, "cells_done": len(done),
+            "cells_total": layout.n_cells, "executor": executor,
+        })
+    return open_results(folder.path)
+
+
+def open_results(out: str | Path, *, load: bool = True):
+    """The Dataset of a results folder (``load=False`` keeps it lazy)."""
+    import xarray as xr
+
+    folder = ResultsFolder(out)
+    if not folder.path.exists():
+        raise StoreError(f"The results folder {str(folder.path)!r} does not exist.")
+    if not folder.exists():
+        raise StoreError(
+            f"The results folder {str(folder.path)!r} has no readable store {str(folder.zarr_path)!r}: "
+            f"it is missing or incomplete. Run the sweep again (gdstab sweep CONFIG --out {folder.path}) "
+            f"or point to another folder."
+        )
+    try:
+        ds = xr.open_zarr(str(folder.zarr_path), consolidated=False, mask_and_scale=True)
+        return ds.load() if load else ds
+    except Exception as exc:
+        raise StoreError(
+            f"The store {str(folder.zarr_path)!r} cannot be read ({type(exc).__name__}: {exc}). "
+            f"Run the sweep again with --overwrite to rebuild it."
+        ) from None
+
+
+def summary(ds) -> list[dict[str, Any]]:
+    """Per option point and step size: trajectories computed and, per status, the fraction
+    with its Wilson 95% interval (cells not computed yet are left out)."""
+    from ..stats import wilson_interval
+
+    status = ds["status"]
+    option_dims = [d for d in status.dims if d not in ("eta", "init")]
+    rows = []
+    stacked = status.stack(point=option_dims) if option_dims else status.expand_dims(point=[0])
+    for p in range(stacked.sizes["point"]):
+        sub = stacked.isel(point=p)
+        opts = {d: sub.coords[d].item() for d in option_dims}
+        for e in range(sub.sizes["eta"]):
+            s = np.asarray(sub.isel(eta=e).values)
+            computed = s != STATUS_CODES["not_computed"]
+            n = int(computed.sum())
+            row: dict[str, Any] = {**opts, "eta": float(sub.coords["eta"][e]), "n": n}
+            for label, code in STATUS_CODES.items():
+                if code == 0:
+                    continue
+                k = int((s == code).sum())
+                f, lo, hi = wilson_interval(k, n)
+                row[label] = {"count": k, "fraction": f, "low": lo, "high": hi}
+            rows.append(row)
+    return rows

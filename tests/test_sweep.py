@@ -1,0 +1,339 @@
+"""The sweep layer: configs, keys, crash-safe storage and resume, executors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gdstab import problems, sweep
+from gdstab.sweep import ConfigError, StoreError, StoreMismatchError, load_config
+
+BASE = """
+[problem]
+name = "hyperbola"
+
+[grid]
+eta = "0.3:1.2:4"
+inits = 600
+
+[run]
+steps = 400
+seed = 3
+cell_inits = 100
+"""
+
+
+def cfg_text(**replace):
+    text = BASE
+    for k, v in replace.items():
+        text = text.replace(k, v)
+    return text
+
+
+# ---------------------------------------------------------------------------------- configs
+
+
+def test_config_round_trip_and_digest():
+    cfg = load_config(BASE)
+    again = load_config(cfg.to_toml())
+    assert again == cfg and again.digest() == cfg.digest()
+    assert cfg.eta == tuple(np.linspace(0.3, 1.2, 4))
+    other = load_config(cfg_text(**{"seed = 3": "seed = 4"}))
+    assert other.digest() != cfg.digest()
+
+
+def test_config_with_swept_options_and_expression():
+    cfg = load_config("""
+[problem]
+name = "quadratic"
+[grid]
+eta = [0.1, 0.5]
+inits = 10
+[grid.options]
+a = [1.0, 2.0, 4.0]
+[run]
+steps = 50
+""")
+    assert cfg.option_shape() == (3,)
+    assert [p["a"] for p in cfg.option_points()] == [1.0, 2.0, 4.0]
+    e = load_config("""
+[problem]
+expression = "0.5*(1-x*y)**2"
+min_value = 0.0
+[grid]
+eta = "0.5"
+inits = 10
+[run]
+steps = 50
+[criteria]
+tol = 1e-9
+window = 4
+""")
+    assert e.criteria.tol == 1e-9 and e.criteria.window == 4
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        (BASE + "\n[extra]\nx = 1\n", "Unknown key 'extra'"),
+        (cfg_text(**{"inits = 600": "inits = 600\ncolour = 1"}), "Unknown key 'grid.colour'"),
+        (cfg_text(**{"inits = 600": "inits = '600'"}), "'grid.inits' parameter of the sweep config must be an int >= 1"),
+        (cfg_text(**{"inits = 600": "inits = 0"}), "'grid.inits'"),
+        (cfg_text(**{"steps = 400": "steps = 4.5"}), "'run.steps' parameter of the sweep config must be an int"),
+        (cfg_text(**{"seed = 3": "seed = -1"}), "'run.seed'"),
+        (cfg_text(**{'eta = "0.3:1.2:4"': "eta = -1.0"}), "'grid.eta'"),
+        (cfg_text(**{'eta = "0.3:1.2:4"': "eta = [0.1, 0.1]"}), "distinct"),
+        (cfg_text(**{'eta = "0.3:1.2:4"': "eta = true"}), "'grid.eta'"),
+        (cfg_text(**{'name = "hyperbola"': 'name = "nope"'}), "'problem.name'"),
+        (cfg_text(**{'name = "hyperbola"': 'expression = "x +"'}), "invalid at position"),
+        (cfg_text(**{"steps = 400": "steps = 400\ndtype = 'float16'"}), "'run.dtype'"),
+        (cfg_text(**{"steps = 400": "steps = 400\nstore_theta = 1"}), "'run.store_theta' parameter of the sweep config must be a bool"),
+        (BASE + "\n[criteria]\ntol = 'small'\n", "'criteria.tol'"),
+        (BASE + "\n[criteria]\nwindow = 0\n", "'window' parameter"),
+        (BASE + "\n[criteria]\nspeed = 1\n", "Unknown key 'criteria.speed'"),
+        (BASE + "\n[grid.options]\na = [1.0]\n", "Unknown key 'grid.options.a'"),
+        (cfg_text(**{"inits = 600": "inits = 600\nbox = [0.0, 1.0, 2.0]"}), "'grid.box'"),
+        ("[problem\nname=1", "not valid TOML"),
+        ("[grid]\neta = 1\ninits = 1\n[run]\nsteps = 1", "needs a [problem] table"),
+    ],
+)
+def test_bad_configs_name_the_key_and_the_expected_type(text, match):
+    with pytest.raises(ConfigError, match=match.replace("[", r"\[").replace("(", r"\(")):
+        load_config(text)
+
+
+_WRONG = st.one_of(st.text(max_size=5), st.booleans(), st.lists(st.integers(), max_size=2),
+                   st.floats(allow_nan=True), st.integers(-5, 0), st.dictionaries(st.text(max_size=3), st.integers(), max_size=1))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from([("grid", "inits"), ("run", "steps"), ("run", "seed"), ("run", "record_every"),
+                        ("run", "store_theta"), ("grid", "eta"), ("run", "dtype"), ("criteria", "tol"),
+                        ("criteria", "max_period"), ("grid", "box"), ("run", "cell_inits")]), _WRONG)
+def test_property_wrong_values_never_pass_silently(where, value):
+    import tomllib
+
+    data = tomllib.loads(BASE)
+    data.setdefault(where[0], {})[where[1]] = value
+    try:
+        cfg = load_config(data)
+    except ConfigError as exc:
+        assert f"{where[0]}.{where[1]}" in str(exc) or where[1] in str(exc)
+    else:  # a value that happens to be valid must round-trip exactly
+        assert load_config(cfg.to_toml()) == cfg
+
+
+# ------------------------------------------------------------------------------------- keys
+
+
+def test_keys_depend_only_on_seed_and_coordinates():
+    p = problems.get("hyperbola")
+    a = sweep.init_points(p, 7, np.arange(20))
+    b = sweep.init_points(p, 7, np.arange(5, 9))
+    np.testing.assert_array_equal(a[5:9], b)
+    c = sweep.init_points(p, 8, np.arange(20))
+    assert not np.array_equal(a, c)
+    assert np.all(np.abs(a) <= 2.0)
+
+
+# ---------------------------------------------------------------------- storage and resume
+
+
+def _run_uninterrupted(tmp_path, text=BASE, name="ref", **kw):
+    return sweep.run(load_config(text), tmp_path / name, quiet=True, **kw)
+
+
+@pytest.mark.parametrize("chunk", [1, 7])
+def test_engine_chunk_size_does_not_change_the_dataset(tmp_path, chunk):
+    ref = _run_uninterrupted(tmp_path, chunk_size="auto")
+    other = sweep.run(load_config(BASE), tmp_path / f"c{chunk}", quiet=True, chunk_size=chunk)
+    xr.testing.assert_identical(ref, other)
+
+
+def test_cell_size_does_not_change_the_values(tmp_path):
+    ref = _run_uninterrupted(tmp_path)
+    other = sweep.run(load_config(cfg_text(**{"cell_inits = 100": "cell_inits = 0"})), tmp_path / "auto", quiet=True)
+    for v in ref.data_vars:
+        np.testing.assert_array_equal(ref[v].values, other[v].values)
+
+
+def test_dataset_contents_and_provenance(tmp_path):
+    ds = _run_uninterrupted(tmp_path)
+    assert dict(ds.sizes) == {"eta": 4, "init": 600, "coord": 2}
+    assert set(ds.data_vars) >= {"status", "decision_step", "period", "final_loss", "final_grad_norm", "final_theta", "init_theta"}
+    assert (ds.status.values > 0).all()
+    for k in ("gdstab_version", "jax_version", "device", "seed", "gdstab_config", "config_toml"):
+        assert k in ds.attrs
+    # matches the engine called directly on the same initial points
+    from gdstab import trajectories
+
+    p = problems.get("hyperbola")
+    th0 = ds.init_theta.values
+    r = trajectories(p, th0, float(ds.eta[2]), steps=400)
+    np.testing.assert_array_equal(ds.status.values[2], r.status)
+    np.testing.assert_array_equal(ds.decision_step.values[2], r.step)
+    s = sweep.summary(ds)
+    assert len(s) == 4 and all(row["n"] == 600 for row in s)
+    assert (tmp_path / "ref" / "runs.jsonl").exists() and (tmp_path / "ref" / "config.toml").exists()
+
+
+def test_max_cells_then_resume_gives_the_identical_dataset(tmp_path):
+    ref = _run_uninterrupted(tmp_path)
+    out = tmp_path / "parts"
+    for _ in range(4):  # 20 of the 24 cells
+        sweep.run(load_config(BASE), out, quiet=True, max_cells=5)
+    part = sweep.open_results(out)
+    assert (part.status.values == 0).any()  # not finished yet: 0 = not computed
+    final = sweep.run(load_config(BASE), out, quiet=True)
+    xr.testing.assert_identical(ref, final)
+
+
+def _marker_count(out):
+    d = Path(out) / "cells"
+    return len(list(d.glob("*.json"))) if d.exists() else 0
+
+
+SLOW = """
+[problem]
+name = "zhu"
+
+[grid]
+eta = "0.05:0.45:8"
+inits = 2000
+
+[run]
+steps = 3000
+seed = 11
+cell_inits = 50
+backend = "jax"
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_at_several_points_then_resume_is_identical(tmp_path):
+    cfg_path = tmp_path / "slow.toml"
+    cfg_path.write_text(SLOW)
+    total = sweep.Layout.for_config(load_config(SLOW)).n_cells
+    ref = sweep.run(load_config(SLOW), tmp_path / "ref", quiet=True)
+    out = tmp_path / "killed"
+    gd = Path(sys.executable).parent / "gdstab"
+    kills = 0
+    for target in (0.15, 0.45, 0.75):
+        proc = subprocess.Popen([str(gd), "sweep", str(cfg_path), "--out", str(out), "--quiet"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.time() + 240
+        while proc.poll() is None and _marker_count(out) < target * total and time.time() < deadline:
+            time.sleep(0.005)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait()
+    assert kills >= 2, "the sweep finished before it could be killed; make it longer"
+    assert _marker_count(out) < total
+    final = sweep.run(load_config(SLOW), out, quiet=True)
+    xr.testing.assert_identical(ref, final)
+
+
+def test_corrupted_and_partial_cells_are_detected_and_recomputed(tmp_path):
+    ref = _run_uninterrupted(tmp_path)
+    out = tmp_path / "bad"
+    _run_uninterrupted(tmp_path, name="bad")
+    # corrupt the data chunk of one finished cell, truncate the marker of another
+    chunk = next((out / "data.zarr" / "final_loss" / "c").rglob("*"))
+    while chunk.is_dir():
+        chunk = next(chunk.iterdir())
+    chunk.write_bytes(b"\x00garbage" * 10)
+    markers = sorted((out / "cells").glob("*.json"))
+    markers[3].write_text('{"cell": [0, 0,')
+    ds = sweep.run(load_config(BASE), out, quiet=True)
+    xr.testing.assert_identical(ref, ds)
+
+
+def test_another_config_is_refused_with_how_to_start_fresh(tmp_path):
+    _run_uninterrupted(tmp_path)
+    with pytest.raises(StoreMismatchError, match="run.steps.*start fresh.*--overwrite"):
+        sweep.run(load_config(cfg_text(**{"steps = 400": "steps = 401"})), tmp_path / "ref", quiet=True)
+    ds = sweep.run(load_config(cfg_text(**{"steps = 400": "steps = 401"})), tmp_path / "ref", quiet=True, overwrite=True)
+    assert json.loads(ds.attrs["gdstab_config"])["run"]["steps"] == 401
+
+
+def test_resume_flag_and_foreign_folders(tmp_path):
+    with pytest.raises(StoreError, match="no sweep to continue"):
+        sweep.run(load_config(BASE), tmp_path / "none", quiet=True, resume=True)
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(StoreError, match="not a gdstab sweep"):
+        sweep.run(load_config(BASE), foreign, quiet=True)
+    with pytest.raises(StoreError, match="does not exist"):
+        sweep.open_results(tmp_path / "nowhere")
+    with pytest.raises(StoreError, match="missing or incomplete"):
+        sweep.open_results(foreign)
+
+
+# ------------------------------------------------------------------------------------ dask
+
+
+@pytest.mark.slow
+def test_dask_local_cluster_matches_local_and_survives_a_killed_worker(tmp_path):
+    from distributed import Client, LocalCluster
+
+    ref = _run_uninterrupted(tmp_path)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                      host="127.0.0.1") as cluster, Client(cluster) as client:
+        assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
+        ds = sweep.run(load_config(BASE), tmp_path / "dask", executor="dask",
+                       scheduler=cluster.scheduler_address, quiet=True)
+        xr.testing.assert_identical(ref, ds)
+
+        pids = client.run(os.getpid)
+        victim = sorted(pids.values())[0]
+        killed = []
+
+        def kill_once(cell, done, total):
+            if done == 4 and not killed:
+                os.kill(victim, signal.SIGKILL)
+                killed.append(victim)
+
+        ds2 = sweep.run(load_config(BASE), tmp_path / "dask_kill", executor="dask",
+                        scheduler=cluster.scheduler_address, quiet=True, on_cell=kill_once)
+        assert killed
+        xr.testing.assert_identical(ref, ds2)
+        assert _marker_count(tmp_path / "dask_kill") == sweep.Layout.for_config(load_config(BASE)).n_cells
+
+
+def test_dask_arguments_are_checked(tmp_path):
+    with pytest.raises(ValueError, match="exactly one of 'scheduler'"):
+        sweep.run(load_config(BASE), tmp_path / "x", executor="dask")
+    with pytest.raises(ValueError, match="go with executor='dask'"):
+        sweep.run(load_config(BASE), tmp_path / "x", dask_local=2)
+
+
+# ------------------------------------------------------------------------------------- CLI
+
+
+def test_cli_sweep_and_show(tmp_path, capsys):
+    from gdstab.cli import main
+
+    cfg = tmp_path / "s.toml"
+    cfg.write_text(BASE)
+    assert main(["sweep", str(cfg), "--out", str(tmp_path / "o"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "converged" in out and "24 of 24 cells" in out
+    assert main(["show", str(tmp_path / "o"), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["cells_done"] == 24 and len(data["results"]) == 4
+    cfg2 = tmp_path / "s2.toml"
+    cfg2.write_text(cfg_text(**{"seed = 3": "seed = 5"}))
+    assert main(["sweep", str(cfg2), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    assert "start fresh" in capsys.readouterr().err
+    assert main(["show", str(tmp_path / "missing")]) == 2
