@@ -5,7 +5,8 @@ float64, default criteria.  "engine" draws the same initial points (gdstab.sweep
 and calls gdstab.trajectories once on all 10⁶ trajectories; "sweep" runs gdstab.sweep.run into
 a fresh results folder (cells, Zarr writes, CRC-32 markers, the final Dataset read back), local
 executor.  Two step-size ranges are measured: [0.01, 1] (the issue #2 range, mean decision step
-about 90) and [0.01, 0.1] (slow convergence, mean decision step about 500).
+about 90) and [0.01, 0.1] (slower convergence), with the compiled toy kernel, and [0.01, 1] once more
+with the JAX engine (``backend = "jax"``).
 
     python benchmarks/sweep_overhead.py
 """
@@ -31,7 +32,7 @@ def main() -> int:
     print(describe())
     p = problems.get("hyperbola")
     n_init, n_eta, T = 31_250, 32, 1000
-    for lo, hi in ((0.01, 1.0), (0.01, 0.1)):
+    for lo, hi, backend in ((0.01, 1.0, "auto"), (0.01, 0.1, "auto"), (0.01, 1.0, "jax")):
         text = f"""
 [problem]
 name = "hyperbola"
@@ -41,6 +42,7 @@ inits = {n_init}
 [run]
 steps = {T}
 seed = 0
+backend = "{backend}"
 """
         cfg = sweep.load_config(text)
         etas = np.asarray(cfg.eta)
@@ -51,7 +53,7 @@ seed = 0
         for _ in range(3):  # best of three, alternating, to damp the machine's noise
             t0 = time.perf_counter()
             pts = sweep.init_points(p, 0, np.arange(n_init))
-            r = trajectories(p, np.tile(pts, (n_eta, 1)), np.repeat(etas, n_init), steps=T)
+            r = trajectories(p, np.tile(pts, (n_eta, 1)), np.repeat(etas, n_init), steps=T, backend=backend)
             best_e = min(best_e, time.perf_counter() - t0)
             shutil.rmtree(tmp / "s", ignore_errors=True)
             t0 = time.perf_counter()
@@ -59,7 +61,7 @@ seed = 0
             best_s = min(best_s, time.perf_counter() - t0)
         assert np.array_equal(ds.status.values.reshape(-1), r.status)
         shutil.rmtree(tmp, ignore_errors=True)
-        print(f"eta in [{lo}, {hi}]: mean decision step {r.step.mean():.0f}; engine {best_e:.2f} s, "
+        print(f"backend {r.backend:<6} eta in [{lo}, {hi}]: mean decision step {r.step.mean():.0f}; engine {best_e:.2f} s, "
               f"sweep {best_s:.2f} s, overhead {100 * (best_s / best_e - 1):+.1f}% "
               f"({(best_s - best_e) / 1e6 * 1e6:.2f} us per trajectory)")
     return 0

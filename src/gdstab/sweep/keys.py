@@ -14,6 +14,7 @@ random numbers), which makes differences between step sizes sharper.  Later stoc
 
 from __future__ import annotations
 
+import functools
 import json
 import zlib
 from typing import Any, Mapping, Sequence
@@ -45,15 +46,26 @@ def init_keys(seed: int, point: Mapping[str, Any], indices: Sequence[int] | np.n
     return jax.vmap(lambda i: jax.random.fold_in(base, i))(idx)
 
 
+@functools.lru_cache(maxsize=64)
+def _sampler(problem, box):
+    import jax
+
+    def draw(base, idx):
+        return jax.vmap(lambda i: problem.init(jax.random.fold_in(base, i), 1, box)[0])(idx)
+
+    return jax.jit(draw)
+
+
 def init_points(problem, seed: int, indices, box=None, point: Mapping[str, Any] | None = None) -> np.ndarray:
     """Initial points (len(indices), d) drawn by ``problem.init`` with the per-initialisation
     keys; the same (seed, option point, index) always gives the same point."""
     import jax
+    import jax.numpy as jnp
 
-    keys = init_keys(seed, point or {}, indices)
-    box = None if box is None else tuple(tuple(b) for b in box)
+    box = None if box is None else tuple(tuple(float(v) for v in b) for b in box)
+    idx = np.asarray(indices, dtype=np.uint32)
     with jax.enable_x64(True):
-        pts = jax.vmap(lambda k: problem.init(k, 1, box)[0])(keys)
+        pts = _sampler(problem, box)(_base(seed, point or {}), jnp.asarray(idx))
         return np.asarray(pts, dtype=np.float64)
 
 

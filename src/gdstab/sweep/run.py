@@ -37,6 +37,29 @@ def _problem(canonical: str, o: int):
     return cfg.problem.build(cfg.option_points()[o])
 
 
+@functools.lru_cache(maxsize=8)
+def _layout(canonical: str) -> Layout:
+    return Layout.for_config(_config(canonical))
+
+
+@functools.lru_cache(maxsize=4)
+def _block_points(canonical: str, o: int, b: int) -> np.ndarray:
+    """The initial points of block b at option point o (shared by all step sizes)."""
+    cfg = _config(canonical)
+    problem = _problem(canonical, o)
+    sl = _layout(canonical).init_slice(b)
+    box = None
+    if cfg.box is not None:
+        from ..problems import parse_box
+
+        box = parse_box(list(cfg.box), problem.dim, caller="the sweep config", name="grid.box")
+    size = _layout(canonical).cell_inits
+    idx = np.arange(sl.start, sl.start + size)  # the last block is padded: one compiled shape
+    pts = init_points(problem, cfg.seed, idx, box, cfg.option_points()[o])[: sl.stop - sl.start]
+    pts.setflags(write=False)
+    return pts
+
+
 def compute_cell(
     canonical: str, cell: tuple[int, int, int], threads: int | None = None, chunk_size: int | str = "auto"
 ) -> dict[str, Any]:
@@ -50,18 +73,10 @@ def compute_cell(
 
     t0 = time.perf_counter()
     cfg = _config(canonical)
-    layout = Layout.for_config(cfg)
+    layout = _layout(canonical)
     o, e, b = cell
-    point = cfg.option_points()[o]
     problem = _problem(canonical, o)
-    sl = layout.init_slice(b)
-    idx = np.arange(sl.start, sl.stop)
-    box = None
-    if cfg.box is not None:
-        from ..problems import parse_box
-
-        box = parse_box(list(cfg.box), problem.dim, caller="the sweep config", name="grid.box")
-    theta0 = init_points(problem, cfg.seed, idx, box, point)
+    theta0 = _block_points(canonical, o, b)
     res = trajectories(
         problem,
         theta0,
@@ -74,7 +89,7 @@ def compute_cell(
         threads=threads,
         chunk_size=chunk_size,
     )
-    n = idx.size
+    n = theta0.shape[0]
     out: dict[str, Any] = {
         "status": res.status.astype(np.int8)[None, :],
         "decision_step": res.step.astype(np.int32)[None, :],
@@ -88,7 +103,8 @@ def compute_cell(
         th0 = np.full((n, layout.dim), np.nan)
         th0[:, : problem.dim] = theta0
         out["final_theta"] = th
-        out["init_theta"] = th0
+        if e == 0:  # shared by the step sizes of the block: stored once
+            out["init_theta"] = th0
     if layout.n_records:
         m = res.metrics
         out["loss_t"] = m.loss.T[None].astype(np.float64)
@@ -134,6 +150,51 @@ def _dask(canonical: str, cells: list, client, max_in_flight: int, chunk_size) -
         yield result
         if pending:
             ac.add(submit(pending.pop(0)))
+
+
+class _Writer:
+    """Stores cells on a background thread (one cell in flight), so that writing cell k
+    overlaps computing cell k + 1.  Cells are written in the order they are put; an error in
+    the writer is raised in the driver at the next put or at close."""
+
+    def __init__(self, folder: ResultsFolder, layout: Layout):
+        import queue
+        import threading
+
+        self.folder, self.layout = folder, layout
+        self.q: "queue.Queue" = queue.Queue(maxsize=1)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._loop, name="gdstab-sweep-writer", daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            item = self.q.get()
+            if item is None:
+                return
+            if self.error is None:
+                try:
+                    self.folder.write_cell(self.layout, *item)
+                except BaseException as exc:  # reported to the driver
+                    self.error = exc
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def put(self, cell, arrays, info) -> None:
+        self._raise()
+        self.q.put((cell, arrays, info))
+
+    def close(self) -> None:
+        self.q.put(None)
+        self.thread.join()
+        self._raise()
+
+    def abandon(self) -> None:
+        if self.thread.is_alive():
+            self.q.put(None)
+            self.thread.join()
 
 
 def _progress_bar(total: int, done: int, quiet: bool):
@@ -268,7 +329,7 @@ def run(
     bar = _progress_bar(layout.n_cells, len(done), quiet)
     n_traj = 0
     computed = 0
-    client = cluster = None
+    client = cluster = writer = None
     try:
         if executor == "local":
             results = _local(canonical, todo, threads, chunk_size)
@@ -283,11 +344,12 @@ def run(
                 client = Client(scheduler)
             nthreads = sum(client.nthreads().values()) or 1
             results = _dask(canonical, todo, client, 2 * nthreads, chunk_size)
+        writer = _Writer(folder, layout)
         for res in results:
             cell = res["cell"]
             if cell in done:  # a recomputed duplicate: already stored once
                 continue
-            folder.write_cell(layout, cell, res["arrays"], res["info"])
+            writer.put(cell, res["arrays"], res["info"])  # stored while the next cell computes
             done.add(cell)
             computed += 1
             n_traj += res["info"]["trajectories"]
@@ -297,7 +359,10 @@ def run(
                 bar.set_postfix_str(f"{n_traj / el:.3g} traj/s" if el > 0 else "")
             if on_cell is not None:
                 on_cell(cell, len(done), layout.n_cells)
+        writer.close()
     finally:
+        if writer is not None:
+            writer.abandon()
         if bar is not None:
             bar.close()
         if client is not None:

@@ -82,10 +82,11 @@ class Layout:
         return self.n_options * self.n_eta * self.n_blocks
 
     def cells(self) -> Iterator[tuple[int, int, int]]:
-        """All cells (option point, η index, init block), in storage order."""
+        """All cells (option point, η index, init block), in the order they are computed: the
+        step sizes of one block of initialisations follow each other (they share its points)."""
         for o in range(self.n_options):
-            for e in range(self.n_eta):
-                for b in range(self.n_blocks):
+            for b in range(self.n_blocks):
+                for e in range(self.n_eta):
                     yield (o, e, b)
 
     def flat(self, cell: tuple[int, int, int]) -> int:
@@ -97,6 +98,14 @@ class Layout:
 
     def init_slice(self, b: int) -> slice:
         return slice(b * self.cell_inits, min(self.n_init, (b + 1) * self.cell_inits))
+
+    def cell_variables(self, cell) -> dict[str, tuple[tuple[str, ...], str]]:
+        """The variables a cell writes: ``init_theta`` (shared by the step sizes of a block) is
+        written by the cell of the first step size only."""
+        v = self.variables()
+        if cell[1] != 0:
+            v.pop("init_theta", None)
+        return v
 
     # variables: name -> (dims after the option dims, dtype)
     def variables(self) -> dict[str, tuple[tuple[str, ...], str]]:
@@ -211,6 +220,8 @@ class ResultsFolder:
             encoding[name] = {"chunks": chunks}
             if dtype.startswith("int"):
                 encoding[name]["_FillValue"] = None
+            else:  # float results hardly compress; skipping the codec halves the write time
+                encoding[name]["compressors"] = None
         ds = xr.Dataset(data_vars, coords=coords, attrs=dict(attrs))
         ds.to_zarr(str(self.zarr_path), mode="w-", compute=False, encoding=encoding, consolidated=False)
         _atomic_write(self.path / "config.toml", cfg.to_toml())
@@ -229,7 +240,7 @@ class ResultsFolder:
     def write_cell(self, layout: Layout, cell, arrays: Mapping[str, np.ndarray], info: Mapping[str, Any]) -> None:
         """Data first, then the marker with the CRC-32 of exactly the bytes written."""
         g = self._open()
-        variables = layout.variables()
+        variables = layout.cell_variables(cell)
         stored = {}
         for name, (dims, dtype) in variables.items():
             a = np.ascontiguousarray(arrays[name], dtype=dtype)
@@ -240,7 +251,10 @@ class ResultsFolder:
 
     def read_cell(self, layout: Layout, cell) -> dict[str, np.ndarray]:
         g = self._open()
-        return {name: np.asarray(g[name][layout.region(dims, cell)]) for name, (dims, _) in layout.variables().items()}
+        return {
+            name: np.asarray(g[name][layout.region(dims, cell)])
+            for name, (dims, _) in layout.cell_variables(cell).items()
+        }
 
     def completed_cells(self, layout: Layout, verify: bool = True) -> set[tuple[int, int, int]]:
         """Cells with a valid marker (and, with ``verify``, data matching its CRC); invalid
@@ -249,7 +263,6 @@ class ResultsFolder:
         if not self.cells_dir.exists():
             return done
         valid = {layout.flat(c): c for c in layout.cells()}
-        names = sorted(layout.variables())
         for path in self.cells_dir.glob("*.json"):
             try:
                 flat = int(path.stem)
@@ -257,6 +270,7 @@ class ResultsFolder:
                 cell = tuple(int(x) for x in m["cell"])
                 if valid.get(flat) != cell:
                     raise ValueError("marker for an unknown cell")
+                names = sorted(layout.cell_variables(cell))
                 if verify and _crc(self.read_cell(layout, cell), names) != int(m["crc32"]):
                     raise ValueError("data does not match the marker's checksum")
             except Exception:
