@@ -337,3 +337,10 @@ def test_cli_sweep_and_show(tmp_path, capsys):
     assert main(["sweep", str(cfg2), "--out", str(tmp_path / "o"), "--quiet"]) == 2
     assert "start fresh" in capsys.readouterr().err
     assert main(["show", str(tmp_path / "missing")]) == 2
+
+
+def test_bad_scheduler_addresses(tmp_path):
+    with pytest.raises(ValueError, match="'scheduler' parameter .* tcp://host:8786"):
+        sweep.run(load_config(BASE), tmp_path / "x", executor="dask", scheduler="localhost")
+    with pytest.raises(ValueError, match="Cannot connect to the Dask scheduler"):
+        sweep.run(load_config(BASE), tmp_path / "y", executor="dask", scheduler="tcp://127.0.0.1:9")

@@ -226,30 +226,10 @@ def quartic() -> Problem:
     Normalisation: the factor ¼ makes L'(x) = x³.  L* = 0 at M = {0}, where the Hessian 3x²
     vanishes.  GD x ← x(1 − η x²) diverges iff |x₀| > √(2/η); at |x₀| = √(2/η) it is a 2-cycle.
     """
-    import jax.numpy as jnp
-
     def loss(theta):
         return 0.25 * theta[0] ** 4
 
-    minima = Minima(
-        description="{0}",
-        dim=0,
-        sample=lambda key, n: jnp.zeros((n, 1)),
-        project=lambda theta: jnp.zeros_like(theta),
-        hessian_eigenvalues=lambda theta: jnp.array([0.0]),
-        residual=lambda theta: jnp.abs(theta[0]),
-    )
-    return Problem(
-        name="quartic",
-        loss=loss,
-        dim=1,
-        box=((-2.0, 2.0),),
-        min_value=0.0,
-        minima=minima,
-        normalisation="L(x) = x^4 / 4",
-        native=NativeKernel("quartic"),
-        variables=("x",),
-    )
+    return _one_dimensional("quartic", loss, "L(x) = x^4 / 4", hessian_at_min=0.0)
 
 
 def quad_quartic() -> Problem:
@@ -258,29 +238,34 @@ def quad_quartic() -> Problem:
     Normalisation: L'(x) = x + x³, L''(0) = 1.  L* = 0 at M = {0}.  For η < 2 GD converges iff
     |x₀| < √((2 − η)/η); on the boundary it is a 2-cycle.
     """
-    import jax.numpy as jnp
-
     def loss(theta):
         x = theta[0]
         return 0.5 * x**2 + 0.25 * x**4
+
+    return _one_dimensional("quad_quartic", loss, "L(x) = x^2/2 + x^4/4", hessian_at_min=1.0)
+
+
+def _one_dimensional(name: str, loss, normalisation: str, hessian_at_min: float) -> Problem:
+    """A loss of one variable with its unique minimum L* = 0 at M = {0}."""
+    import jax.numpy as jnp
 
     minima = Minima(
         description="{0}",
         dim=0,
         sample=lambda key, n: jnp.zeros((n, 1)),
         project=lambda theta: jnp.zeros_like(theta),
-        hessian_eigenvalues=lambda theta: jnp.array([1.0]),
+        hessian_eigenvalues=lambda theta: jnp.array([hessian_at_min]),
         residual=lambda theta: jnp.abs(theta[0]),
     )
     return Problem(
-        name="quad_quartic",
+        name=name,
         loss=loss,
         dim=1,
         box=((-2.0, 2.0),),
         min_value=0.0,
         minima=minima,
-        normalisation="L(x) = x^2/2 + x^4/4",
-        native=NativeKernel("quad_quartic"),
+        normalisation=normalisation,
+        native=NativeKernel(name),
         variables=("x",),
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import shutil
@@ -135,7 +136,7 @@ def _dask(canonical: str, cells: list, client, max_in_flight: int, chunk_size) -
     from distributed import as_completed
 
     pending = list(cells)
-    digest = canonical and __import__("hashlib").sha1(canonical.encode()).hexdigest()[:12]
+    digest = hashlib.sha1(canonical.encode()).hexdigest()[:12]
 
     def submit(cell):
         return client.submit(
@@ -281,7 +282,8 @@ def run(
         chunk_size: trajectories per compiled engine call inside a cell ("auto" or an int).
         quiet: no progress bar (there is none either when stderr is not a terminal).
         max_cells: stop after computing this many cells (the rest is left for a later call).
-        on_cell: callback ``on_cell(cell, done, total)`` after each stored cell.
+        on_cell: callback ``on_cell(cell, done, total)`` after each computed cell (handed to
+            the writer; the folder holds it once its marker exists).
     """
     caller = "gdstab.sweep.run"
     cfg = config if isinstance(config, SweepConfig) else load_config(config)
@@ -341,7 +343,19 @@ def run(
                                        dashboard_address=None)
                 client = Client(cluster)
             else:
-                client = Client(scheduler)
+                if not isinstance(scheduler, str) or "://" not in scheduler:
+                    raise InvalidParameterError(
+                        f"The 'scheduler' parameter of gdstab.sweep.run must be a Dask scheduler address "
+                        f"such as tcp://host:8786. Got {scheduler!r} instead."
+                    )
+                try:
+                    client = Client(scheduler, timeout="10s")
+                except (OSError, TimeoutError, ValueError) as exc:
+                    raise InvalidParameterError(
+                        f"Cannot connect to the Dask scheduler at {scheduler!r} ({type(exc).__name__}: {exc}). "
+                        f"Start one with 'dask scheduler' (and workers with 'dask worker {scheduler}'), "
+                        f"or use --dask-local N for a local cluster."
+                    ) from None
             nthreads = sum(client.nthreads().values()) or 1
             results = _dask(canonical, todo, client, 2 * nthreads, chunk_size)
         writer = _Writer(folder, layout)
