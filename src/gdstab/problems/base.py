@@ -24,6 +24,9 @@ class Minima:
         hessian_eigenvalues: ``f(theta) -> (d,)`` closed-form eigenvalues of the Hessian at a
             point of M, ascending; used to cross-check autodiff and by the stability theory.
         residual: ``f(theta) -> scalar >= 0``, zero exactly on M (a defining equation).
+        curve: for a one-dimensional M, ``(n_branches, param, s_range)`` with
+            ``param(s, branch) -> theta`` a smooth parametrisation of each branch over
+            ``s_range`` (used for exact arc lengths), or None.
     """
 
     description: str
@@ -32,6 +35,7 @@ class Minima:
     project: Callable | None = None
     hessian_eigenvalues: Callable | None = None
     residual: Callable | None = None
+    curve: tuple | None = None
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,8 @@ def hyperbola() -> Problem:
         project=_gauss_newton_projector(lambda th: th[0] * th[1] - 1.0),
         hessian_eigenvalues=eig,
         residual=lambda th: jnp.abs(th[0] * th[1] - 1.0),
+        # branch 0: (e^s, e^-s), branch 1: (-e^s, -e^-s)
+        curve=(2, lambda s, b: (1.0 - 2.0 * b) * jnp.stack([jnp.exp(s), jnp.exp(-s)]), (-np.inf, np.inf)),
     )
     return Problem(
         name="hyperbola",
@@ -115,6 +117,8 @@ def saddle_quartic() -> Problem:
         project=_gauss_newton_projector(lambda th: th[1] ** 2 - th[0] ** 2),
         hessian_eigenvalues=eig,
         residual=lambda th: jnp.abs(th[1] ** 2 - th[0] ** 2),
+        # branch 0: y = x, branch 1: y = -x (each a full line through the origin)
+        curve=(2, lambda s, b: jnp.stack([s, (1.0 - 2.0 * b) * s]), (-np.inf, np.inf)),
     )
     return Problem(
         name="saddle_quartic",
@@ -298,6 +302,12 @@ def zhu() -> Problem:
         project=_gauss_newton_projector(lambda th: th[0] ** 2 * th[1] ** 2 - 1.0),
         hessian_eigenvalues=lambda th: jnp.array([0.0, 2.0 * (th[0] ** 2 + th[1] ** 2)]),
         residual=lambda th: jnp.abs(th[0] ** 2 * th[1] ** 2 - 1.0),
+        # four branches (±e^s, ±e^-s)
+        curve=(
+            4,
+            lambda s, b: jnp.stack([(1.0 - 2.0 * (b % 2)) * jnp.exp(s), (1.0 - 2.0 * (b // 2)) * jnp.exp(-s)]),
+            (-np.inf, np.inf),
+        ),
     )
     return Problem(
         name="zhu",

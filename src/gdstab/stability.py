@@ -1,0 +1,401 @@
+"""The theory: which minima are stable at a step size, critical step sizes over the set of
+minima M, the size of the weakly stable set M_WS, and the non-singularity of the GD map.
+
+Two notions of stability of a minimum θ ∈ M at step size η (Hessian H = H_L(θ) ⪰ 0):
+
+* **linearly stable**: the spectral radius of DG(θ) = I − ηH is ≤ 1, i.e. λ_max(H) ≤ 2/η.
+  This is necessary for GD to converge to θ from a set of positive measure (Ahn, Zhang & Sra
+  2022; the stable-manifold argument of the paper).
+* **weakly stable** (the paper's Definition 16): the smallest *non-zero* eigenvalue satisfies
+  λ_min⁺(H) ≤ 2/η.  Every linearly stable minimum is weakly stable, not conversely: when H has
+  several non-zero eigenvalues a weakly stable minimum can still have λ_max > 2/η, an expanding
+  direction of G.  The two coincide when H has one non-zero eigenvalue (e.g. ½(1 − xy)²).
+
+Critical step sizes over M: the sharp η* = 2 / inf_M λ_max (beyond it no minimum is linearly
+stable) and the paper's η_E = 2 / inf_M λ_min⁺ (beyond it M_WS is empty); η* ≤ η_E.
+Eigenvalues are those of the loss as normalised by the problem (see its docstring).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ._validation import InvalidParameterError, fail, finite_float, positive_int
+from .spectrum import DEFAULT_RANK_TOL, hessian, smallest_nonzero_eigenvalue
+from .stats import wilson_interval
+
+__all__ = [
+    "MinimumStability",
+    "minimum_stability",
+    "CriticalStepSizes",
+    "critical_step_sizes",
+    "ArcLength",
+    "weakly_stable_arc_length",
+    "weakly_stable_fraction",
+    "NonSingularity",
+    "singular_set_fraction",
+]
+
+
+def _eigenvalues(problem, theta, use_closed_form: bool = True) -> np.ndarray:
+    m = problem.minima
+    if use_closed_form and m is not None and m.hessian_eigenvalues is not None:
+        import jax
+        import jax.numpy as jnp
+
+        with jax.enable_x64(True):
+            return np.sort(np.asarray(m.hessian_eigenvalues(jnp.asarray(theta, dtype=jnp.float64)), dtype=np.float64))
+    return np.linalg.eigvalsh(hessian(problem, theta))
+
+
+def _curve_lambdas(problem, param, b: int, grid: np.ndarray, rank_tol: float) -> tuple[np.ndarray, np.ndarray]:
+    """λ_max and λ_min⁺ at the points param(s, b) for every s of ``grid`` (one vmapped call)."""
+    import jax
+    import jax.numpy as jnp
+
+    m = problem.minima
+    with jax.enable_x64(True):
+        pts = jax.vmap(lambda s: param(s, b))(jnp.asarray(grid, dtype=jnp.float64))
+        if m.hessian_eigenvalues is not None:
+            ev = np.sort(np.asarray(jax.vmap(m.hessian_eigenvalues)(pts), dtype=np.float64), axis=1)
+        else:
+            H = np.asarray(jax.vmap(jax.hessian(problem.loss))(pts), dtype=np.float64)
+            ev = np.linalg.eigvalsh(0.5 * (H + np.transpose(H, (0, 2, 1))))
+    lmax = ev[:, -1]
+    scale = np.abs(ev).max(axis=1, keepdims=True)
+    nz = np.where(np.abs(ev) > rank_tol * scale, np.abs(ev), np.inf)
+    lmin = np.take_along_axis(ev, np.argmin(nz, axis=1)[:, None], axis=1)[:, 0]
+    lmin = np.where(np.isinf(nz.min(axis=1)), np.inf, lmin)
+    return lmax, lmin
+
+
+@dataclass(frozen=True)
+class MinimumStability:
+    """Stability verdicts of one minimum at one step size (see the module docstring)."""
+
+    eta: float
+    eigenvalues: np.ndarray  # ascending
+    lambda_max: float
+    lambda_min_pos: float
+    n_zero: int
+    spectral_radius: float  # of I - eta H
+    threshold: float  # 2 / eta
+    linearly_stable: bool
+    weakly_stable: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["eigenvalues"] = [float(v) for v in self.eigenvalues]
+        return d
+
+
+def minimum_stability(
+    problem,
+    theta,
+    eta: float,
+    *,
+    rank_tol: float = DEFAULT_RANK_TOL,
+    g_tol: float = 1e-6,
+    f_tol: float = 1e-8,
+) -> MinimumStability:
+    """Linear and weak stability of the minimum ``theta`` at step size ``eta``.
+
+    ``theta`` must be a minimum: ‖∇L‖ <= g_tol, L − L* <= f_tol where L* is known, and no
+    eigenvalue below −rank_tol · max|λ| (otherwise a clear error says which test failed).
+    The Hessian is the dense autodiff Hessian (the closed forms are used in tests only)."""
+    import jax
+    import jax.numpy as jnp
+
+    caller = "minimum_stability"
+    eta = finite_float(eta, "eta", caller, low=0.0)
+    th = np.asarray(theta, dtype=np.float64).reshape(-1)
+    if th.shape != (problem.dim,) or not np.all(np.isfinite(th)):
+        raise fail("theta", caller, f"{problem.dim} finite floats", theta)
+    with jax.enable_x64(True):
+        loss, g = jax.value_and_grad(problem.loss)(jnp.asarray(th))
+    gn = float(jnp.linalg.norm(g))
+    if not gn <= g_tol:
+        raise InvalidParameterError(
+            f"The 'theta' parameter of {caller} must be a minimum of {problem.name}: |grad L| = {gn:.3g} > g_tol = {g_tol:g}."
+        )
+    if problem.min_value is not None and not float(loss) - problem.min_value <= f_tol:
+        raise InvalidParameterError(
+            f"The 'theta' parameter of {caller} must be a global minimum of {problem.name}: "
+            f"L - L* = {float(loss) - problem.min_value:.3g} > f_tol = {f_tol:g}."
+        )
+    ev = np.linalg.eigvalsh(hessian(problem, th))
+    scale = max(float(np.abs(ev).max()), np.finfo(float).tiny)
+    if ev[0] < -rank_tol * scale:
+        raise InvalidParameterError(
+            f"The 'theta' parameter of {caller} must be a minimum of {problem.name}: the Hessian has the "
+            f"negative eigenvalue {ev[0]:.3g}."
+        )
+    nz = smallest_nonzero_eigenvalue(ev, rank_tol=rank_tol)
+    rho = float(np.max(np.abs(1.0 - eta * ev)))
+    thr = 2.0 / eta
+    return MinimumStability(
+        eta=eta,
+        eigenvalues=ev,
+        lambda_max=float(ev[-1]),
+        lambda_min_pos=nz.value,
+        n_zero=nz.n_zero,
+        spectral_radius=rho,
+        threshold=thr,
+        linearly_stable=bool(ev[-1] <= thr),
+        weakly_stable=bool(nz.value <= thr) if np.isfinite(nz.value) else True,
+    )
+
+
+# ------------------------------------------------------------------------ critical step sizes
+
+
+@dataclass(frozen=True)
+class CriticalStepSizes:
+    """η* = 2 / inf_M λ_max and η_E = 2 / inf_M λ_min⁺, with the minimisers found."""
+
+    eta_star: float
+    eta_E: float
+    inf_lambda_max: float
+    inf_lambda_min_pos: float
+    argmin_lambda_max: np.ndarray
+    argmin_lambda_min_pos: np.ndarray
+    method: str
+    evaluations: int
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["argmin_lambda_max"] = [float(v) for v in self.argmin_lambda_max]
+        d["argmin_lambda_min_pos"] = [float(v) for v in self.argmin_lambda_min_pos]
+        return d
+
+
+def critical_step_sizes(problem, *, key, n_samples: int = 2000, rank_tol: float = DEFAULT_RANK_TOL) -> CriticalStepSizes:
+    """Infima of λ_max and λ_min⁺ over M from M's description.
+
+    With a parametrised one-dimensional M (``minima.curve``): a grid over each branch's
+    parameter, then bounded scalar minimisation around the best grid point (method "curve").
+    Otherwise: ``n_samples`` points from ``minima.sample`` (explicit ``key``), then Nelder–Mead
+    on the projected point ``minima.project(θ)`` from the best sample (method "sampled").
+    Eigenvalues come from the closed form where the problem has one, else the dense Hessian."""
+    from scipy.optimize import minimize, minimize_scalar
+
+    m = problem.minima
+    if m is None or (m.sample is None and m.curve is None):
+        raise InvalidParameterError(
+            f"critical_step_sizes needs a description of the minima of {problem.name!r} (a sampler or a curve); "
+            "this problem has none."
+        )
+    n_samples = positive_int(n_samples, "n_samples", "critical_step_sizes")
+    evals = 0
+
+    def lam(theta) -> tuple[float, float]:
+        nonlocal evals
+        evals += 1
+        ev = _eigenvalues(problem, theta)
+        nz = smallest_nonzero_eigenvalue(ev, rank_tol=rank_tol).value
+        return float(ev[-1]), float(nz) if np.isfinite(nz) else np.inf
+
+    best = {0: (np.inf, None), 1: (np.inf, None)}  # which -> (value, theta)
+    if m.curve is not None:
+        import jax
+
+        nb, param, (lo, hi) = m.curve
+        lo, hi = max(lo, -20.0), min(hi, 20.0)
+        grid = np.linspace(lo, hi, 4001)
+        for b in range(nb):
+            vals = np.stack(_curve_lambdas(problem, param, b, grid, rank_tol), axis=1)
+            evals += grid.size
+            for which in (0, 1):
+                i = int(np.argmin(vals[:, which]))
+                a, c = grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)]
+                with jax.enable_x64(True):
+                    r = minimize_scalar(lambda s: lam(np.asarray(param(s, b)))[which], bounds=(a, c),
+                                        method="bounded", options={"xatol": 1e-12})
+                    cand = (float(r.fun), np.asarray(param(r.x, b)))
+                    if vals[i, which] < cand[0]:
+                        cand = (float(vals[i, which]), np.asarray(param(grid[i], b)))
+                if cand[0] < best[which][0]:
+                    best[which] = cand
+        method = "curve"
+    else:
+        import jax
+        import jax.numpy as jnp
+
+        with jax.enable_x64(True):
+            pts = np.asarray(m.sample(key, n_samples), dtype=np.float64)
+        vals = np.array([lam(p) for p in pts])
+        for which in (0, 1):
+            i = int(np.argmin(vals[:, which]))
+            best[which] = (float(vals[i, which]), pts[i])
+            if m.project is not None and problem.dim > 0:
+                def f(x):
+                    with jax.enable_x64(True):
+                        q = np.asarray(m.project(jnp.asarray(x)), dtype=np.float64)
+                    return lam(q)[which]
+
+                r = minimize(f, pts[i], method="Nelder-Mead", options={"xatol": 1e-10, "fatol": 1e-14, "maxiter": 4000})
+                if r.fun < best[which][0]:
+                    with jax.enable_x64(True):
+                        best[which] = (float(r.fun), np.asarray(m.project(jnp.asarray(r.x)), dtype=np.float64))
+        method = "sampled"
+    lmax, lmin = best[0][0], best[1][0]
+    return CriticalStepSizes(
+        eta_star=2.0 / lmax if lmax > 0 else math.inf,
+        eta_E=2.0 / lmin if lmin > 0 else math.inf,
+        inf_lambda_max=lmax,
+        inf_lambda_min_pos=lmin,
+        argmin_lambda_max=best[0][1],
+        argmin_lambda_min_pos=best[1][1],
+        method=method,
+        evaluations=evals,
+    )
+
+
+# ---------------------------------------------------------------------------------- M_WS size
+
+
+@dataclass(frozen=True)
+class ArcLength:
+    """Length of M_WS = {θ ∈ M : λ_min⁺(θ) ≤ 2/η} for a one-dimensional M."""
+
+    eta: float
+    total: float
+    per_branch: tuple[float, ...]
+    intervals: tuple[tuple[int, float, float], ...]  # (branch, s_start, s_end) of M_WS
+
+
+def weakly_stable_arc_length(problem, eta: float, *, rank_tol: float = DEFAULT_RANK_TOL, quad_tol: float = 1e-11) -> ArcLength:
+    """Exact arc length of M_WS for a parametrised one-dimensional M (``minima.curve``).
+
+    On each branch the set {s : λ_min⁺(θ(s)) ≤ 2/η} is located on a grid, its end points are
+    refined by Brent's method, and ∫ ‖θ'(s)‖ ds is computed over each interval by adaptive
+    quadrature (``quad_tol`` absolute/relative)."""
+    import jax
+    import jax.numpy as jnp
+    from scipy.integrate import quad
+    from scipy.optimize import brentq
+
+    eta = finite_float(eta, "eta", "weakly_stable_arc_length", low=0.0)
+    m = problem.minima
+    if m is None or m.curve is None:
+        raise InvalidParameterError(
+            f"weakly_stable_arc_length needs a one-dimensional parametrised set of minima; {problem.name!r} has none "
+            "(use weakly_stable_fraction instead)."
+        )
+    nb, param, (lo, hi) = m.curve
+    lo, hi = max(lo, -30.0), min(hi, 30.0)
+    thr = 2.0 / eta
+    with jax.enable_x64(True):
+        speed = jax.jit(lambda s, b: jnp.linalg.norm(jax.jacfwd(lambda t: param(t, b))(s)), static_argnums=1)
+
+        def g(s, b):
+            v = smallest_nonzero_eigenvalue(_eigenvalues(problem, np.asarray(param(s, b))), rank_tol=rank_tol).value
+            return (v if np.isfinite(v) else 0.0) - thr
+
+        per, intervals = [], []
+        grid = np.linspace(lo, hi, 4001)
+        for b in range(nb):
+            lmin = _curve_lambdas(problem, param, b, grid, rank_tol)[1]
+            vals = np.where(np.isfinite(lmin), lmin, 0.0) - thr
+            inside = vals <= 0
+            total_b = 0.0
+            i = 0
+            while i < grid.size:
+                if not inside[i]:
+                    i += 1
+                    continue
+                j = i
+                while j + 1 < grid.size and inside[j + 1]:
+                    j += 1
+                a = grid[i] if i == 0 else brentq(lambda s: g(s, b), grid[i - 1], grid[i], xtol=1e-14)
+                c = grid[j] if j == grid.size - 1 else brentq(lambda s: g(s, b), grid[j], grid[j + 1], xtol=1e-14)
+                length, _ = quad(lambda s: float(speed(s, b)), a, c, epsabs=quad_tol, epsrel=quad_tol, limit=200)
+                total_b += length
+                intervals.append((b, float(a), float(c)))
+                i = j + 1
+            per.append(total_b)
+    return ArcLength(eta, float(sum(per)), tuple(per), tuple(intervals))
+
+
+def weakly_stable_fraction(problem, eta: float, *, key, n_samples: int = 10_000, rank_tol: float = DEFAULT_RANK_TOL):
+    """Fraction of minima drawn by ``minima.sample`` that are weakly stable at ``eta``, with its
+    Wilson 95% interval ``(p, low, high)`` (a measure relative to the sampler's distribution)."""
+    import jax
+
+    eta = finite_float(eta, "eta", "weakly_stable_fraction", low=0.0)
+    n_samples = positive_int(n_samples, "n_samples", "weakly_stable_fraction")
+    m = problem.minima
+    if m is None or m.sample is None:
+        raise InvalidParameterError(f"weakly_stable_fraction needs a sampler of the minima of {problem.name!r}.")
+    with jax.enable_x64(True):
+        pts = np.asarray(m.sample(key, n_samples), dtype=np.float64)
+    k = sum(
+        1 for p in pts if smallest_nonzero_eigenvalue(_eigenvalues(problem, p), rank_tol=rank_tol).value <= 2.0 / eta
+    )
+    return wilson_interval(k, n_samples)
+
+
+# ---------------------------------------------------------------------------- non-singularity
+
+
+@dataclass(frozen=True)
+class NonSingularity:
+    """P(|det(I − ηH(θ))| < ε) for random θ, and the log-log slope of that fraction in ε
+    (slope ≈ 1: the singular set {det = 0} has measure zero and simple zeros)."""
+
+    eta: float
+    eps: np.ndarray
+    counts: np.ndarray
+    n: int
+    fraction: np.ndarray
+    slope: float
+    slope_stderr: float
+    min_abs_det: float
+
+
+def singular_set_fraction(problem, eta: float, eps, *, key, n: int = 100_000, box=None, batch: int = 4096) -> NonSingularity:
+    """Draw ``n`` points uniformly in ``box`` (default: the problem's), compute det(I − ηH(θ))
+    (dense Hessians, vmapped; sign and log-modulus by slogdet) and count |det| < ε for every ε.
+    The slope is a least-squares fit of log(fraction) against log(ε) over the ε with a
+    non-zero count; its standard error comes from the fit's residuals."""
+    import jax
+    import jax.numpy as jnp
+
+    caller = "singular_set_fraction"
+    eta = finite_float(eta, "eta", caller, low=0.0)
+    n = positive_int(n, "n", caller)
+    eps = np.asarray(eps, dtype=np.float64).reshape(-1)
+    if eps.size == 0 or not np.all(np.isfinite(eps)) or np.any(eps <= 0):
+        raise fail("eps", caller, "a non-empty list of finite floats > 0", eps.tolist())
+    from .problems.base import parse_box
+
+    box = problem.box if box is None else parse_box(box, problem.dim, caller=caller)
+    with jax.enable_x64(True):
+        pts = np.asarray(problem.init(key, n, box), dtype=np.float64)
+        H = jax.jit(jax.vmap(jax.hessian(problem.loss)))
+        logabs = np.empty(n)
+        for s in range(0, n, batch):
+            chunk = pts[s : s + batch]
+            pad = batch - chunk.shape[0]
+            if pad:
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
+            Hs = np.asarray(H(jnp.asarray(chunk)))[: min(batch, n - s)]
+            M = np.eye(problem.dim)[None] - eta * 0.5 * (Hs + np.transpose(Hs, (0, 2, 1)))
+            logabs[s : s + Hs.shape[0]] = np.linalg.slogdet(M)[1]
+    counts = np.array([(logabs < math.log(e)).sum() for e in eps])
+    frac = counts / n
+    ok = counts > 0
+    slope = stderr = float("nan")
+    if ok.sum() >= 2:
+        x, y = np.log(eps[ok]), np.log(frac[ok])
+        A = np.vstack([x, np.ones_like(x)]).T
+        coef, res, *_ = np.linalg.lstsq(A, y, rcond=None)
+        slope = float(coef[0])
+        if ok.sum() > 2:
+            sigma2 = float(np.sum((y - A @ coef) ** 2) / (ok.sum() - 2))
+            stderr = float(math.sqrt(sigma2 / np.sum((x - x.mean()) ** 2)))
+    return NonSingularity(eta, eps, counts, n, frac, slope, stderr, float(np.exp(logabs.min())))
