@@ -229,6 +229,135 @@ def cmd_show(args) -> int:
     return _show(args.dir, sweep.open_results(args.dir), args.json)
 
 
+def cmd_stability(args) -> int:
+    import jax
+
+    from . import stability
+    from .specs import parse_eta
+
+    problem = _build_problem(args)
+    etas = parse_eta(args.eta, name="--eta", caller="gdstab stability")
+    out: dict = {"problem": problem.name, "normalisation": problem.normalisation}
+    m = problem.minima
+    if m is not None and (m.sample is not None or m.curve is not None):
+        crit = stability.critical_step_sizes(problem, key=jax.random.key(args.seed))
+        out["critical"] = crit.to_dict()
+    else:
+        out["critical"] = None
+        out["critical_note"] = "no description of the set of minima M: critical step sizes need one (built-in problems have it)"
+    rows = []
+    for eta in etas:
+        row: dict = {"eta": float(eta), "threshold_2_over_eta": 2.0 / float(eta)}
+        if m is not None and m.curve is not None:
+            a = stability.weakly_stable_arc_length(problem, float(eta))
+            row["mws_length"] = {"total": a.total, "per_branch": list(a.per_branch)}
+        elif m is not None and m.sample is not None:
+            f, lo, hi = stability.weakly_stable_fraction(problem, float(eta), key=jax.random.key(args.seed), n_samples=2000)
+            row["mws_fraction"] = {"fraction": f, "low": lo, "high": hi, "of": "minima drawn by the problem's sampler"}
+        if args.point is not None:
+            from .problems import parse_box  # noqa: F401  (same number parsing rules)
+
+            try:
+                pt = [float(v) for v in args.point.split(",")]
+            except ValueError:
+                raise InvalidParameterError(f"The '--point' parameter of gdstab stability must be {problem.dim} comma-separated floats. Got {args.point!r} instead.") from None
+            if len(pt) != problem.dim:
+                raise InvalidParameterError(f"The '--point' parameter of gdstab stability must be {problem.dim} comma-separated floats. Got {args.point!r} instead.")
+            row["point"] = stability.minimum_stability(problem, pt, float(eta)).to_dict()
+        rows.append(row)
+    out["per_eta"] = rows
+    if args.json:
+        json.dump(out, sys.stdout, indent=2, default=float)
+        sys.stdout.write("\n")
+        return 0
+    print(f"problem   {problem.name}: {problem.normalisation}")
+    c = out["critical"]
+    if c is None:
+        print(f"critical  {out['critical_note']}")
+    else:
+        print(f"critical  eta* = 2 / inf_M lambda_max = {c['eta_star']:.10g} (inf {c['inf_lambda_max']:.10g} at {np.round(c['argmin_lambda_max'], 8).tolist()})")
+        print(f"          eta_E = 2 / inf_M lambda_min+ = {c['eta_E']:.10g} (inf {c['inf_lambda_min_pos']:.10g} at {np.round(c['argmin_lambda_min_pos'], 8).tolist()})")
+    for row in rows:
+        line = f"eta {row['eta']:<8g} 2/eta = {row['threshold_2_over_eta']:<10.6g}"
+        if "mws_length" in row:
+            line += f"  M_WS length {row['mws_length']['total']:.10g} (per branch {', '.join(f'{v:.10g}' for v in row['mws_length']['per_branch'])})"
+        if "mws_fraction" in row:
+            mf = row["mws_fraction"]
+            line += f"  M_WS fraction {mf['fraction']:.3f} [{mf['low']:.3f},{mf['high']:.3f}]"
+        print(line)
+        if "point" in row:
+            pnt = row["point"]
+            print(f"    at the point: eigenvalues {np.round(pnt['eigenvalues'], 10).tolist()}, spectral radius of I - eta H "
+                  f"{pnt['spectral_radius']:.6g}; linearly stable: {pnt['linearly_stable']}, weakly stable: {pnt['weakly_stable']}")
+    return 0
+
+
+_REPRO_AVAILABLE = ("fig1", "fig2")
+_REPRO_PLANNED = ("fig3", "fig4", "fig5", "fig6", "linear", "nonsingular")
+
+
+def cmd_reproduce(args) -> int:
+    from pathlib import Path
+
+    from . import plots
+    from .experiments import compute_fig1, compute_fig2, key_numbers_fig12
+
+    targets = args.targets or ["all"]
+    want: list[str] = []
+    for t in targets:
+        if t == "all":
+            want += [x for x in _REPRO_AVAILABLE if x not in want]
+        elif t in _REPRO_AVAILABLE:
+            if t not in want:
+                want.append(t)
+        elif t in _REPRO_PLANNED:
+            raise InvalidParameterError(
+                f"The target {t!r} of gdstab reproduce is not implemented yet (available: {', '.join(_REPRO_AVAILABLE)})."
+            )
+        else:
+            raise InvalidParameterError(
+                f"The targets of gdstab reproduce must be among all, {', '.join(_REPRO_AVAILABLE + _REPRO_PLANNED)}. Got {t!r} instead."
+            )
+    out = Path(args.out)
+    (out / "data").mkdir(parents=True, exist_ok=True)
+    summary_path = out / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    summary.setdefault("scale", args.scale)
+    if summary["scale"] != args.scale:
+        raise InvalidParameterError(
+            f"The folder {str(out)!r} holds results at scale {summary['scale']!r}, not {args.scale!r}; use another --out."
+        )
+    written = []
+    fig2 = None
+    t0 = time.perf_counter()
+    if "fig1" in want:
+        d1 = compute_fig1(args.scale)
+        d1.to_zarr(out / "data" / "fig1.zarr", mode="w", consolidated=False)
+        written += plots.save(plots.fig1(d1), out / "figures" / "fig1")
+    if "fig2" in want:
+        fig2 = compute_fig2(out, args.scale, quiet=args.quiet)
+        fig2.to_zarr(out / "data" / "fig2.zarr", mode="w", consolidated=False)
+        fig2[["ws_length_total", "ws_length_normalised", "trapping_fraction", "trapping_low", "trapping_high",
+              "trapping_count", "trajectories"]].to_dataframe().to_csv(out / "data" / "fig2.csv")
+        written += plots.save(plots.fig2(fig2), out / "figures" / "fig2")
+    summary.setdefault("key_numbers", {}).update(key_numbers_fig12(fig2))
+    summary.setdefault("experiments", {})
+    for t in want:
+        summary["experiments"][t] = {"scale": args.scale}
+    summary["wall_time_s_last_run"] = time.perf_counter() - t0
+    from . import __version__
+
+    summary["gdstab_version"] = __version__
+    summary_path.write_text(json.dumps(summary, indent=2, default=float))
+    if not args.quiet:
+        print(f"wrote {len(written)} figure files under {out / 'figures'}, data under {out / 'data'}, {summary_path}")
+        for k, v in summary["key_numbers"].items():
+            if isinstance(v.get("value"), (int, float)):
+                paper = f" (paper: {v['paper']})" if "paper" in v else ""
+                print(f"  {k:<36} {v['value']:.10g}{paper}")
+    return 0
+
+
 def cmd_problems(args) -> int:
     from . import problems
 
@@ -314,6 +443,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", help="a results folder written by gdstab sweep")
     p.add_argument("--json", action="store_true", help="print as JSON")
     p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser(
+        "stability",
+        help="critical step sizes, the size of the weakly stable minima and stability of a point",
+        description="Print the critical step sizes of the problem (eta* = 2 / inf over the minima of "
+        "lambda_max, eta_E = 2 / inf of the smallest non-zero eigenvalue), and per step size the size of "
+        "M_WS (exact arc length for a one-dimensional set of minima, else a sampled fraction); with "
+        "--point, the Hessian spectrum and stability verdicts at that minimum.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  gdstab stability --problem hyperbola --eta 0.1,0.5,1.0 --point 1,1\n"
+        "  gdstab stability --problem quadratic --option spectrum=1,3 --eta 0.5 --json\n",
+    )
+    _add_problem_args(p)
+    p.add_argument("--eta", required=True, metavar="SPEC", help="step sizes: 0.5 | 0.1,0.5 | start:stop:num")
+    p.add_argument("--point", metavar="X,Y,...", help="a minimum at which to report the spectrum and verdicts")
+    p.add_argument("--seed", type=int, default=0, help="seed of the samplers of minima (default 0)")
+    p.add_argument("--json", action="store_true", help="print as JSON")
+    p.set_defaults(func=cmd_stability)
+
+    p = sub.add_parser(
+        "reproduce",
+        help="reproduce the paper's figures into a results folder",
+        description="Run the named experiments (default: all available) and write DIR/figures (PNG, PDF, "
+        "SVG), DIR/data (Zarr stores and CSV tables behind every figure) and DIR/summary.json (key numbers "
+        "with their definitions and the paper's values). Available now: fig1, fig2.",
+    )
+    p.add_argument("targets", nargs="*", metavar="TARGET", help="all, fig1, fig2 (default all)")
+    p.add_argument("--out", required=True, help="results folder")
+    p.add_argument("--scale", choices=("small", "paper"), default="small", help="small (default, a laptop CPU) or paper sizes")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("problems", help="list the built-in problems, their normalisation and options")
     p.add_argument("--json", action="store_true", help="print as JSON")

@@ -52,6 +52,7 @@ __all__ = [
     "Trajectories",
     "trajectories",
     "gd_map",
+    "iterate",
     "trace_count",
 ]
 
@@ -200,6 +201,34 @@ class Trajectories:
 def gd_map(problem: Problem, theta, eta):
     """G(θ) = θ − η ∇L(θ) for one point (pure; jit/vmap as you like)."""
     return problem.gd_map(theta, eta)
+
+
+def iterate(problem: Problem, theta0, eta, *, steps: int) -> np.ndarray:
+    """All iterates θ_0 … θ_T of GD, without classification: an array (T + 1, B, d) in float64.
+
+    Non-finite iterates are kept as they are (a diverging path ends in inf/nan).  Meant for
+    drawing paths and orbits of a few trajectories; use :func:`trajectories` for outcomes."""
+    import jax
+    import jax.numpy as jnp
+
+    steps = positive_int(steps, "steps", "iterate")
+    th = np.asarray(theta0, dtype=np.float64)
+    if th.ndim == 1:
+        th = th[None]
+    if th.ndim != 2 or th.shape[1] != problem.dim or not np.all(np.isfinite(th)):
+        raise fail("theta0", "iterate", f"an array of shape (B, {problem.dim}) of finite floats", np.shape(th))
+    et = np.broadcast_to(np.asarray(eta, dtype=np.float64), (th.shape[0],))
+    if not np.all(np.isfinite(et)) or np.any(et <= 0):
+        raise fail("eta", "iterate", "a finite float > 0 (every entry)", eta)
+    with jax.enable_x64(True):
+        G = jax.vmap(lambda t, e: t - e * jax.grad(problem.loss)(t))
+
+        def body(t, _):
+            t2 = G(t, jnp.asarray(et))
+            return t2, t2
+
+        _, path = jax.lax.scan(body, jnp.asarray(th), None, length=steps)
+        return np.concatenate([th[None], np.asarray(path)], axis=0)
 
 
 # ---------------------------------------------------------------------------------------------

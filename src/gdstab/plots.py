@@ -1,0 +1,102 @@
+"""Figures from result Datasets.  Functions take ``ax=None`` (or ``axes=None``), return the
+figure, import matplotlib lazily, and never compute dynamics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+__all__ = ["fig1", "fig2", "save"]
+
+
+def _plt():
+    import matplotlib
+
+    if matplotlib.get_backend().lower() not in ("agg", "pdf", "svg", "module://matplotlib_inline.backend_inline"):
+        try:
+            matplotlib.use("Agg")
+        except Exception:  # pragma: no cover - backend already fixed by the user
+            pass
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def fig1(ds, axes=None):
+    """Figure 1: GD paths on ½(1 − xy)² for each panel of ``ds`` (from
+    :func:`gdstab.experiments.compute_fig1`), the minima xy = 1 in grey and M_WS in red."""
+    plt = _plt()
+    n = ds.sizes["panel"]
+    if axes is None:
+        fig, axes = plt.subplots(1, n, figsize=(5.2 * n, 4.6))
+    else:
+        fig = np.atleast_1d(axes)[0].figure
+    axes = np.atleast_1d(axes)
+    for i, ax in enumerate(axes):
+        eta = float(ds.eta[i])
+        x0, x1, y0, y1 = (float(v) for v in ds.region.values[i])
+        xs = np.linspace(max(x0, 1e-3), x1, 800)
+        ys = 1 / xs
+        ax.plot(xs, ys, color="0.6", lw=1.2, label="minima xy = 1")
+        ws = xs**2 + ys**2 <= 2 / eta
+        if ws.any():
+            ax.plot(np.where(ws, xs, np.nan), np.where(ws, ys, np.nan), color="red", lw=3,
+                    label=r"$M_{WS}$: $x^2+y^2 \leq 2/\eta$")
+        for path in ds.path.values[i]:
+            if np.all(np.isnan(path)):
+                continue
+            ax.plot(path[:, 0], path[:, 1], "-", color="C0", lw=0.6, alpha=0.8)
+            ax.plot(path[0, 0], path[0, 1], "o", color="C0", ms=2.5)
+            fin = np.isfinite(path).all(axis=1)
+            last = path[fin][-1]
+            ax.plot(last[0], last[1], "x", color="k", ms=4)
+        ax.set_xlim(x0, x1)
+        ax.set_ylim(y0, y1)
+        ax.set_xlabel("x")
+        ax.set_ylabel("y")
+        empty = "" if ws.any() else r", $M_{WS}=\emptyset$"
+        label = "abcdefgh"[i]
+        ax.set_title(f"({label}) $\\eta = {eta:g}${empty}")
+        ax.legend(loc="upper right", fontsize=8)
+    fig.suptitle(r"GD on $L(x,y) = \frac{1}{2}(1-xy)^2$" + f" ({ds.attrs.get('steps', '?')} steps; o start, x end)")
+    fig.tight_layout()
+    return fig
+
+
+def fig2(ds, ax=None):
+    """Figure 2: normalised length of M_WS and the trapping fraction (with Wilson 95% bars)
+    against η, from :func:`gdstab.experiments.compute_fig2`."""
+    plt = _plt()
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    else:
+        fig = ax.figure
+    eta = ds.eta.values
+    ax.plot(eta, ds.ws_length_normalised.values, "-", color="red",
+            label=r"length of $M_{WS}$ / length at $\eta=0.1$ (exact)")
+    f = ds.trapping_fraction.values
+    yerr = np.vstack([f - ds.trapping_low.values, ds.trapping_high.values - f])
+    ax.errorbar(eta, f, yerr=yerr, fmt="o-", ms=3, color="C0", capsize=2,
+                label=f"trapping fraction ({ds.attrs['inits']} inits in {ds.attrs['box']}, 95% Wilson)")
+    ax.axvline(1.0, color="0.5", ls=":", lw=1)
+    ax.set_xlabel(r"step size $\eta$")
+    ax.set_ylabel("fraction")
+    ax.set_ylim(-0.02, 1.05)
+    ax.set_title(r"$\frac{1}{2}(1-xy)^2$: size of $M_{WS}$ and of the trapping region")
+    ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def save(fig, path_stem: str | Path, formats: Iterable[str] = ("png", "pdf", "svg")) -> list[Path]:
+    """Save ``fig`` as ``path_stem.<fmt>`` for every format; returns the paths."""
+    stem = Path(path_stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    out = []
+    for fmt in formats:
+        p = stem.with_suffix("." + fmt)
+        fig.savefig(p, dpi=150)
+        out.append(p)
+    return out
