@@ -292,6 +292,85 @@ def cmd_stability(args) -> int:
     return 0
 
 
+def cmd_linear(args) -> int:
+    import jax
+
+    from . import stability
+    from .problems.linear import WALKS, balanced_point, is_balanced, linear_network, path_to_infinity
+    from .spectrum import hessian, smallest_nonzero_eigenvalue
+    from ._validation import positive_int
+
+    try:
+        dims = [int(v) for v in args.dims.split(",")]
+    except ValueError:
+        raise InvalidParameterError(f"The '--dims' parameter of gdstab linear must be comma-separated ints such as 2,3,2. Got {args.dims!r} instead.") from None
+    if args.data is not None:
+        try:
+            with np.load(args.data) as f:
+                X, Y = f["X"], f["Y"]
+        except (OSError, KeyError, ValueError) as exc:
+            raise InvalidParameterError(
+                f"The '--data' file {args.data!r} must be a .npz with arrays 'X' (d_0 x n) and 'Y' (d_h x n): {exc}."
+            ) from None
+        source = f"data from {args.data}"
+    else:
+        n = positive_int(args.samples, "--samples", "gdstab linear")
+        seed = positive_int(args.seed, "--seed", "gdstab linear", minimum=0)
+        rng = np.random.default_rng(seed)
+        X = rng.normal(size=(dims[0], n))
+        Y = rng.normal(size=(dims[-1], n))
+        source = f"Gaussian X, Y with {n} samples, seed {seed}"
+    p = linear_network(dims, X, Y, normalisation=args.normalisation)
+    t = p.options["target"]
+    key = jax.random.key(args.seed)
+    pt = np.asarray(p.minima.sample(key, 1))[0]
+    ev = np.linalg.eigvalsh(hessian(p, pt))
+    nz = smallest_nonzero_eigenvalue(ev)
+    starts = [balanced_point(dims, t.W_star, t.rank)] + list(np.asarray(p.minima.sample(jax.random.fold_in(key, 1), args.restarts)))
+    lmax, argmin, per_start, evals = stability.minimise_sharpness_on_minima(p, starts)
+    out = {
+        "dims": dims, "data": source, "normalisation": p.normalisation, "rank": t.rank, "filling": t.filling,
+        "singular_values": t.singular_values.tolist(), "distinct_singular_values": t.distinct,
+        "min_value": t.min_value, "d_theta": t.d_theta, "dim_M": t.dim_M,
+        "spectrum_at_sampled_minimum": {"zero": nz.n_zero, "positive": int((ev > nz.threshold).sum()),
+                                        "negative": int((ev < -nz.threshold).sum()), "expected_zero": t.dim_M,
+                                        "expected_positive": t.d_theta - t.dim_M, "rank_tolerance": nz.threshold},
+        "inf_lambda_max": lmax, "eta_star": 2.0 / lmax, "minimiser_balanced": is_balanced(dims, argmin, 1e-6),
+        "restarts": per_start, "evaluations": evals,
+    }
+    walks = {}
+    if len(dims) >= 3:
+        for kind in WALKS:
+            try:
+                path = path_to_infinity(dims, t.W_star, t.rank, kind)
+            except InvalidParameterError as exc:
+                walks[kind] = {"skipped": str(exc)}
+                continue
+            ts = [0, 1, 2, 3, 4] if kind == "scaling" else [0, 2, 4, 8, 16]
+            walks[kind] = stability.walk_along_minima(p, path, ts)
+    out["walks"] = walks
+    if args.json:
+        json.dump(out, sys.stdout, indent=2, default=float)
+        sys.stdout.write("\n")
+        return 0
+    sp = out["spectrum_at_sampled_minimum"]
+    print(f"network   dims {tuple(dims)}, {source}; {p.normalisation}")
+    print(f"minimum   r = {t.rank}, {'filling' if t.filling else 'non-filling'}, singular values {np.round(t.singular_values, 6).tolist()} "
+          f"({'distinct' if t.distinct else 'NOT distinct'}), L* = {t.min_value:.10g}")
+    print(f"M         dim M = d_theta - r(d_0 + d_h - r) = {t.d_theta} - {t.d_theta - t.dim_M} = {t.dim_M}")
+    print(f"spectrum  at a sampled minimum: {sp['zero']} zero (expected {t.dim_M}), {sp['positive']} positive "
+          f"(expected {sp['expected_positive']}), {sp['negative']} negative; rank tolerance {sp['rank_tolerance']:.3g}")
+    print(f"critical  inf_M lambda_max = {lmax:.12g} -> eta* = {2 / lmax:.12g} (minimiser balanced: {out['minimiser_balanced']}; "
+          f"{len(starts)} starts, {evals} Hessians)")
+    for kind, rows in walks.items():
+        if isinstance(rows, dict):
+            print(f"walk      {kind}: {rows['skipped']}")
+            continue
+        cells = "; ".join(f"t={r['t']:g}: |theta|={r['norm_theta']:.3g} max={r['lambda_max']:.4g} min+={r['lambda_min_pos']:.4g}" for r in rows)
+        print(f"walk      {kind}: {cells}")
+    return 0
+
+
 _REPRO_AVAILABLE = ("fig1", "fig2")
 _REPRO_PLANNED = ("fig3", "fig4", "fig5", "fig6", "linear", "nonsingular")
 
@@ -461,6 +540,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the samplers of minima (default 0)")
     p.add_argument("--json", action="store_true", help="print as JSON")
     p.set_defaults(func=cmd_stability)
+
+    p = sub.add_parser(
+        "linear",
+        help="deep linear networks: the minimum, the manifold of minima, its spectrum, eta* and the lambda_min+ walk",
+        description="For the deep linear network with widths --dims (d_0,...,d_h) on data X, Y: the rank r, "
+        "filling or not, the singular values, dim M, the Hessian spectrum counts at a sampled minimum, "
+        "inf over M of lambda_max (projected gradient descent from a balanced and several gauge-transformed "
+        "starts) with eta* = 2 / inf, and lambda_max, lambda_min+ along paths to infinity on M.",
+    )
+    p.add_argument("--dims", required=True, metavar="D0,...,DH", help="layer widths, e.g. 2,3,2")
+    p.add_argument("--data", metavar="FILE.npz", help="arrays X (d_0 x n) and Y (d_h x n); default: Gaussian data")
+    p.add_argument("--samples", type=int, default=20, help="number of Gaussian samples without --data (default 20)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the data and the samplers (default 0)")
+    p.add_argument("--normalisation", choices=("sum", "half_sum", "mean", "half_mean"), default="sum",
+                   help="L = c ||Y - W X||^2 with c = 1, 1/2, 1/n, 1/(2n) (default sum, the paper's)")
+    p.add_argument("--restarts", type=int, default=4, help="gauge-transformed starts besides the balanced one (default 4)")
+    p.add_argument("--json", action="store_true", help="print as JSON")
+    p.set_defaults(func=cmd_linear)
 
     p = sub.add_parser(
         "reproduce",

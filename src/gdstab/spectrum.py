@@ -47,7 +47,7 @@ def hessian(problem_or_loss, theta) -> np.ndarray:
     loss = _loss_of(problem_or_loss)
     with jax.enable_x64(True):
         th = jnp.asarray(theta, dtype=jnp.float64)
-        H = np.asarray(jax.jacfwd(jax.grad(loss))(th), dtype=np.float64)
+        H = np.asarray(_hessian_fn(loss)(th), dtype=np.float64)
     if not np.all(np.isfinite(H)):
         raise InvalidParameterError(
             "The Hessian at the given 'theta' is not finite (the loss overflows or is not twice "
@@ -70,6 +70,19 @@ def hvp(problem_or_loss, theta) -> Callable:
 
 
 _HVP_CACHE: dict = {}
+_HESS_CACHE: dict = {}
+
+
+def _hessian_fn(loss):
+    """A jitted dense Hessian per loss function (compiled once per shape)."""
+    import jax
+
+    fn = _HESS_CACHE.get(loss)
+    if fn is None:
+        if len(_HESS_CACHE) > 64:
+            _HESS_CACHE.clear()
+        fn = _HESS_CACHE[loss] = jax.jit(jax.jacfwd(jax.grad(loss)))
+    return fn
 
 
 def _hvp_fns(loss):

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import InvalidParameterError, fail, finite_float, positive_int
+from ._validation import InvalidParameterError, choice, fail, finite_float, positive_int
 from .spectrum import DEFAULT_RANK_TOL, hessian, smallest_nonzero_eigenvalue
 from .stats import wilson_interval
 
@@ -38,6 +38,8 @@ __all__ = [
     "weakly_stable_fraction",
     "NonSingularity",
     "singular_set_fraction",
+    "minimise_sharpness_on_minima",
+    "walk_along_minima",
 ]
 
 
@@ -178,8 +180,10 @@ def critical_step_sizes(problem, *, key, n_samples: int = 2000, rank_tol: float 
 
     With a parametrised one-dimensional M (``minima.curve``): a grid over each branch's
     parameter, then bounded scalar minimisation around the best grid point (method "curve").
-    Otherwise: ``n_samples`` points from ``minima.sample`` (explicit ``key``), then Nelder–Mead
-    on the projected point ``minima.project(θ)`` from the best sample (method "sampled").
+    Otherwise: ``n_samples`` points from ``minima.sample`` (explicit ``key``), then local
+    refinement on M from the best samples: Nelder–Mead on the projected point ``minima.project(θ)``
+    in up to 3 dimensions, projected gradient descent (:func:`minimise_sharpness_on_minima`)
+    above (method "sampled").
     Eigenvalues come from the closed form where the problem has one, else the dense Hessian."""
     from scipy.optimize import minimize, minimize_scalar
 
@@ -231,16 +235,29 @@ def critical_step_sizes(problem, *, key, n_samples: int = 2000, rank_tol: float 
         for which in (0, 1):
             i = int(np.argmin(vals[:, which]))
             best[which] = (float(vals[i, which]), pts[i])
-            if m.project is not None and problem.dim > 0:
-                def f(x):
-                    with jax.enable_x64(True):
-                        q = np.asarray(m.project(jnp.asarray(x)), dtype=np.float64)
-                    return lam(q)[which]
+            if m.project is None or problem.dim == 0:
+                continue
+            if problem.dim > 3:  # projected gradient descent from the best few samples
+                order = np.argsort(vals[:, which])[:4]
+                v, th, _, ne = minimise_sharpness_on_minima(
+                    problem, pts[order], which=("max", "min_pos")[which], rank_tol=rank_tol
+                )
+                evals += ne
+                if v < best[which][0]:
+                    best[which] = (float(v), np.asarray(th))
+                continue
 
-                r = minimize(f, pts[i], method="Nelder-Mead", options={"xatol": 1e-10, "fatol": 1e-14, "maxiter": 4000})
-                if r.fun < best[which][0]:
-                    with jax.enable_x64(True):
-                        best[which] = (float(r.fun), np.asarray(m.project(jnp.asarray(r.x)), dtype=np.float64))
+            proj = jax.jit(m.project)
+
+            def f(x, which=which):
+                with jax.enable_x64(True):
+                    q = np.asarray(proj(jnp.asarray(x, dtype=jnp.float64)), dtype=np.float64)
+                return lam(q)[which]
+
+            r = minimize(f, pts[i], method="Nelder-Mead", options={"xatol": 1e-10, "fatol": 1e-14, "maxiter": 4000})
+            if r.fun < best[which][0]:
+                with jax.enable_x64(True):
+                    best[which] = (float(r.fun), np.asarray(m.project(jnp.asarray(r.x)), dtype=np.float64))
         method = "sampled"
     lmax, lmin = best[0][0], best[1][0]
     return CriticalStepSizes(
@@ -253,6 +270,96 @@ def critical_step_sizes(problem, *, key, n_samples: int = 2000, rank_tol: float 
         method=method,
         evaluations=evals,
     )
+
+
+def minimise_sharpness_on_minima(problem, starts, *, which: str = "max", iters: int = 200, rtol: float = 1e-12,
+                                 rank_tol: float = DEFAULT_RANK_TOL):
+    """Local minimisation over M of λ_max (``which="max"``) or λ_min⁺ (``"min_pos"``) by
+    projected gradient descent from each start: θ ← project(θ − α ∇λ(θ)) with
+    ∇λ = ∇_θ (vᵀ H(θ) v) for the eigenvector v of that eigenvalue (exact where it is simple),
+    α halved until λ decreases and doubled after a success; stops when a step gains less than
+    ``rtol`` relative.  Returns (best value, best point, values per start, evaluations).
+    Needs ``minima.project``."""
+    import jax
+    import jax.numpy as jnp
+
+    m = problem.minima
+    if m is None or m.project is None:
+        raise InvalidParameterError(f"minimise_sharpness_on_minima needs a projection onto the minima of {problem.name!r}.")
+    choice(which, "which", "minimise_sharpness_on_minima", ("max", "min_pos"))
+    with jax.enable_x64(True):
+        grad = jax.grad(problem.loss)
+        H = jax.jit(jax.hessian(problem.loss))
+        curv = jax.jit(jax.grad(lambda th, v: jnp.dot(jax.jvp(grad, (th,), (v,))[1], v)))
+        proj = jax.jit(m.project)
+
+        def top(th):
+            h = np.asarray(H(th))
+            ev, V = np.linalg.eigh(0.5 * (h + h.T))
+            if which == "max":
+                return float(ev[-1]), V[:, -1]
+            scale = max(float(np.abs(ev).max()), np.finfo(float).tiny)
+            idx = np.flatnonzero(np.abs(ev) > rank_tol * scale)
+            if idx.size == 0:
+                return float("inf"), V[:, -1]
+            i = idx[np.argmin(np.abs(ev[idx]))]
+            return float(ev[i]), V[:, i]
+
+        evals = 0
+        results = []
+        for th0 in starts:
+            th = np.asarray(proj(jnp.asarray(th0, dtype=jnp.float64)))
+            lam, v = top(th)
+            evals += 1
+            alpha = 0.1 / max(lam, 1e-12)
+            for _ in range(iters):
+                g = np.asarray(curv(jnp.asarray(th), jnp.asarray(v)))
+                gn = np.linalg.norm(g)
+                if gn == 0 or not np.isfinite(gn):
+                    break
+                improved = False
+                for _ in range(40):
+                    cand = np.asarray(proj(jnp.asarray(th - alpha * g)))
+                    l2, v2 = top(cand)
+                    evals += 1
+                    if np.isfinite(l2) and l2 < lam:
+                        improved = True
+                        break
+                    alpha *= 0.5
+                if not improved:
+                    break
+                done = lam - l2 <= rtol * lam
+                th, lam, v = cand, l2, v2
+                alpha *= 2.0
+                if done:
+                    break
+            results.append((lam, th))
+    best = min(results, key=lambda r: r[0])
+    return best[0], best[1], [r[0] for r in results], evals
+
+
+def walk_along_minima(problem, path, ts, *, rank_tol: float = DEFAULT_RANK_TOL) -> list[dict[str, float]]:
+    """λ_max and λ_min⁺ of the dense Hessian at θ(t) = ``path(t)`` for every t of ``ts``, with
+    ‖θ(t)‖ and the residual L(θ(t)) − L* (to confirm the path stays on M)."""
+    import jax
+    import jax.numpy as jnp
+
+    rows = []
+    with jax.enable_x64(True):
+        for t in ts:
+            th = np.asarray(path(float(t)), dtype=np.float64)
+            ev = np.linalg.eigvalsh(hessian(problem, th))
+            nz = smallest_nonzero_eigenvalue(ev, rank_tol=rank_tol)
+            loss = float(problem.loss(jnp.asarray(th)))
+            rows.append({
+                "t": float(t),
+                "norm_theta": float(np.linalg.norm(th)),
+                "loss_minus_min": loss - (problem.min_value or 0.0),
+                "lambda_max": float(ev[-1]),
+                "lambda_min_pos": nz.value,
+                "n_zero": nz.n_zero,
+            })
+    return rows
 
 
 # ---------------------------------------------------------------------------------- M_WS size

@@ -11,6 +11,7 @@ from typing import Any, Callable
 from .._validation import InvalidParameterError
 from .base import Minima, NativeKernel, Problem, parse_box
 from .expression import ExpressionError, parse_expression
+from .linear import linear_network
 from .toy import hyperbola, quad_quartic, quadratic, quartic, rosenbrock, saddle_quartic, zhu
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "quad_quartic",
     "zhu",
     "rosenbrock",
+    "linear_network",
 ]
 
 _REGISTRY: dict[str, Callable[..., Problem]] = {
