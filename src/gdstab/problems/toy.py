@@ -16,20 +16,36 @@ __all__ = ["hyperbola", "saddle_quartic", "quadratic", "quartic", "quad_quartic"
 
 def _gauss_newton_projector(equations: Callable, iters: int = 60) -> Callable:
     """``project(theta)``: Gauss–Newton iterations θ ← θ − J⁺ F(θ) on the defining equations
-    F(θ) = 0 of M; lands on a point of M near θ (not always the nearest one)."""
+    F(θ) = 0 of M, until ‖F‖ reaches rounding level (at most ``iters`` iterations); lands on a
+    point of M near θ (not always the nearest one)."""
     import jax
     import jax.numpy as jnp
 
     jac = jax.jacfwd(equations)
 
     def project(theta):
-        def body(_, th):
-            f = jnp.atleast_1d(equations(th))
-            j = jnp.atleast_2d(jac(th))
-            step = jnp.linalg.lstsq(j, f)[0]
-            return th - step
+        th0 = jnp.asarray(theta)
 
-        return jax.lax.fori_loop(0, iters, body, jnp.asarray(theta))
+        def resid(th):
+            f = jnp.atleast_1d(equations(th))
+            return f, jnp.sqrt(jnp.sum(f * f))
+
+        def body(c):
+            th, _, _, i = c
+            f, r = resid(th)
+            j = jnp.atleast_2d(jac(th))
+            new = th - jnp.linalg.lstsq(j, f)[0]
+            _, r_new = resid(new)
+            return new, r, r_new, i + 1
+
+        def cond(c):
+            _, r_old, r, i = c
+            eps = 64 * jnp.finfo(th0.dtype).eps * (1.0 + jnp.sqrt(jnp.sum(th0 * th0)))
+            return (i < iters) & (r > eps)  # stop once converged to rounding level
+
+        _, r0 = resid(th0)
+        th, _, _, _ = jax.lax.while_loop(cond, body, (th0, jnp.inf, r0, 0))
+        return th
 
     return project
 
