@@ -13,3 +13,14 @@ def _x64():
 
     with jax.enable_x64(True):
         yield
+
+
+@pytest.fixture(autouse=True)
+def _hang_guard():
+    """A test that hangs (e.g. a lost Dask future) ends the run after 10 minutes with every
+    thread's traceback, instead of silently using up CI's time."""
+    import faulthandler
+
+    faulthandler.dump_traceback_later(600, exit=True)
+    yield
+    faulthandler.cancel_dump_traceback_later()

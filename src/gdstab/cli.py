@@ -235,8 +235,11 @@ def cmd_stability(args) -> int:
     from . import stability
     from .specs import parse_eta
 
+    from ._validation import positive_int
+
     problem = _build_problem(args)
     etas = parse_eta(args.eta, name="--eta", caller="gdstab stability")
+    args.seed = positive_int(args.seed, "--seed", "gdstab stability", minimum=0)
     out: dict = {"problem": problem.name, "normalisation": problem.normalisation}
     m = problem.minima
     if m is not None and (m.sample is not None or m.curve is not None):
@@ -322,11 +325,12 @@ def cmd_linear(args) -> int:
         source = f"Gaussian X, Y with {n} samples, seed {seed}"
     p = linear_network(dims, X, Y, normalisation=args.normalisation)
     t = p.options["target"]
-    key = jax.random.key(args.seed)
+    restarts = positive_int(args.restarts, "--restarts", "gdstab linear", minimum=0)
+    key = jax.random.key(positive_int(args.seed, "--seed", "gdstab linear", minimum=0))
     pt = np.asarray(p.minima.sample(key, 1))[0]
     ev = np.linalg.eigvalsh(hessian(p, pt))
     nz = smallest_nonzero_eigenvalue(ev)
-    starts = [balanced_point(dims, t.W_star, t.rank)] + list(np.asarray(p.minima.sample(jax.random.fold_in(key, 1), args.restarts)))
+    starts = [balanced_point(dims, t.W_star, t.rank)] + (list(np.asarray(p.minima.sample(jax.random.fold_in(key, 1), restarts))) if restarts else [])
     lmax, argmin, per_start, evals = stability.minimise_sharpness_on_minima(p, starts)
     out = {
         "dims": dims, "data": source, "normalisation": p.normalisation, "rank": t.rank, "filling": t.filling,

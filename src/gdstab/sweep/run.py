@@ -131,26 +131,53 @@ def _local(canonical: str, cells: list, threads: int | None, chunk_size) -> Iter
 
 def _dask(canonical: str, cells: list, client, max_in_flight: int, chunk_size) -> Iterable[dict]:
     """Cells as Dask tasks; results come back to the driver, which alone writes the store.
-    A task lost with its worker is recomputed by the scheduler (retries=3); results are keyed
-    by cell, so a recomputed cell is never stored twice."""
+
+    A task lost with its worker is recomputed by the scheduler (retries=3).  The driver also
+    guards against results that never arrive (a worker that died while its result was being
+    fetched): a cell whose result cannot be fetched is submitted again under a new key, up to
+    5 attempts.  Results are keyed by cell, so a recomputed cell is never stored twice."""
     from distributed import as_completed
 
     pending = list(cells)
     digest = hashlib.sha1(canonical.encode()).hexdigest()[:12]
+    attempts: dict = {}
 
     def submit(cell):
+        n = attempts.get(cell, 0)
+        attempts[cell] = n + 1
         return client.submit(
             compute_cell, canonical, tuple(cell), 1, chunk_size,
-            key=f"gdstab-cell-{digest}-{'-'.join(map(str, cell))}",
+            key=f"gdstab-cell-{digest}-{'-'.join(map(str, cell))}-a{n}",
             retries=3, pure=False,
         )
 
-    first = [submit(pending.pop(0)) for _ in range(min(max_in_flight, len(pending)))]
-    ac = as_completed(first, with_results=True)
-    for _future, result in ac:
+    owner = {}
+    first = []
+    for _ in range(min(max_in_flight, len(pending))):
+        cell = pending.pop(0)
+        f = submit(cell)
+        owner[f.key] = cell
+        first.append(f)
+    ac = as_completed(first)
+    for fut in ac:
+        cell = owner.pop(fut.key)
+        try:
+            result = fut.result(timeout=300)
+        except Exception as exc:  # lost or failed: try again (a cell is a pure function of its inputs)
+            if attempts.get(cell, 0) >= 5:
+                raise RuntimeError(f"cell {cell} failed {attempts[cell]} times on the Dask cluster: {exc!r}") from exc
+            f = submit(cell)
+            owner[f.key] = cell
+            ac.add(f)
+            continue
+        finally:
+            fut.release()
         yield result
         if pending:
-            ac.add(submit(pending.pop(0)))
+            nxt = pending.pop(0)
+            f = submit(nxt)
+            owner[f.key] = nxt
+            ac.add(f)
 
 
 class _Writer:
