@@ -85,7 +85,6 @@ def test_hessian_on_M_equals_the_chain_rule_form():
     rng = np.random.default_rng(4)
     X, Y = rng.normal(size=(2, 10)), rng.normal(size=(2, 10))
     p = linear_network(dims, X, Y, normalisation="half_mean")
-    t = p.options["target"]
     th = np.asarray(p.minima.sample(jax.random.key(5), 1))[0]
     c = 0.5 / 10
 

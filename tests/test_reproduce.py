@@ -40,7 +40,7 @@ def test_reproduce_fig1_fig2_end_to_end(tmp_path, capsys):
     # data behind the figures
     import xarray as xr
 
-    d2 = xr.open_zarr(out / "data" / "fig2.zarr").load()
+    d2 = xr.open_zarr(out / "data" / "fig2.zarr", consolidated=False).load()
     assert d2.ws_length_normalised.values[0] == pytest.approx(1.0)
     assert np.all(np.diff(d2.ws_length_normalised.values) <= 1e-12)  # M_WS shrinks as eta grows
     assert (out / "data" / "fig2.csv").read_text().startswith("eta,")

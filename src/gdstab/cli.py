@@ -112,7 +112,6 @@ def _fmt_frac(cell: dict) -> str:
 
 
 def cmd_trajectories(args) -> int:
-    import jax
 
     from .dynamics import Status, trajectories
     from .problems import parse_box
@@ -258,8 +257,6 @@ def cmd_stability(args) -> int:
             f, lo, hi = stability.weakly_stable_fraction(problem, float(eta), key=jax.random.key(args.seed), n_samples=2000)
             row["mws_fraction"] = {"fraction": f, "low": lo, "high": hi, "of": "minima drawn by the problem's sampler"}
         if args.point is not None:
-            from .problems import parse_box  # noqa: F401  (same number parsing rules)
-
             try:
                 pt = [float(v) for v in args.point.split(",")]
             except ValueError:

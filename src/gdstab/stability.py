@@ -19,7 +19,7 @@ Eigenvalues are those of the loss as normalised by the problem (see its docstrin
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np

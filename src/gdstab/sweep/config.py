@@ -46,7 +46,6 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-import numpy as np
 
 from .._validation import InvalidParameterError
 from ..dynamics import Criteria

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
 import shutil
 import sys
 import time
@@ -68,7 +67,6 @@ def compute_cell(
     canonical JSON is ``canonical``; returns the arrays to store and a little bookkeeping.
 
     Pure function of its arguments: runs the same on any worker."""
-    import jax
 
     from ..dynamics import trajectories
 
