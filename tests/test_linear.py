@@ -174,3 +174,19 @@ def test_cli_linear(capsys, tmp_path):
     np.savez(tmp_path / "bad.npz", A=np.ones(2))
     assert main(["linear", "--dims", "2,3,2", "--data", str(tmp_path / "bad.npz")]) == 2
     assert "'--data'" in capsys.readouterr().err
+
+
+def test_dynamics_check_trapping_vanishes_beyond_eta_star(capsys, tmp_path):
+    """(1,1,1), X = Y = 1: eta* = 0.5 in closed form (inf lambda_max = 4).  Below it GD from
+    [-1, 1]^2 converges; beyond it no minimum is linearly stable and no trajectory converges."""
+    from gdstab.cli import main
+
+    np.savez(tmp_path / "one.npz", X=np.ones((1, 1)), Y=np.ones((1, 1)))
+    assert main(["linear", "--dims", "1,1,1", "--data", str(tmp_path / "one.npz"), "--trapping", "0.2,0.4,0.6,0.9",
+                 "--inits", "400", "--steps", "4000", "--json", "--plot", str(tmp_path / "trap")]) == 0
+    d = json.loads(capsys.readouterr().out)["trapping"]
+    assert d["eta_star"] == pytest.approx(0.5, rel=1e-9)
+    frac = {r["eta"]: r["converged"] for r in d["per_eta"]}
+    assert frac[0.2] > 0.9 and frac[0.4] > 0.9
+    assert frac[0.6] == 0.0 and frac[0.9] == 0.0
+    assert (tmp_path / "trap.png").stat().st_size > 1000

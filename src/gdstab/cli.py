@@ -350,6 +350,24 @@ def cmd_linear(args) -> int:
             ts = [0, 1, 2, 3, 4] if kind == "scaling" else [0, 2, 4, 8, 16]
             walks[kind] = stability.walk_along_minima(p, path, ts)
     out["walks"] = walks
+    if args.trapping is not None:
+        from .experiments.linear_dynamics import compute_linear_trapping
+        from .specs import parse_eta
+
+        etas = parse_eta(args.trapping, name="--trapping", caller="gdstab linear")
+        tr = compute_linear_trapping(dims, X, Y, etas, inits=positive_int(args.inits, "--inits", "gdstab linear"),
+                                     steps=positive_int(args.steps, "--steps", "gdstab linear"),
+                                     seed=args.seed, normalisation=args.normalisation)
+        out["trapping"] = {
+            "eta_star": tr.attrs["eta_star"], "inits": tr.attrs["inits"], "steps": tr.attrs["steps"],
+            "per_eta": [{"eta": float(e), "converged": float(f), "low": float(lo), "high": float(hi), "diverged": float(dv)}
+                        for e, f, lo, hi, dv in zip(tr.eta.values, tr.trapping_fraction.values, tr.trapping_low.values,
+                                                    tr.trapping_high.values, tr.diverged_fraction.values)],
+        }
+        if args.plot:
+            from . import plots
+
+            plots.save(plots.linear_trapping(tr), args.plot)
     if args.json:
         json.dump(out, sys.stdout, indent=2, default=float)
         sys.stdout.write("\n")
@@ -369,6 +387,12 @@ def cmd_linear(args) -> int:
             continue
         cells = "; ".join(f"t={r['t']:g}: |theta|={r['norm_theta']:.3g} max={r['lambda_max']:.4g} min+={r['lambda_min_pos']:.4g}" for r in rows)
         print(f"walk      {kind}: {cells}")
+    if "trapping" in out:
+        tr = out["trapping"]
+        print(f"dynamics  {tr['inits']} initialisations uniform in [-1, 1]^{t.d_theta}, T = {tr['steps']}; eta* = {tr['eta_star']:.6g}")
+        for r in tr["per_eta"]:
+            mark = "  <= eta*" if r["eta"] <= tr["eta_star"] else "  >  eta*"
+            print(f"          eta {r['eta']:<10.6g} converged {r['converged']:.3f} [{r['low']:.3f},{r['high']:.3f}]  diverged {r['diverged']:.3f}{mark}")
     return 0
 
 
@@ -557,6 +581,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--normalisation", choices=("sum", "half_sum", "mean", "half_mean"), default="sum",
                    help="L = c ||Y - W X||^2 with c = 1, 1/2, 1/n, 1/(2n) (default sum, the paper's)")
     p.add_argument("--restarts", type=int, default=4, help="gauge-transformed starts besides the balanced one (default 4)")
+    p.add_argument("--trapping", metavar="ETA_SPEC", help="also run GD from random initialisations at these step sizes "
+                   "and print the fraction that converges (the dynamics check around eta*)")
+    p.add_argument("--inits", type=int, default=1000, help="with --trapping: initialisations (default 1000)")
+    p.add_argument("--steps", type=int, default=5000, help="with --trapping: GD steps T (default 5000)")
+    p.add_argument("--plot", metavar="STEM", help="with --trapping: save the figure as STEM.png/.pdf/.svg")
     p.add_argument("--json", action="store_true", help="print as JSON")
     p.set_defaults(func=cmd_linear)
 

@@ -8,7 +8,7 @@ from typing import Iterable
 
 import numpy as np
 
-__all__ = ["fig1", "fig2", "save"]
+__all__ = ["fig1", "fig2", "linear_trapping", "save"]
 
 
 def _plt():
@@ -86,6 +86,28 @@ def fig2(ds, ax=None):
     ax.set_ylim(-0.02, 1.05)
     ax.set_title(r"$\frac{1}{2}(1-xy)^2$: size of $M_{WS}$ and of the trapping region")
     ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def linear_trapping(ds, ax=None):
+    """Trapping fraction against η for a deep linear network, with η* marked (from
+    :func:`gdstab.experiments.linear_dynamics.compute_linear_trapping`)."""
+    plt = _plt()
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    else:
+        fig = ax.figure
+    f = ds.trapping_fraction.values
+    yerr = np.vstack([f - ds.trapping_low.values, ds.trapping_high.values - f])
+    ax.errorbar(ds.eta.values, f, yerr=yerr, fmt="o-", ms=3, capsize=2, label="converged (95% Wilson)")
+    ax.plot(ds.eta.values, ds.diverged_fraction.values, "s--", ms=3, color="C3", label="diverged")
+    ax.axvline(ds.attrs["eta_star"], color="k", ls=":", label=rf"$\eta^* = {ds.attrs['eta_star']:.4g}$")
+    ax.set_xlabel(r"step size $\eta$")
+    ax.set_ylabel("fraction of initialisations")
+    ax.set_ylim(-0.02, 1.05)
+    ax.set_title(f"deep linear network {tuple(ds.attrs['dims'])}: {ds.attrs['inits']} inits, T = {ds.attrs['steps']}")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
