@@ -65,21 +65,26 @@ def fig1(ds, axes=None):
     return fig
 
 
+def _axes(ax, figsize):
+    if ax is None:
+        return _plt().subplots(figsize=figsize)
+    return ax.figure, ax
+
+
+def _trapping_bars(ax, ds, label: str, **kw) -> None:
+    """The trapping fraction of ``ds`` against η with its Wilson 95% interval as error bars."""
+    f = ds.trapping_fraction.values
+    yerr = np.vstack([f - ds.trapping_low.values, ds.trapping_high.values - f])
+    ax.errorbar(ds.eta.values, f, yerr=yerr, fmt="o-", ms=3, capsize=2, label=label, **kw)
+
+
 def fig2(ds, ax=None):
     """Figure 2: normalised length of M_WS and the trapping fraction (with Wilson 95% bars)
     against η, from :func:`gdstab.experiments.compute_fig2`."""
-    plt = _plt()
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    else:
-        fig = ax.figure
-    eta = ds.eta.values
-    ax.plot(eta, ds.ws_length_normalised.values, "-", color="red",
+    fig, ax = _axes(ax, (6.4, 4.4))
+    ax.plot(ds.eta.values, ds.ws_length_normalised.values, "-", color="red",
             label=r"length of $M_{WS}$ / length at $\eta=0.1$ (exact)")
-    f = ds.trapping_fraction.values
-    yerr = np.vstack([f - ds.trapping_low.values, ds.trapping_high.values - f])
-    ax.errorbar(eta, f, yerr=yerr, fmt="o-", ms=3, color="C0", capsize=2,
-                label=f"trapping fraction ({ds.attrs['inits']} inits in {ds.attrs['box']}, 95% Wilson)")
+    _trapping_bars(ax, ds, f"trapping fraction ({ds.attrs['inits']} inits in {ds.attrs['box']}, 95% Wilson)", color="C0")
     ax.axvline(1.0, color="0.5", ls=":", lw=1)
     ax.set_xlabel(r"step size $\eta$")
     ax.set_ylabel("fraction")
@@ -93,14 +98,8 @@ def fig2(ds, ax=None):
 def linear_trapping(ds, ax=None):
     """Trapping fraction against η for a deep linear network, with η* marked (from
     :func:`gdstab.experiments.linear_dynamics.compute_linear_trapping`)."""
-    plt = _plt()
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    else:
-        fig = ax.figure
-    f = ds.trapping_fraction.values
-    yerr = np.vstack([f - ds.trapping_low.values, ds.trapping_high.values - f])
-    ax.errorbar(ds.eta.values, f, yerr=yerr, fmt="o-", ms=3, capsize=2, label="converged (95% Wilson)")
+    fig, ax = _axes(ax, (6.4, 4.2))
+    _trapping_bars(ax, ds, "converged (95% Wilson)")
     ax.plot(ds.eta.values, ds.diverged_fraction.values, "s--", ms=3, color="C3", label="diverged")
     ax.axvline(ds.attrs["eta_star"], color="k", ls=":", label=rf"$\eta^* = {ds.attrs['eta_star']:.4g}$")
     ax.set_xlabel(r"step size $\eta$")
