@@ -203,6 +203,31 @@ def gd_map(problem: Problem, theta, eta):
     return problem.gd_map(theta, eta)
 
 
+def _batch(problem: Problem, theta0, eta, caller: str) -> tuple[np.ndarray, np.ndarray]:
+    """Validated float64 initial points (B, d) and step sizes (B,) (a scalar η is broadcast)."""
+    try:
+        th = np.asarray(theta0, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise fail("theta0", caller, f"an array of shape (B, {problem.dim}) of finite floats", theta0) from None
+    if th.ndim == 1 and th.shape[0] == problem.dim:
+        th = th[None, :]
+    if th.ndim != 2 or th.shape[1] != problem.dim or th.shape[0] == 0 or not np.all(np.isfinite(th)):
+        raise fail("theta0", caller, f"an array of shape (B, {problem.dim}) of finite floats with B >= 1", np.shape(th))
+    B = th.shape[0]
+    try:
+        et = np.asarray(eta, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise fail("eta", caller, "a finite float > 0 or an array of them", eta) from None
+    if et.ndim == 0:
+        et = np.full(B, float(et))
+    if et.shape != (B,):
+        raise fail("eta", caller, f"a finite float > 0 or an array of shape ({B},)", np.shape(et))
+    if not np.all(np.isfinite(et)) or np.any(et <= 0):
+        bad = et[~(np.isfinite(et) & (et > 0))][0]
+        raise fail("eta", caller, "a finite float > 0 (every entry)", float(bad))
+    return th, et
+
+
 def iterate(problem: Problem, theta0, eta, *, steps: int) -> np.ndarray:
     """All iterates θ_0 … θ_T of GD, without classification: an array (T + 1, B, d) in float64.
 
@@ -212,16 +237,9 @@ def iterate(problem: Problem, theta0, eta, *, steps: int) -> np.ndarray:
     import jax.numpy as jnp
 
     steps = positive_int(steps, "steps", "iterate")
-    th = np.asarray(theta0, dtype=np.float64)
-    if th.ndim == 1:
-        th = th[None]
-    if th.ndim != 2 or th.shape[1] != problem.dim or not np.all(np.isfinite(th)):
-        raise fail("theta0", "iterate", f"an array of shape (B, {problem.dim}) of finite floats", np.shape(th))
-    et = np.broadcast_to(np.asarray(eta, dtype=np.float64), (th.shape[0],))
-    if not np.all(np.isfinite(et)) or np.any(et <= 0):
-        raise fail("eta", "iterate", "a finite float > 0 (every entry)", eta)
+    th, et = _batch(problem, theta0, eta, "iterate")
     with jax.enable_x64(True):
-        G = jax.vmap(lambda t, e: t - e * jax.grad(problem.loss)(t))
+        G = jax.vmap(problem.gd_map)
 
         def body(t, _):
             t2 = G(t, jnp.asarray(et))
@@ -546,26 +564,8 @@ def trajectories(
     backend = choice(backend, "backend", caller, ("auto", "jax", "native"))
     if record_every is not None:
         record_every = positive_int(record_every, "record_every", caller)
-    try:
-        th = np.asarray(theta0, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise fail("theta0", caller, f"an array of shape (B, {problem.dim}) of finite floats", theta0) from None
-    if th.ndim == 1 and th.shape[0] == problem.dim:
-        th = th[None, :]
-    if th.ndim != 2 or th.shape[1] != problem.dim or th.shape[0] == 0 or not np.all(np.isfinite(th)):
-        raise fail("theta0", caller, f"an array of shape (B, {problem.dim}) of finite floats with B >= 1", np.shape(th))
+    th, et = _batch(problem, theta0, eta, caller)
     B = th.shape[0]
-    try:
-        et = np.asarray(eta, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise fail("eta", caller, "a finite float > 0 or an array of them", eta) from None
-    if et.ndim == 0:
-        et = np.full(B, float(et))
-    if et.shape != (B,):
-        raise fail("eta", caller, f"a finite float > 0 or an array of shape ({B},)", np.shape(et))
-    if not np.all(np.isfinite(et)) or np.any(et <= 0):
-        bad = et[~(np.isfinite(et) & (et > 0))][0]
-        raise fail("eta", caller, "a finite float > 0 (every entry)", float(bad))
     if chunk_size != "auto":
         chunk_size = positive_int(chunk_size, "chunk_size", caller)
 

@@ -43,9 +43,10 @@ __all__ = [
 ]
 
 
-def _eigenvalues(problem, theta, use_closed_form: bool = True) -> np.ndarray:
+def _eigenvalues(problem, theta) -> np.ndarray:
+    """Hessian eigenvalues at θ, ascending: the problem's closed form if it has one, else dense."""
     m = problem.minima
-    if use_closed_form and m is not None and m.hessian_eigenvalues is not None:
+    if m is not None and m.hessian_eigenvalues is not None:
         import jax
         import jax.numpy as jnp
 
