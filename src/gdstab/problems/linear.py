@@ -43,6 +43,16 @@ class LinearTarget:
     d_theta: int
 
 
+def _weights(dims, theta) -> list:
+    """Split θ (NumPy or JAX) into W_1, …, W_h with W_i of shape (d_i, d_{i−1}), row-major."""
+    out, i = [], 0
+    for k in range(len(dims) - 1):
+        n = dims[k + 1] * dims[k]
+        out.append(theta[i : i + n].reshape(dims[k + 1], dims[k]))
+        i += n
+    return out
+
+
 def _scale(normalisation: str, n: int) -> float:
     return {"sum": 1.0, "half_sum": 0.5, "mean": 1.0 / n, "half_mean": 0.5 / n}[normalisation]
 
@@ -95,15 +105,8 @@ def linear_network(
     d_theta = sum(sizes)
     Xj_np, Yj_np = X, Y
 
-    def unflatten(theta):
-        out, i = [], 0
-        for s, k in zip(shapes, sizes):
-            out.append(theta[i : i + k].reshape(s))
-            i += k
-        return out
-
     def product(theta):
-        Ws = unflatten(theta)
+        Ws = _weights(dims, theta)
         P = Ws[0]
         for W in Ws[1:]:
             P = W @ P
@@ -194,14 +197,9 @@ def balanced_point(dims, W_star, rank, rotations=None) -> np.ndarray:
 def gauge(dims, theta, mats) -> np.ndarray:
     """W_i → A_i W_i A_{i−1}⁻¹ with A_0 = I, A_h = I and ``mats`` = (A_1, …, A_{h−1}): the
     product, hence the loss, is unchanged."""
-    h = len(dims) - 1
-    Ws, i = [], 0
-    for k in range(h):
-        n = dims[k + 1] * dims[k]
-        Ws.append(np.asarray(theta[i : i + n]).reshape(dims[k + 1], dims[k]))
-        i += n
+    Ws = _weights(dims, np.asarray(theta))
     A = [np.eye(dims[0])] + [np.asarray(m) for m in mats] + [np.eye(dims[-1])]
-    out = [A[k + 1] @ Ws[k] @ np.linalg.inv(A[k]) for k in range(h)]
+    out = [A[k + 1] @ Ws[k] @ np.linalg.inv(A[k]) for k in range(len(Ws))]
     return np.concatenate([W.reshape(-1) for W in out])
 
 
@@ -272,11 +270,7 @@ def path_to_infinity(dims, W_star, rank, kind: str):
 
 def is_balanced(dims, theta, tol: float = 1e-8) -> bool:
     """Whether W_{i+1}ᵀ W_{i+1} = W_i W_iᵀ for every hidden layer (relative tolerance)."""
-    Ws, i = [], 0
-    for k in range(len(dims) - 1):
-        n = dims[k + 1] * dims[k]
-        Ws.append(np.asarray(theta[i : i + n]).reshape(dims[k + 1], dims[k]))
-        i += n
+    Ws = _weights(dims, np.asarray(theta))
     for k in range(len(Ws) - 1):
         a, b = Ws[k + 1].T @ Ws[k + 1], Ws[k] @ Ws[k].T
         if np.linalg.norm(a - b) > tol * max(1.0, np.linalg.norm(a)):
