@@ -54,6 +54,7 @@ __all__ = [
     "gd_map",
     "iterate",
     "trace_count",
+    "sgd_batch_indices",
 ]
 
 
@@ -317,18 +318,48 @@ def _step_one(value_grad_fn, eta, s: _State, t, k, T, tol2, W, maxn2, P, checks)
     return new, value, jnp.sqrt(gg)
 
 
+def sgd_batch_indices(key_data, t, n_samples: int, batch_size: int):
+    """The sample indices of SGD update t (0-based) of one trajectory.
+
+    An epoch is ``n_samples // batch_size`` updates on the consecutive batches of one random
+    permutation of the samples; the ``n_samples mod batch_size`` samples left at the end of the
+    permutation are not used in that epoch ("drop last").  Epoch e = t // updates_per_epoch
+    uses the permutation ``jax.random.permutation(fold_in(key, e), n_samples)``, where ``key``
+    is the trajectory's own key (``key_data`` is its ``jax.random.key_data``), so every
+    trajectory has its independent shuffles."""
+    import jax
+    import jax.numpy as jnp
+
+    per_epoch = n_samples // batch_size
+    key = jax.random.wrap_key_data(key_data)
+    e = t // per_epoch
+    j = t % per_epoch
+    perm = jax.random.permutation(jax.random.fold_in(key, e), n_samples)
+    return jax.lax.dynamic_slice(perm, (j * batch_size,), (batch_size,))
+
+
 @functools.lru_cache(maxsize=64)
-def _jax_runner(problem: Problem, chunk: int, n_records: int, dtype_name: str):
-    """Compiled runner for one problem, chunk size and record layout (η, θ₀, T and the
-    tolerances are traced arguments, so changing them does not recompile)."""
+def _jax_runner(problem: Problem, chunk: int, n_records: int, dtype_name: str, batch_size: int = 0):
+    """Compiled runner for one problem, chunk size, record layout and batch size (0: full-batch
+    GD).  η, θ₀, the SGD keys, T and the tolerances are traced arguments, so changing them does
+    not recompile."""
     import jax
     import jax.numpy as jnp
     from jax import lax
 
     value_grad_one = jax.value_and_grad(problem.loss)
     dtype = jnp.dtype(dtype_name)
+    if batch_size:
+        value_grad_batch = jax.value_and_grad(problem.batch_loss)
+        n_samples = int(problem.n_samples)
 
-    def run(theta0, eta, T, opts, record_every):
+    def traj_step(eta, kd, s, t, *rest):
+        if batch_size:
+            idx = sgd_batch_indices(kd, t, n_samples, batch_size)
+            return _step_one(lambda th: value_grad_batch(th, idx), eta, s, t, *rest)
+        return _step_one(value_grad_one, eta, s, t, *rest)
+
+    def run(theta0, eta, keys, T, opts, record_every):
         _TRACES[id(problem)] += 1  # runs at trace time only
         tol2 = (opts[0] * opts[0]).astype(dtype)
         W = opts[1].astype(jnp.int32)
@@ -340,10 +371,10 @@ def _jax_runner(problem: Problem, chunk: int, n_records: int, dtype_name: str):
         zi = jnp.zeros((B,), jnp.int32)
         state = _State(theta0, zi, zi, zi, theta0, zi, zi, zi, zi)
 
-        step = jax.vmap(functools.partial(_step_one, value_grad_one), in_axes=(0, 0) + (None,) * 8)
+        step = jax.vmap(traj_step, in_axes=(0, 0, 0) + (None,) * 8)
 
         def step_all(t, state, bufs):
-            new_state, loss_b, gn = step(eta, state, t, t % K, T, tol2, W, maxn2, P, checks)
+            new_state, loss_b, gn = step(eta, keys, state, t, t % K, T, tol2, W, maxn2, P, checks)
             if n_records:  # metrics of θ_t (before the move)
                 row = jnp.minimum(t // record_every, n_records - 1)
                 do = (t % record_every == 0) & (t <= T)
@@ -384,13 +415,16 @@ def _jax_runner(problem: Problem, chunk: int, n_records: int, dtype_name: str):
     return jitted, evaluate
 
 
-def _run_jax(problem, theta0, eta, steps, criteria, chunk, record_every, dtype_name, on_chunk, threads):
+def _run_jax(problem, theta0, eta, steps, criteria, chunk, record_every, dtype_name, on_chunk, threads,
+             batch_size=0, key_data=None):
     import jax
     import jax.numpy as jnp
 
     B, d = theta0.shape
     n_records = 0 if record_every is None else steps // record_every + 1
-    runner, _ = _jax_runner(problem, chunk, n_records, dtype_name)
+    runner, _ = _jax_runner(problem, chunk, n_records, dtype_name, batch_size)
+    if key_data is None:
+        key_data = np.zeros((B, 2), np.uint32)  # unused by full-batch GD
     opts = jnp.asarray(criteria.as_array(), dtype=dtype_name)
     out_theta = np.empty((B, d), dtype=dtype_name)
     raw = np.empty(B, np.int8)
@@ -403,8 +437,9 @@ def _run_jax(problem, theta0, eta, steps, criteria, chunk, record_every, dtype_n
     def one(start: int) -> int:
         stop = min(B, start + chunk)
         th, et = _pad(theta0[start:stop], chunk), _pad(eta[start:stop], chunk)
+        kd = _pad(key_data[start:stop], chunk)
         with jax.enable_x64(dtype_name == "float64"):  # the x64 flag is thread-local
-            state, t_end, bufs = runner(jnp.asarray(th), jnp.asarray(et), T, opts, every)
+            state, t_end, bufs = runner(jnp.asarray(th), jnp.asarray(et), jnp.asarray(kd), T, opts, every)
         m = stop - start
         out_theta[start:stop] = np.asarray(state.theta)[:m]
         raw[start:stop] = np.asarray(state.st)[:m]
@@ -527,8 +562,10 @@ def trajectories(
     dtype: str = "float64",
     threads: int | None = None,
     on_chunk: Callable[[int, int], None] | None = None,
+    batch_size: int | None = None,
+    keys=None,
 ) -> Trajectories:
-    """Run B gradient-descent trajectories and classify each one.
+    """Run B gradient-descent (or SGD) trajectories and classify each one.
 
     Main arguments:
         problem: the :class:`~gdstab.problems.Problem`.
@@ -548,6 +585,16 @@ def trajectories(
         threads: chunks run in parallel on this many threads (default: all cores on the CPU,
             1 on an accelerator).  Results do not depend on it.
         on_chunk: callback ``on_chunk(done, total)`` after each chunk (progress bars).
+        batch_size: None (default) for full-batch GD; an int b for minibatch SGD on problems
+            with data (``problem.batch_loss``): update t uses the batch of
+            :func:`sgd_batch_indices` and ``steps`` counts updates.  The classification is the
+            same, applied to the minibatch loss and gradient (settled: η‖∇L_batch‖ ≤ tol over
+            the window, i.e. every recent batch gradient vanished); recorded metrics are the
+            minibatch loss and gradient norm of each update; the final ``loss`` and
+            ``grad_norm`` are full-batch values.
+        keys: with SGD, one PRNG key per trajectory ((B,) typed keys or (B, 2) uint32 key
+            data) for its shuffles; the sweep layer derives them
+            (:func:`gdstab.sweep.keys.trajectory_key`).
 
     Returns a :class:`Trajectories`; diverging trajectories are results, never exceptions.
     """
@@ -566,6 +613,15 @@ def trajectories(
         record_every = positive_int(record_every, "record_every", caller)
     th, et = _batch(problem, theta0, eta, caller)
     B = th.shape[0]
+    key_data = None
+    if batch_size is not None:
+        key_data = _sgd_inputs(problem, batch_size, keys, B, caller)
+        batch_size = int(batch_size)
+        if backend == "native":
+            raise InvalidParameterError("The 'backend' parameter of trajectories cannot be 'native' with SGD (batch_size): use 'jax' or 'auto'.")
+        backend = "jax"
+    elif keys is not None:
+        raise InvalidParameterError("The 'keys' parameter of trajectories goes with 'batch_size' (SGD); full-batch GD uses no keys.")
     if chunk_size != "auto":
         chunk_size = positive_int(chunk_size, "chunk_size", caller)
 
@@ -601,7 +657,8 @@ def trajectories(
         chunk = _auto_chunk(problem, B, n_records, itemsize, platform) if chunk_size == "auto" else chunk_size
         with jax.enable_x64(dtype == "float64"):
             out = _run_jax(
-                problem, th.astype(dtype), et.astype(dtype), steps, criteria, chunk, record_every, dtype, on_chunk, threads
+                problem, th.astype(dtype), et.astype(dtype), steps, criteria, chunk, record_every, dtype, on_chunk, threads,
+                batch_size or 0, key_data,
             )
         used = "jax"
     theta_f, raw, step, period, loss, gnorm, metrics = out
@@ -620,6 +677,35 @@ def trajectories(
         backend=used,
         metrics=metrics,
     )
+
+
+def _sgd_inputs(problem: Problem, batch_size, keys, B: int, caller: str) -> np.ndarray:
+    """Validated SGD settings: returns the (B, 2) uint32 key data of the trajectories."""
+    import jax
+
+    if problem.batch_loss is None or not problem.n_samples:
+        raise InvalidParameterError(
+            f"The 'batch_size' parameter of {caller} needs a problem defined on data (with batch_loss); "
+            f"problem {problem.name!r} has none. Use full-batch GD (batch_size=None)."
+        )
+    batch_size = positive_int(batch_size, "batch_size", caller)
+    if batch_size > problem.n_samples:
+        raise fail("batch_size", caller, f"an int <= the number of samples ({problem.n_samples})", batch_size)
+    if keys is None:
+        raise InvalidParameterError(
+            f"The 'keys' parameter of {caller} is needed with SGD: one PRNG key per trajectory ({B}), "
+            f"e.g. from gdstab.sweep.keys.trajectory_key."
+        )
+    try:
+        if hasattr(keys, "dtype") and jax.dtypes.issubdtype(keys.dtype, jax.dtypes.prng_key):
+            kd = np.asarray(jax.random.key_data(keys))
+        else:
+            kd = np.asarray(keys)
+    except (TypeError, ValueError):
+        raise fail("keys", caller, f"({B},) PRNG keys or ({B}, 2) uint32 key data", keys) from None
+    if kd.ndim != 2 or kd.shape[0] != B or not np.issubdtype(kd.dtype, np.integer):
+        raise fail("keys", caller, f"({B},) PRNG keys or ({B}, 2) uint32 key data", f"shape {kd.shape}")
+    return kd.astype(np.uint32)
 
 
 _RAW_TO_STATUS = np.array([0, Status.CONVERGED, Status.DIVERGED, Status.PERIODIC, Status.BOUNDED], np.int8)

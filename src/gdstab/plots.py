@@ -8,7 +8,7 @@ from typing import Iterable
 
 import numpy as np
 
-__all__ = ["fig1", "fig2", "linear_trapping", "save"]
+__all__ = ["fig1", "fig2", "linear_trapping", "net_convergence", "net_heatmaps", "save"]
 
 
 def _plt():
@@ -108,6 +108,72 @@ def linear_trapping(ds, ax=None):
     ax.set_title(f"deep linear network {tuple(ds.attrs['dims'])}: {ds.attrs['inits']} inits, T = {ds.attrs['steps']}")
     ax.legend(fontsize=8)
     fig.tight_layout()
+    return fig
+
+
+def net_convergence(table, title: str, caption: str = "", ax=None):
+    """Figures 3–4: percentage of trajectories that converge against η, one curve per depth
+    (Wilson 95% bars), from :func:`gdstab.experiments.paper_nets.convergence_table`; the
+    percentage that diverged is drawn dashed in the same colour."""
+    fig, ax = _axes(ax, (6.8, 4.6))
+    for i, d in enumerate(table.depth.values):
+        row = table.sel(depth=d)
+        f = 100 * row.converged_fraction.values
+        yerr = 100 * np.vstack([row.converged_fraction.values - row.converged_low.values,
+                                row.converged_high.values - row.converged_fraction.values])
+        ax.errorbar(row.eta.values, f, yerr=yerr, fmt="o-", ms=3, capsize=2, color=f"C{i}", label=f"{int(d)}")
+        ax.plot(row.eta.values, 100 * row.diverged_fraction.values, "--", lw=1, color=f"C{i}", alpha=0.7)
+    ax.axvline(1.0, color="0.5", ls=":", lw=1)
+    ax.set_xscale("log")
+    ax.set_xlabel(r"step size $\eta$")
+    ax.set_ylabel("% of trajectories (solid: converged, dashed: diverged)")
+    ax.set_ylim(-2, 105)
+    ax.set_title(title, fontsize=10)
+    ax.legend(title="hidden layers", fontsize=8)
+    if caption:
+        fig.text(0.01, 0.005, caption, fontsize=6, wrap=True, va="bottom")
+        fig.tight_layout(rect=(0, 0.08, 1, 1))
+    else:
+        fig.tight_layout()
+    return fig
+
+
+def net_heatmaps(hm, title: str, caption: str = "", axes=None):
+    """Figures 5–6: heatmaps (η × step, logarithmic colour) of the mean loss and the mean
+    η‖∇L‖ over initialisations, from :func:`gdstab.experiments.paper_nets.heatmap_data`;
+    cells where some trajectory is non-finite (diverged) are drawn black."""
+    plt = _plt()
+    from matplotlib.colors import LogNorm
+
+    if axes is None:
+        fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
+    else:
+        fig = np.atleast_1d(axes)[0].figure
+    etas = hm.eta.values
+    steps = hm.step.values
+    for ax, var, label in zip(np.atleast_1d(axes), ("loss", "step_norm"),
+                              ("(a) mean loss", r"(b) mean $\eta\,\|\nabla L\|$")):
+        a = np.ma.masked_invalid(hm[var].values)
+        pos = a.compressed()
+        pos = pos[pos > 0]
+        vmin = float(pos.min()) if pos.size else 1e-12
+        vmax = float(pos.max()) if pos.size else 1.0
+        cmap = plt.get_cmap("viridis").copy()
+        cmap.set_bad("black")
+        im = ax.pcolormesh(steps, np.arange(len(etas)), np.ma.masked_less_equal(a, 0), shading="nearest",
+                           norm=LogNorm(vmin=vmin, vmax=max(vmax, vmin * 10)), cmap=cmap)
+        ax.set_yticks(np.arange(len(etas)))
+        ax.set_yticklabels([f"{e:g}" for e in etas], fontsize=7)
+        ax.set_xlabel("step")
+        ax.set_ylabel(r"step size $\eta$")
+        ax.set_title(label + " (black: a trajectory diverged)", fontsize=9)
+        fig.colorbar(im, ax=ax)
+    fig.suptitle(title, fontsize=10)
+    if caption:
+        fig.text(0.01, 0.005, caption, fontsize=6, wrap=True, va="bottom")
+        fig.tight_layout(rect=(0, 0.07, 1, 1))
+    else:
+        fig.tight_layout()
     return fig
 
 

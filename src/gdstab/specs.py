@@ -68,12 +68,14 @@ _KIND_TEXT = {
     "int": "an int",
     "floats": "a comma-separated list of finite floats",
     "matrix": "a matrix: rows separated by ';', entries by ',' (e.g. 2,1;1,2)",
+    "ints": "a comma-separated list of ints",
+    "string": "a word of letters, digits and '_' (e.g. gelu)",
 }
 
 
 def parse_option(text: str, types: dict[str, str], *, problem: str) -> tuple[str, Any]:
     """One ``key=value`` problem option, typed by ``types`` (``float``, ``int``, ``floats``,
-    ``matrix``)."""
+    ``ints``, ``matrix``, ``string``: a bare word such as ``gelu``)."""
     if not isinstance(text, str) or "=" not in text:
         raise fail("option", f"problem {problem!r}", "of the form key=value", text)
     key, _, value = text.partition("=")
@@ -100,6 +102,14 @@ def parse_option(text: str, types: dict[str, str], *, problem: str) -> tuple[str
             v = [[float(p) for p in row.split(",")] for row in value.split(";")]
             if not v or len({len(r) for r in v}) != 1 or not all(math.isfinite(x) for r in v for x in r):
                 raise ValueError
+        elif kind == "ints":
+            if not re.fullmatch(r"\s*[+-]?\d+(\s*,\s*[+-]?\d+)*\s*", value):
+                raise ValueError
+            v = [int(p) for p in value.split(",")]
+        elif kind == "string":
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+                raise ValueError
+            v = value
         else:  # pragma: no cover - registry bug
             raise AssertionError(kind)
     except ValueError:

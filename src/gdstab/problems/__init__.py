@@ -11,7 +11,9 @@ from typing import Any, Callable
 from .._validation import InvalidParameterError
 from .base import Minima, NativeKernel, Problem, parse_box
 from .expression import ExpressionError, parse_expression
+from .data import DataError, Digits, mnist, read_idx, write_idx
 from .linear import linear_network
+from .mlp import mlp, mlp_problem
 from .toy import hyperbola, quad_quartic, quadratic, quartic, rosenbrock, saddle_quartic, zhu
 
 __all__ = [
@@ -32,6 +34,12 @@ __all__ = [
     "zhu",
     "rosenbrock",
     "linear_network",
+    "mlp",
+    "mnist",
+    "Digits",
+    "DataError",
+    "read_idx",
+    "write_idx",
 ]
 
 _REGISTRY: dict[str, Callable[..., Problem]] = {
@@ -42,6 +50,7 @@ _REGISTRY: dict[str, Callable[..., Problem]] = {
     "quad_quartic": quad_quartic,
     "zhu": zhu,
     "rosenbrock": rosenbrock,
+    "mlp": mlp_problem,
 }
 
 #: option name -> type ("float", "int", "floats", "matrix") per problem, for typed configs and the CLI
@@ -53,6 +62,16 @@ OPTION_TYPES: dict[str, dict[str, str]] = {
     "quad_quartic": {},
     "zhu": {},
     "rosenbrock": {"a": "float", "b": "float"},
+    "mlp": {
+        "depth": "int",
+        "width": "int",
+        "activation": "string",
+        "loss": "string",
+        "bias": "int",
+        "digits": "ints",
+        "samples": "int",
+        "init": "string",
+    },
 }
 
 

@@ -66,6 +66,12 @@ class Problem:
         options: the options the problem was built with (for provenance).
         native: a compiled kernel for the same loss (float64 CPU fast path), or None.
         variables: names of the coordinates.
+        sampler: ``sampler(key, n) -> (n, dim)`` initial points drawn from a distribution other
+            than the uniform box (e.g. LeCun-normal weights of a network); used by :meth:`init`
+            when no box is given.  Problems with a sampler may have ``box=None``.
+        n_samples: the number of data samples for problems defined on a data set (else None).
+        batch_loss: ``batch_loss(theta, idx) -> scalar``: the same loss on the samples with
+            indices ``idx`` (an int array), for SGD; None for problems without data.
 
     A problem is identified by the object itself (``eq=False``): compiled runners are cached
     per problem object, so build a problem once and reuse it.
@@ -74,16 +80,24 @@ class Problem:
     name: str
     loss: Callable
     dim: int
-    box: tuple[tuple[float, float], ...]
+    box: tuple[tuple[float, float], ...] | None
     min_value: float | None = None
     minima: Minima | None = None
     normalisation: str = ""
     options: Mapping[str, Any] = field(default_factory=dict)
     native: NativeKernel | None = None
     variables: tuple[str, ...] = ()
+    sampler: Callable | None = None
+    n_samples: int | None = None
+    batch_loss: Callable | None = None
 
     def __post_init__(self):
-        if len(self.box) != self.dim:
+        if self.box is None:
+            if self.sampler is None:
+                raise InvalidParameterError(
+                    "The 'box' parameter of Problem may be None only for a problem with a sampler. Got None instead."
+                )
+        elif len(self.box) != self.dim:
             raise InvalidParameterError(
                 f"The 'box' parameter of Problem must have one (low, high) pair per coordinate "
                 f"({self.dim}). Got {len(self.box)} pairs instead."
@@ -94,10 +108,14 @@ class Problem:
         """``n`` initial points, uniform in ``box`` (default: the problem's box), as a JAX array
         ``(n, dim)``.  Pure (jit/vmap-able with a static box); float64 when JAX's x64 mode is on
         (gdstab's entry points turn it on), else float32 unless ``dtype`` says otherwise.
+        Problems with a :attr:`sampler` use it when ``box`` is None.
         The sweep layer derives one key per initialisation (:mod:`gdstab.sweep.keys`)."""
         import jax
         import jax.numpy as jnp
 
+        if box is None and self.sampler is not None:
+            out = self.sampler(key, n)
+            return out if dtype is None else out.astype(dtype)
         box = self.box if box is None else tuple(box)
         if len(box) != self.dim:
             raise fail("box", "Problem.init", f"{self.dim} (low, high) pairs", box)
@@ -116,6 +134,103 @@ class Problem:
     def gd_map(self, theta, eta):
         """The gradient-descent map G(θ) = θ − η ∇L(θ) (one point; pure)."""
         return theta - eta * self.grad(theta)
+
+    # -- user JAX models ------------------------------------------------------------------
+    @classmethod
+    def from_jax(
+        cls,
+        loss_fn: Callable,
+        params_template: Any,
+        data: Any = None,
+        *,
+        init_fn: Callable | None = None,
+        min_value: float | None = None,
+        name: str = "jax_model",
+        normalisation: str = "as defined by the user's loss_fn",
+    ) -> "Problem":
+        """A problem from any pure JAX model: ``loss_fn(params, batch) -> scalar`` on a pytree.
+
+        Main arguments:
+            loss_fn: pure function of (params pytree, batch); the batch is ``data`` for the
+                full-batch loss and the rows ``idx`` of every array leaf of ``data`` for SGD.
+            params_template: a pytree of arrays with the shapes (and order) of the parameters;
+                θ is its flattening by ``jax.flatten_util.ravel_pytree``.
+            data: a pytree of arrays whose leading axis indexes samples (None: no data; then
+                ``loss_fn`` gets ``None`` as its batch and SGD is unavailable).
+
+        Other arguments:
+            init_fn: ``init_fn(key) -> params`` for one initialisation; default: LeCun normal
+                for every leaf with at least two axes (N(0, 1/shape[0]) entries, fan-in = first
+                axis) and zeros for vectors and scalars.
+            min_value: L* if known.  name, normalisation: for provenance.
+        """
+        import jax
+        import jax.numpy as jnp
+        from jax.flatten_util import ravel_pytree
+
+        if not callable(loss_fn):
+            raise fail("loss_fn", "Problem.from_jax", "a callable loss_fn(params, batch) -> scalar", loss_fn)
+        leaves = jax.tree_util.tree_leaves(params_template)
+        if not leaves:
+            raise fail("params_template", "Problem.from_jax", "a pytree with at least one array", params_template)
+        flat, unravel = ravel_pytree(params_template)
+        dim = int(flat.shape[0])
+        n_samples = None
+        if data is not None:
+            sizes = {int(np.shape(a)[0]) if np.ndim(a) else -1 for a in jax.tree_util.tree_leaves(data)}
+            if len(sizes) != 1 or -1 in sizes:
+                raise fail("data", "Problem.from_jax", "a pytree of arrays sharing their first (sample) axis",
+                           [np.shape(a) for a in jax.tree_util.tree_leaves(data)])
+            n_samples = sizes.pop()
+        try:
+            value = loss_fn(params_template, data)
+            ok = np.ndim(value) == 0
+        except Exception as exc:  # noqa: BLE001 - report what the user's function raised
+            raise InvalidParameterError(
+                f"The 'loss_fn' parameter of Problem.from_jax must accept (params_template, data) and "
+                f"return a scalar. Calling it raised {type(exc).__name__}: {exc}"
+            ) from None
+        if not ok:
+            raise fail("loss_fn", "Problem.from_jax", "a function returning a scalar", f"an output of shape {np.shape(value)}")
+
+        def loss(theta):
+            return loss_fn(unravel(theta), data)
+
+        batch_loss = None
+        if data is not None:
+            def batch_loss(theta, idx):
+                return loss_fn(unravel(theta), jax.tree_util.tree_map(lambda a: jnp.asarray(a)[idx], data))
+
+        if init_fn is None:
+            def init_one(key):
+                keys = jax.random.split(key, len(leaves))
+                tree = jax.tree_util.tree_structure(params_template)
+                new = []
+                for k, leaf in zip(keys, leaves):
+                    shape = np.shape(leaf)
+                    if len(shape) >= 2:
+                        new.append(jax.random.normal(k, shape) / np.sqrt(shape[0]))
+                    else:
+                        new.append(jnp.zeros(shape))
+                return jax.tree_util.tree_unflatten(tree, new)
+        else:
+            init_one = init_fn
+
+        def sampler(key, n):
+            return jax.vmap(lambda k: ravel_pytree(init_one(k))[0])(jax.random.split(key, n))
+
+        return cls(
+            name=name,
+            loss=loss,
+            dim=dim,
+            box=None,
+            min_value=min_value,
+            normalisation=normalisation,
+            options={"from_jax": True},
+            sampler=sampler,
+            n_samples=n_samples,
+            batch_loss=batch_loss,
+        )
 
     # -- user expressions ------------------------------------------------------------------
     @classmethod

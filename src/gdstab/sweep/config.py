@@ -26,6 +26,7 @@ A sweep is a grid of step sizes × initialisations × (optionally) problem optio
     backend = "auto"              # auto | jax | native
     store_theta = true            # store initial and final iterates (per trajectory, d values)
     cell_inits = 0                # trajectories per stored cell; 0 = automatic
+    batch_size = 0                # 0 = full-batch GD; b > 0 = minibatch SGD (problems with data)
 
     [criteria]                    # any field of gdstab.Criteria
     tol = 1e-8
@@ -96,11 +97,13 @@ def _str(value: Any, key: str) -> str:
     return value
 
 
-_OPTION_VALUE = "a number, a list of numbers or a list of lists of numbers"
+_OPTION_VALUE = "a number, a word, a list of numbers or a list of lists of numbers"
 
 
 def _option_value(value: Any, key: str) -> Any:
-    """Problem option values: scalars, lists of floats or matrices (lists of lists)."""
+    """Problem option values: scalars, words, lists of floats or matrices (lists of lists)."""
+    if isinstance(value, str) and value.replace("_", "a").isalnum():
+        return value
     if isinstance(value, bool):
         raise _err(key, _OPTION_VALUE, value)
     if isinstance(value, (int, float)):
@@ -143,7 +146,9 @@ class SweepConfig:
     Other attributes: ``box`` (initialisation region, None = the problem's), ``options``
     (swept problem options: name -> list of values, each a dimension of the results),
     ``dtype``, ``record_every`` (0 = no per-step metrics), ``backend``, ``store_theta``,
-    ``cell_inits`` (trajectories per stored cell, 0 = automatic), ``criteria``.
+    ``cell_inits`` (trajectories per stored cell, 0 = automatic), ``batch_size`` (0: full-batch
+    GD; b > 0: minibatch SGD with per-trajectory shuffles, ``steps`` counting updates),
+    ``criteria``.
     """
 
     problem: ProblemSpec
@@ -158,6 +163,7 @@ class SweepConfig:
     backend: str = "auto"
     store_theta: bool = True
     cell_inits: int = 0
+    batch_size: int = 0
     criteria: Criteria = field(default_factory=Criteria)
 
     # --- the grid --------------------------------------------------------------------------
@@ -204,6 +210,7 @@ class SweepConfig:
                 "backend": self.backend,
                 "store_theta": self.store_theta,
                 "cell_inits": self.cell_inits,
+                **({"batch_size": self.batch_size} if self.batch_size else {}),
             },
             "criteria": self.criteria.to_dict(),
         }
@@ -260,6 +267,7 @@ _RUN = {
     "backend": "string",
     "store_theta": "bool",
     "cell_inits": "int",
+    "batch_size": "int",
 }
 _CRITERIA_TYPES = {f.name: ("int" if f.type in ("int", int) else "float") for f in fields(Criteria)}
 
@@ -372,6 +380,7 @@ def _parse_checked(data: Mapping[str, Any]) -> SweepConfig:
     if not isinstance(store_theta, bool):
         raise _err("run.store_theta", "a bool (true or false)", store_theta)
     cell_inits = _int(r.get("cell_inits", 0), "run.cell_inits", 0)
+    batch_size = _int(r.get("batch_size", 0), "run.batch_size", 0)
     # -- criteria
     c = data.get("criteria", {})
     _check_keys(c, _CRITERIA_TYPES, "criteria")
@@ -396,11 +405,19 @@ def _parse_checked(data: Mapping[str, Any]) -> SweepConfig:
         backend=backend,
         store_theta=store_theta,
         cell_inits=cell_inits,
+        batch_size=batch_size,
         criteria=criteria,
     )
     # build every problem of the grid once now, so that bad options fail before any work
     for point in cfg.option_points():
         prob = spec.build(point)
+        if batch_size:
+            if prob.batch_loss is None or not prob.n_samples:
+                raise _err("run.batch_size", f"0 for problem {prob.name!r}, which has no data (SGD needs a data set)", batch_size)
+            if batch_size > prob.n_samples:
+                raise _err("run.batch_size", f"an int <= the number of samples ({prob.n_samples})", batch_size)
+            if backend == "native":
+                raise _err("run.backend", "'auto' or 'jax' with SGD (batch_size > 0)", backend)
         if box is not None:
             problems.parse_box(list(box), prob.dim, caller="the sweep config", name="grid.box")
     return cfg

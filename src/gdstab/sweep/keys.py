@@ -21,7 +21,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["option_hash", "init_keys", "init_points", "trajectory_key"]
+__all__ = ["option_hash", "init_keys", "init_points", "trajectory_key", "trajectory_keys"]
 
 
 def option_hash(point: Mapping[str, Any]) -> int:
@@ -77,3 +77,21 @@ def trajectory_key(seed: int, point: Mapping[str, Any], init: int, eta_value: fl
     k = jax.random.fold_in(_base(seed, point), int(init))
     k = jax.random.fold_in(k, (bits >> 32) & 0xFFFFFFFF)
     return jax.random.fold_in(k, bits & 0xFFFFFFFF)
+
+
+def trajectory_keys(seed: int, point: Mapping[str, Any], indices, eta_value: float) -> np.ndarray:
+    """:func:`trajectory_key` for the initialisations ``indices`` at one η, as (n, k) uint32
+    key data (the form :func:`gdstab.trajectories` takes with ``batch_size``)."""
+    import jax
+    import jax.numpy as jnp
+
+    bits = int(np.float64(eta_value).view(np.uint64))
+    base = _base(seed, point)
+
+    def one(i):
+        k = jax.random.fold_in(base, i)
+        k = jax.random.fold_in(k, (bits >> 32) & 0xFFFFFFFF)
+        return jax.random.key_data(jax.random.fold_in(k, bits & 0xFFFFFFFF))
+
+    idx = jnp.asarray(np.asarray(indices, dtype=np.uint32))
+    return np.asarray(jax.vmap(one)(idx))

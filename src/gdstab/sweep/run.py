@@ -76,6 +76,15 @@ def compute_cell(
     o, e, b = cell
     problem = _problem(canonical, o)
     theta0 = _block_points(canonical, o, b)
+    sgd = {}
+    if cfg.batch_size:
+        from .keys import trajectory_keys
+
+        sl = layout.init_slice(b)
+        sgd = {
+            "batch_size": cfg.batch_size,
+            "keys": trajectory_keys(cfg.seed, cfg.option_points()[o], np.arange(sl.start, sl.stop), cfg.eta[e]),
+        }
     res = trajectories(
         problem,
         theta0,
@@ -87,6 +96,7 @@ def compute_cell(
         dtype=cfg.dtype,
         threads=threads,
         chunk_size=chunk_size,
+        **sgd,
     )
     n = theta0.shape[0]
     out: dict[str, Any] = {
@@ -123,8 +133,33 @@ def compute_cell(
 
 
 def _local(canonical: str, cells: list, threads: int | None, chunk_size) -> Iterable[dict]:
-    for cell in cells:
-        yield compute_cell(canonical, cell, threads, chunk_size)
+    """Cells in order.  Large cells use all threads inside the engine; cells too small to fill
+    the threads with chunks (e.g. a few network trajectories each) run side by side, one thread
+    each, and are yielded in order (results never depend on how they were scheduled)."""
+    import os
+
+    threads = threads or os.cpu_count() or 1
+    layout = _layout(canonical)
+    small = layout.cell_inits < 64 * threads or _problem(canonical, 0).dim > 64
+    if threads <= 1 or len(cells) <= 1 or not small:
+        for cell in cells:
+            yield compute_cell(canonical, cell, threads, chunk_size)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        futures = []
+        it = iter(cells)
+        for cell in it:  # keep at most `threads` cells in flight, yield in order
+            futures.append(pool.submit(compute_cell, canonical, cell, 1, chunk_size))
+            if len(futures) >= threads:
+                break
+        for cell in it:
+            done = futures.pop(0).result()
+            futures.append(pool.submit(compute_cell, canonical, cell, 1, chunk_size))
+            yield done
+        for f in futures:
+            yield f.result()
 
 
 def _dask(canonical: str, cells: list, client, max_in_flight: int, chunk_size) -> Iterable[dict]:

