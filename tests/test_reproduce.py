@@ -50,11 +50,95 @@ def test_reproduce_fig1_fig2_end_to_end(tmp_path, capsys):
     assert again == k["trapping_fraction"]
 
 
-def test_reproduce_refuses_unknown_and_unimplemented_targets(tmp_path, capsys):
+def test_reproduce_refuses_unknown_targets(tmp_path, capsys):
     assert main(["reproduce", "fig9", "--out", str(tmp_path / "x")]) == 2
     assert "must be among" in capsys.readouterr().err
-    assert main(["reproduce", "fig3", "--out", str(tmp_path / "x")]) == 2
-    assert "not implemented yet" in capsys.readouterr().err
+
+
+@pytest.fixture
+def tiny_nets(monkeypatch):
+    """Figures 3-6 with tiny networks (the code path of the small scale, in seconds)."""
+    from gdstab.experiments import paper_nets
+
+    tiny = {
+        "gd": paper_nets.NetRun("gelu", "mse", samples=4, depths=(1, 2), etas=(0.05, 50.0), inits=2, steps=40,
+                                record_every=10, batch_size=0, tol=1e-4, f_tol=1e-2, width=3),
+        "sgd": paper_nets.NetRun("relu", "cross_entropy", samples=6, depths=(1, 2), etas=(0.05, 1e3), inits=2,
+                                 steps=30, record_every=10, batch_size=4, tol=1e-3, f_tol=5e-2, width=3),
+    }
+    monkeypatch.setitem(paper_nets.NET_RUNS, "small", tiny)
+    return tiny
+
+
+def test_reproduce_network_figures_and_report(tmp_path, tiny_nets, capsys):
+    out = tmp_path / "nets"
+    assert main(["reproduce", "fig3", "fig4", "fig5", "fig6", "--out", str(out), "--quiet"]) == 0
+    figs = sorted(p.name for p in (out / "figures").iterdir())
+    assert figs == [f"fig{i}.{e}" for i in (3, 4, 5, 6) for e in ("pdf", "png", "svg")]
+    summary = json.loads((out / "summary.json").read_text())
+    k = summary["key_numbers"]
+    for name in ("fig3_largest_converging_eta", "fig4_largest_converging_eta"):
+        assert set(k[name]["value"]) >= {"1", "2"} and "definition" in k[name]
+    # eta = 50 blows every GD network up; at eta = 1000 no SGD network converges (they diverge or
+    # their ReLUs die: stationary at log 2)
+    assert k["fig3_largest_converging_eta"]["value"]["1_smallest_eta_all_diverged"] == 50.0
+    assert all(k["fig4_largest_converging_eta"]["value"][d] in (None, 0.05) for d in ("1", "2"))
+    import xarray as xr
+
+    from gdstab.sweep import open_results
+
+    ds = open_results(out / "data" / "nets_gd")
+    assert ds["loss_t"].dims == ("depth", "eta", "init", "record") and ds.sizes["record"] == 5
+    table = (out / "data" / "fig3.csv").read_text()
+    assert table.startswith("depth,eta,") and "converged_fraction" in table
+    html = (out / "report.html").read_text()
+    assert html.count("<img") == 4 and "fig3_largest_converging_eta" in html
+    # rerun: nothing is recomputed (the sweeps are complete), the same numbers
+    before = (out / "data" / "nets_sgd" / "runs.jsonl").read_text()
+    assert main(["reproduce", "fig4", "fig6", "--out", str(out), "--quiet"]) == 0
+    assert (out / "data" / "nets_sgd" / "runs.jsonl").read_text() == before
+    assert json.loads((out / "summary.json").read_text())["key_numbers"] == k
+
+
+def test_report_command_and_damaged_folders(tmp_path, tiny_nets, capsys):
+    import shutil
+
+    out = tmp_path / "r"
+    assert main(["reproduce", "fig3", "--out", str(out), "--quiet"]) == 0
+    (out / "report.html").unlink()
+    (out / "figures" / "fig3.png").unlink()
+    assert main(["report", str(out)]) == 0  # the figure is redrawn from the stored sweep
+    assert (out / "report.html").stat().st_size > 1000 and (out / "figures" / "fig3.png").exists()
+    capsys.readouterr()
+    assert main(["report", str(tmp_path / "nothing")]) == 2
+    assert "summary.json" in capsys.readouterr().err
+    shutil.rmtree(out / "data" / "nets_gd")
+    assert main(["report", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "nets_gd" in err and "is missing" in err and "gdstab reproduce fig3" in err
+    (out / "summary.json").write_text("{not json")
+    assert main(["report", str(out)]) == 2
+    assert "corrupt" in capsys.readouterr().err
+
+
+def test_reproduce_linear_and_nonsingular(tmp_path, monkeypatch):
+    from gdstab.experiments import paper_linear
+
+    monkeypatch.setitem(paper_linear.NONSINGULAR, "small", (4000, (1e-1, 1e-2, 1e-3)))
+    monkeypatch.setitem(paper_linear.LINEAR_CHECK, "small", ((2, 3, 2), (0.5, 0.9, 1.1, 1.5), 100, 2000))
+    out = tmp_path / "lin"
+    assert main(["reproduce", "linear", "nonsingular", "--out", str(out), "--quiet"]) == 0
+    k = json.loads((out / "summary.json").read_text())["key_numbers"]
+    # closed forms (sum of squares, no 1/2): scalar networks 2N, whitened data 2 s N sigma_1^(2 - 2/N)
+    assert k["linear_inf_lambda_max_1x1x1"]["value"] == pytest.approx(4.0, rel=1e-9)
+    assert k["linear_inf_lambda_max_1x1x1x1"]["value"] == pytest.approx(6.0, rel=1e-9)
+    for dims in ("2x3x2", "3x3x3", "2x2x2x2"):
+        e = k[f"linear_inf_lambda_max_{dims}"]
+        assert e["value"] == pytest.approx(e["closed_form"], rel=1e-8)
+    assert k["linear_trapping_above_eta_star"]["value"] == 0.0
+    assert 0.5 < k["nonsingular_slope_linear"]["value"] < 1.5
+    rows = (out / "data" / "linear_table.csv").read_text().splitlines()
+    assert len(rows) == 7 and rows[0].startswith("case,dims")
 
 
 def test_stability_cli(capsys):

@@ -396,107 +396,28 @@ def cmd_linear(args) -> int:
     return 0
 
 
-_REPRO_AVAILABLE = ("fig1", "fig2", "fig3", "fig4", "fig5", "fig6")
-_REPRO_PLANNED = ("linear", "nonsingular")
-
-
 def cmd_reproduce(args) -> int:
-    from pathlib import Path
+    from .reproduce import reproduce
 
-    from . import plots
-    from .experiments import compute_fig1, compute_fig2, key_numbers_fig12
-
-    targets = args.targets or ["all"]
-    want: list[str] = []
-    for t in targets:
-        if t == "all":
-            want += [x for x in _REPRO_AVAILABLE if x not in want]
-        elif t in _REPRO_AVAILABLE:
-            if t not in want:
-                want.append(t)
-        elif t in _REPRO_PLANNED:
-            raise InvalidParameterError(
-                f"The target {t!r} of gdstab reproduce is not implemented yet (available: {', '.join(_REPRO_AVAILABLE)})."
-            )
-        else:
-            raise InvalidParameterError(
-                f"The targets of gdstab reproduce must be among all, {', '.join(_REPRO_AVAILABLE + _REPRO_PLANNED)}. Got {t!r} instead."
-            )
-    out = Path(args.out)
-    (out / "data").mkdir(parents=True, exist_ok=True)
-    summary_path = out / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
-    summary.setdefault("scale", args.scale)
-    if summary["scale"] != args.scale:
-        raise InvalidParameterError(
-            f"The folder {str(out)!r} holds results at scale {summary['scale']!r}, not {args.scale!r}; use another --out."
-        )
-    written = []
-    fig2 = None
     t0 = time.perf_counter()
-    if "fig1" in want:
-        d1 = compute_fig1(args.scale)
-        d1.to_zarr(out / "data" / "fig1.zarr", mode="w", consolidated=False)
-        written += plots.save(plots.fig1(d1), out / "figures" / "fig1")
-    if "fig2" in want:
-        fig2 = compute_fig2(out, args.scale, quiet=args.quiet)
-        fig2.to_zarr(out / "data" / "fig2.zarr", mode="w", consolidated=False)
-        fig2[["ws_length_total", "ws_length_normalised", "trapping_fraction", "trapping_low", "trapping_high",
-              "trapping_count", "trajectories"]].to_dataframe().to_csv(out / "data" / "fig2.csv")
-        written += plots.save(plots.fig2(fig2), out / "figures" / "fig2")
-    nets = {}
-    for which, figs in (("gd", ("fig3", "fig5")), ("sgd", ("fig4", "fig6"))):
-        if not any(f in want for f in figs):
-            continue
-        written += _reproduce_nets(out, which, figs, want, args, nets)
-    if nets:
-        from .experiments import key_numbers_nets
-
-        summary.setdefault("key_numbers", {}).update(key_numbers_nets(nets, args.scale))
-    if "fig1" in want or "fig2" in want:
-        summary.setdefault("key_numbers", {}).update(key_numbers_fig12(fig2))
-    summary.setdefault("experiments", {})
-    for t in want:
-        summary["experiments"][t] = {"scale": args.scale}
-    summary["wall_time_s_last_run"] = time.perf_counter() - t0
-    from . import __version__
-
-    summary["gdstab_version"] = __version__
-    summary_path.write_text(json.dumps(summary, indent=2, default=float))
+    summary = reproduce(args.targets or ["all"], args.out, scale=args.scale, quiet=args.quiet)
     if not args.quiet:
-        print(f"wrote {len(written)} figure files under {out / 'figures'}, data under {out / 'data'}, {summary_path}")
+        print(f"wrote figures under {args.out}/figures, data under {args.out}/data, {args.out}/summary.json and "
+              f"{args.out}/report.html in {time.perf_counter() - t0:.1f} s")
         for k, v in summary["key_numbers"].items():
             if isinstance(v.get("value"), (int, float)):
                 paper = f" (paper: {v['paper']})" if "paper" in v else ""
-                print(f"  {k:<36} {v['value']:.10g}{paper}")
+                print(f"  {k:<44} {v['value']:.10g}{paper}")
     return 0
 
 
-def _reproduce_nets(out, which: str, figs: tuple[str, str], want: list[str], args, tables: dict) -> list:
-    """Figures 3/5 (GD) or 4/6 (SGD): run or resume the network sweep, then draw."""
-    from . import plots
-    from .experiments import NET_RUNS, compute_nets, convergence_table, heatmap_data
+def cmd_report(args) -> int:
+    from .report import write_report
 
-    run = NET_RUNS[args.scale][which]
+    path = write_report(args.out)
     if not args.quiet:
-        print(f"{'/'.join(figs)}: {run.describe()}", file=sys.stderr)
-    ds = compute_nets(out, which, args.scale, quiet=args.quiet)
-    table = convergence_table(ds)
-    tables[which] = table
-    table.to_dataframe().to_csv(out / "data" / f"{figs[0]}.csv")
-    written = []
-    caption = run.describe().replace("{depth}", "depth")
-    if figs[0] in want:
-        title = ("GELU + MSE, full-batch GD" if which == "gd" else "ReLU + cross-entropy, SGD (batch 64)") + \
-            f": converging trajectories ({args.scale} scale)"
-        written += plots.save(plots.net_convergence(table, title, caption), out / "figures" / figs[0])
-    if figs[1] in want:
-        hm = heatmap_data(ds)
-        hm.to_dataframe().to_csv(out / "data" / f"{figs[1]}.csv")
-        title = f"{hm.attrs['depth']} hidden layers, " + (
-            "GELU + MSE, full-batch GD" if which == "gd" else "ReLU + cross-entropy, SGD (batch 64)")
-        written += plots.save(plots.net_heatmaps(hm, title, caption), out / "figures" / figs[1])
-    return written
+        print(f"wrote {path}")
+    return 0
 
 
 def cmd_problems(args) -> int:
@@ -628,17 +549,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "reproduce",
-        help="reproduce the paper's figures into a results folder",
-        description="Run the named experiments (default: all available) and write DIR/figures (PNG, PDF, "
-        "SVG), DIR/data (Zarr stores and CSV tables behind every figure) and DIR/summary.json (key numbers "
-        "with their definitions and the paper's values). Available now: fig1 … fig6 (figures 3-6 train "
-        "ensembles of MLPs on MNIST digits 0/1; the small scale is documented in summary.json).",
+        help="reproduce the paper's figures into a results folder (with an HTML report)",
+        description="Run the named experiments (default: all) and write DIR/figures (PNG, PDF, SVG), DIR/data "
+        "(Zarr stores and CSV tables behind every figure), DIR/summary.json (key numbers with their definitions "
+        "and the paper's values) and DIR/report.html. Targets: fig1, fig2 (the toy 1/2(1-xy)^2), fig3-fig6 "
+        "(ensembles of MLPs on MNIST digits 0/1), linear (deep-linear-network table and dynamics check), "
+        "nonsingular (measure of the singular set of the GD map). Rerunning resumes: finished targets are "
+        "not recomputed. The small scale (default) takes about 8 minutes on a 2-core CPU.",
     )
-    p.add_argument("targets", nargs="*", metavar="TARGET", help="all, fig1 … fig6 (default all)")
+    p.add_argument("targets", nargs="*", metavar="TARGET",
+                   help="all (default), fig1, fig2, fig3, fig4, fig5, fig6, linear, nonsingular")
     p.add_argument("--out", required=True, help="results folder")
     p.add_argument("--scale", choices=("small", "paper"), default="small", help="small (default, a laptop CPU) or paper sizes")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser(
+        "report",
+        help="rebuild DIR/report.html from a results folder (no recomputation)",
+        description="Rebuild the self-contained HTML report of a results folder written by 'gdstab reproduce' "
+        "from its summary.json and stored data; missing figures are redrawn from the data. A missing or corrupt "
+        "store is named, with the command that recomputes it.",
+    )
+    p.add_argument("out", metavar="DIR", help="results folder")
+    p.add_argument("--quiet", action="store_true", help="print nothing")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("problems", help="list the built-in problems, their normalisation and options")
     p.add_argument("--json", action="store_true", help="print as JSON")

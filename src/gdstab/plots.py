@@ -8,7 +8,7 @@ from typing import Iterable
 
 import numpy as np
 
-__all__ = ["fig1", "fig2", "linear_trapping", "net_convergence", "net_heatmaps", "save"]
+__all__ = ["fig1", "fig2", "linear_trapping", "net_convergence", "net_heatmaps", "nonsingular", "save"]
 
 
 def _plt():
@@ -158,8 +158,7 @@ def net_heatmaps(hm, title: str, caption: str = "", axes=None):
         pos = pos[pos > 0]
         vmin = float(pos.min()) if pos.size else 1e-12
         vmax = float(pos.max()) if pos.size else 1.0
-        cmap = plt.get_cmap("viridis").copy()
-        cmap.set_bad("black")
+        cmap = plt.get_cmap("viridis").with_extremes(bad="black")
         im = ax.pcolormesh(steps, np.arange(len(etas)), np.ma.masked_less_equal(a, 0), shading="nearest",
                            norm=LogNorm(vmin=vmin, vmax=max(vmax, vmin * 10)), cmap=cmap)
         ax.set_yticks(np.arange(len(etas)))
@@ -174,6 +173,29 @@ def net_heatmaps(hm, title: str, caption: str = "", axes=None):
         fig.tight_layout(rect=(0, 0.07, 1, 1))
     else:
         fig.tight_layout()
+    return fig
+
+
+def nonsingular(ds, ax=None):
+    """Non-singularity check: fraction of random points with |det(I − ηH)| < ε against ε
+    (log-log), one line per case with its fitted slope, and the slope-1 reference."""
+    fig, ax = _axes(ax, (6.4, 4.4))
+    labels = ds.attrs["case_labels"].split(" | ")
+    eps = ds.eps.values
+    for i in range(ds.sizes["case"]):
+        f = ds.fraction.values[i]
+        ok = f > 0
+        ax.loglog(eps[ok], f[ok], "o-", color=f"C{i}",
+                  label=f"{labels[i]}, eta = {float(ds.eta[i]):g}: slope {float(ds.slope[i]):.3f} "
+                        f"± {float(ds.slope_stderr[i]):.3f}")
+        if ok.any():
+            j = int(np.flatnonzero(ok)[0])
+            ax.loglog(eps, f[j] * eps / eps[j], ":", color=f"C{i}", lw=1)
+    ax.set_xlabel(r"$\varepsilon$")
+    ax.set_ylabel(r"fraction with $|\det(I-\eta H(\theta))| < \varepsilon$")
+    ax.set_title(f"non-singularity of G: {ds.attrs['points']} random points per case (dotted: slope 1)", fontsize=10)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
     return fig
 
 

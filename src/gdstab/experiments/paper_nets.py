@@ -193,5 +193,10 @@ def key_numbers_nets(tables: dict[str, Any], scale: str) -> dict[str, Any]:
         }
         if which == "gd":
             entry["paper"] = "no convergence for eta > 1 (GELU + MSE, Figure 3)"
+            above = {d: v for d, v in per_depth.items() if "_" not in d and v is not None and v > 1.0}
+            entry["note"] = ("consistent at this scale: no trajectory converged above eta = 1" if not above else
+                             "not reproduced at this scale: trajectories converged above eta = 1 at depth(s) "
+                             + ", ".join(f"{d} (eta = {v:g})" for d, v in above.items())
+                             + "; our eta follows the MSE normalisation stated in the definition")
         out[f"{fig}_largest_converging_eta"] = entry
     return out

@@ -1,0 +1,163 @@
+"""The deep-linear-network table and the non-singularity check of ``gdstab reproduce``.
+
+``linear``: for a list of architectures with known answers (scalar networks, whitened data with
+the closed form inf_M λ_max = 2 s N σ₁(W*)^{2 − 2/N}, sum-of-squares loss without ½) and a
+bottleneck, the rank r, filling or not, dim M, the Hessian spectrum counts at a sampled
+minimum, inf_M λ_max by optimisation over M (balanced start + random minima), whether the
+minimiser is balanced, and η* = 2 / inf_M λ_max; plus the dynamics check (trapping fraction
+against η with η* marked) for one small network.
+
+``nonsingular``: P(|det(I − ηH(θ))| < ε) for random θ against ε (log-log slope ≈ 1 means a
+measure-zero singular set with simple zeros: Theorems 15 and 20), for a deep linear network and
+a tanh MLP.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["LINEAR_CASES", "compute_linear_table", "compute_linear_check", "compute_nonsingular", "NONSINGULAR"]
+
+
+def _whitened(d0: int, n: int, s: float, rng) -> np.ndarray:
+    Q, _ = np.linalg.qr(rng.normal(size=(n, d0)))
+    return np.sqrt(s) * Q.T  # X Xᵀ = s I
+
+
+#: (label, dims, data kind): "ones" = X = Y = 1 (scalar networks), "whitened" = X Xᵀ = 1.7 I,
+#: "gaussian" = Gaussian X, Y (no closed form)
+LINEAR_CASES = (
+    ("scalar depth 2", (1, 1, 1), "ones"),
+    ("scalar depth 3", (1, 1, 1, 1), "ones"),
+    ("whitened 2-3-2", (2, 3, 2), "whitened"),
+    ("whitened 3-3-3", (3, 3, 3), "whitened"),
+    ("whitened 2-2-2-2", (2, 2, 2, 2), "whitened"),
+    ("bottleneck 3-1-3", (3, 1, 3), "gaussian"),
+)
+
+
+def _case_data(dims, kind: str, seed: int):
+    rng = np.random.default_rng(seed + sum(dims))
+    if kind == "ones":
+        return np.ones((1, 1)), np.ones((1, 1)), None
+    n = 9
+    if kind == "whitened":
+        s = 1.7
+        return _whitened(dims[0], n, s, rng), rng.normal(size=(dims[-1], n)), s
+    return rng.normal(size=(dims[0], n)), rng.normal(size=(dims[-1], n)), None
+
+
+def compute_linear_table(*, seed: int = 0, restarts: int = 4) -> list[dict[str, Any]]:
+    """One row per case of :data:`LINEAR_CASES` (sum-of-squares loss, no ½)."""
+    import jax
+
+    from ..problems.linear import balanced_point, is_balanced, linear_network
+    from ..spectrum import hessian, smallest_nonzero_eigenvalue
+    from ..stability import minimise_sharpness_on_minima
+
+    rows = []
+    for label, dims, kind in LINEAR_CASES:
+        X, Y, s = _case_data(dims, kind, seed)
+        p = linear_network(dims, X, Y, normalisation="sum")
+        t = p.options["target"]
+        key = jax.random.key(seed)
+        pt = np.asarray(p.minima.sample(key, 1))[0]
+        ev = np.linalg.eigvalsh(hessian(p, pt))
+        nz = smallest_nonzero_eigenvalue(ev)
+        starts = [balanced_point(dims, t.W_star, t.rank)] + list(np.asarray(p.minima.sample(jax.random.fold_in(key, 1), restarts)))
+        lmax, argmin, _, _ = minimise_sharpness_on_minima(p, starts)
+        N = len(dims) - 1
+        if kind == "ones":
+            closed = 2.0 * N  # |w_i| = 1 for every layer: λ = 2 Σ_i Π_{j≠i} w_j² = 2N
+        elif kind == "whitened":
+            sigma1 = float(np.linalg.svd(t.W_star, compute_uv=False)[0])
+            closed = 2 * s * N * sigma1 ** (2 - 2 / N)
+        else:
+            closed = None
+        rows.append({
+            "case": label, "dims": list(dims), "data": kind, "rank": int(t.rank), "filling": bool(t.filling),
+            "distinct_singular_values": bool(t.distinct), "d_theta": int(t.d_theta), "dim_M": int(t.dim_M),
+            "zero_eigenvalues": int(nz.n_zero), "positive_eigenvalues": int((ev > nz.threshold).sum()),
+            "negative_eigenvalues": int((ev < -nz.threshold).sum()),
+            "inf_lambda_max": float(lmax), "closed_form": closed,
+            "relative_error": None if closed is None else abs(lmax - closed) / closed,
+            "eta_star": 2.0 / lmax, "minimiser_balanced": bool(is_balanced(dims, argmin, 1e-6)),
+        })
+    return rows
+
+
+#: the dynamics check of the linear target: (dims, etas as fractions of η*, inits, steps) per scale
+LINEAR_CHECK = {
+    "small": ((2, 3, 2), (0.5, 0.7, 0.8, 0.9, 0.95, 1.0, 1.05, 1.1, 1.3), 400, 3000),
+    "paper": ((2, 3, 2), tuple(np.round(np.linspace(0.5, 1.5, 21), 10)), 4000, 20000),
+}
+
+
+def compute_linear_check(scale: str = "small", *, seed: int = 0):
+    """Trapping fraction against η around η* for the whitened 2-3-2 network of the table."""
+    from .linear_dynamics import compute_linear_trapping
+    from ..problems.linear import balanced_point, linear_network
+    from ..stability import minimise_sharpness_on_minima
+
+    dims, fractions, inits, steps = LINEAR_CHECK[scale]
+    X, Y, _ = _case_data(dims, "whitened", seed)
+    p = linear_network(dims, X, Y)
+    t = p.options["target"]
+    lmax, _, _, _ = minimise_sharpness_on_minima(p, [balanced_point(dims, t.W_star, t.rank)])
+    etas = np.round(np.asarray(fractions) * 2.0 / lmax, 12)
+    return compute_linear_trapping(dims, X, Y, etas, inits=inits, steps=steps, seed=seed)
+
+
+#: points per case and the ε grid of the non-singularity check
+NONSINGULAR = {"small": (40_000, (1e-1, 1e-2, 1e-3, 1e-4)), "paper": (400_000, (1e-2, 1e-3, 1e-4, 1e-5))}
+
+
+def _tanh_problem(seed: int):
+    from ..problems.mlp import mlp
+
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(6, 2))
+    Y = rng.normal(size=(6, 1))
+    return mlp((X, Y), depth=1, width=3, activation="tanh", loss="mse", min_value=None)
+
+
+def compute_nonsingular(scale: str = "small", *, seed: int = 4):
+    """Fractions of random points with |det(I − ηH)| < ε for two losses: an xarray Dataset
+    (case, eps) with counts, fractions, the fitted slope and its standard error."""
+    import jax
+    import xarray as xr
+
+    from ..problems.linear import linear_network
+    from ..stability import singular_set_fraction
+
+    n, eps = NONSINGULAR[scale]
+    rng = np.random.default_rng(seed)
+    lin = linear_network((2, 2, 2, 2), rng.normal(size=(2, 5)), rng.normal(size=(2, 5)), box=1.0)
+    tanh = _tanh_problem(seed)
+    cases = [
+        ("deep linear 2-2-2-2, sum of squares, box [-1,1]^12", lin, 0.1, None),
+        ("tanh MLP 2-3-1 with biases, mean squared error, box [-2,2]^13", tanh, 2.0, [(-2.0, 2.0)] * tanh.dim),
+    ]
+    counts, fracs, slopes, errs, labels, etas = [], [], [], [], [], []
+    for i, (label, prob, eta, box) in enumerate(cases):
+        r = singular_set_fraction(prob, eta, eps, key=jax.random.key(seed + i), n=n, box=box)
+        counts.append(r.counts)
+        fracs.append(r.fraction)
+        slopes.append(r.slope)
+        errs.append(r.slope_stderr)
+        labels.append(label)
+        etas.append(eta)
+    return xr.Dataset(
+        {
+            "count": (("case", "eps"), np.asarray(counts)),
+            "fraction": (("case", "eps"), np.asarray(fracs)),
+            "slope": ("case", np.asarray(slopes)),
+            "slope_stderr": ("case", np.asarray(errs)),
+            "eta": ("case", np.asarray(etas)),
+        },
+        coords={"case": np.arange(len(cases)), "eps": np.asarray(eps)},
+        attrs={"case_labels": " | ".join(labels), "points": n, "seed": seed,
+               "definition": "fraction of points uniform in the box with |det(I - eta H(theta))| < eps"},
+    )
