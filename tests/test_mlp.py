@@ -350,3 +350,12 @@ max_period = 1
     assert full["loss_t"].shape == (2, 2, 3, 4)
     with pytest.raises(InvalidParameterError, match="batch_size"):
         sweep.load_config(text.replace("batch_size = 4", "batch_size = 17"))
+
+
+def test_trajectory_keys_match_the_single_key_rule():
+    from gdstab.sweep.keys import trajectory_key, trajectory_keys
+
+    got = trajectory_keys(3, {"depth": 1}, [0, 5, 9], 0.7)
+    want = np.stack([np.asarray(jax.random.key_data(trajectory_key(3, {"depth": 1}, i, 0.7))) for i in (0, 5, 9)])
+    np.testing.assert_array_equal(got, want)
+    assert not np.array_equal(got, trajectory_keys(3, {"depth": 1}, [0, 5, 9], 0.70000001))

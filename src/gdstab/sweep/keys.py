@@ -69,14 +69,20 @@ def init_points(problem, seed: int, indices, box=None, point: Mapping[str, Any] 
         return np.asarray(pts, dtype=np.float64)
 
 
+def _with_eta(key, eta_value: float):
+    """Fold the float64 bits of η into a key (two 32-bit halves)."""
+    import jax
+
+    bits = int(np.float64(eta_value).view(np.uint64))
+    key = jax.random.fold_in(key, (bits >> 32) & 0xFFFFFFFF)
+    return jax.random.fold_in(key, bits & 0xFFFFFFFF)
+
+
 def trajectory_key(seed: int, point: Mapping[str, Any], init: int, eta_value: float):
     """A key for the stochastic parts of one trajectory (depends on η by its float64 bits)."""
     import jax
 
-    bits = int(np.float64(eta_value).view(np.uint64))
-    k = jax.random.fold_in(_base(seed, point), int(init))
-    k = jax.random.fold_in(k, (bits >> 32) & 0xFFFFFFFF)
-    return jax.random.fold_in(k, bits & 0xFFFFFFFF)
+    return _with_eta(jax.random.fold_in(_base(seed, point), int(init)), eta_value)
 
 
 def trajectory_keys(seed: int, point: Mapping[str, Any], indices, eta_value: float) -> np.ndarray:
@@ -85,13 +91,6 @@ def trajectory_keys(seed: int, point: Mapping[str, Any], indices, eta_value: flo
     import jax
     import jax.numpy as jnp
 
-    bits = int(np.float64(eta_value).view(np.uint64))
     base = _base(seed, point)
-
-    def one(i):
-        k = jax.random.fold_in(base, i)
-        k = jax.random.fold_in(k, (bits >> 32) & 0xFFFFFFFF)
-        return jax.random.key_data(jax.random.fold_in(k, bits & 0xFFFFFFFF))
-
     idx = jnp.asarray(np.asarray(indices, dtype=np.uint32))
-    return np.asarray(jax.vmap(one)(idx))
+    return np.asarray(jax.vmap(lambda i: jax.random.key_data(_with_eta(jax.random.fold_in(base, i), eta_value)))(idx))
