@@ -71,6 +71,16 @@ def _axes(ax, figsize):
     return ax.figure, ax
 
 
+def _with_caption(fig, caption: str, reserve: float):
+    """Lay out ``fig``, keeping the bottom ``reserve`` of it for a small caption (if any)."""
+    if caption:
+        fig.text(0.01, 0.005, caption, fontsize=6, wrap=True, va="bottom")
+        fig.tight_layout(rect=(0, reserve, 1, 1))
+    else:
+        fig.tight_layout()
+    return fig
+
+
 def _trapping_bars(ax, ds, label: str, **kw) -> None:
     """The trapping fraction of ``ds`` against η with its Wilson 95% interval as error bars."""
     f = ds.trapping_fraction.values
@@ -130,12 +140,7 @@ def net_convergence(table, title: str, caption: str = "", ax=None):
     ax.set_ylim(-2, 105)
     ax.set_title(title, fontsize=10)
     ax.legend(title="hidden layers", fontsize=8)
-    if caption:
-        fig.text(0.01, 0.005, caption, fontsize=6, wrap=True, va="bottom")
-        fig.tight_layout(rect=(0, 0.08, 1, 1))
-    else:
-        fig.tight_layout()
-    return fig
+    return _with_caption(fig, caption, 0.08)
 
 
 def net_heatmaps(hm, title: str, caption: str = "", axes=None):
@@ -168,12 +173,7 @@ def net_heatmaps(hm, title: str, caption: str = "", axes=None):
         ax.set_title(label + " (black: a trajectory diverged)", fontsize=9)
         fig.colorbar(im, ax=ax)
     fig.suptitle(title, fontsize=10)
-    if caption:
-        fig.text(0.01, 0.005, caption, fontsize=6, wrap=True, va="bottom")
-        fig.tight_layout(rect=(0, 0.07, 1, 1))
-    else:
-        fig.tight_layout()
-    return fig
+    return _with_caption(fig, caption, 0.07)
 
 
 def nonsingular(ds, ax=None):

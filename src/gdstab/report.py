@@ -61,14 +61,14 @@ def _captions(summary: dict) -> dict[str, str]:
                 f"fraction: {f2.inits} initialisations uniform in {list(f2.box)} per eta, T = {f2.steps} steps, "
                 f"seed {f2.seed}, converged = eta*|grad L| <= 1e-8 for 8 steps with L <= 1e-8; Wilson 95% bars.",
         "fig3": "Figure 3. Percentage of trajectories that converge against eta, one curve per depth (solid; dashed: "
-                "diverged). " + nets["gd"].describe().replace("{depth}", "depth") + ".",
+                "diverged). " + nets["gd"].caption() + ".",
         "fig4": "Figure 4. The same for ReLU + cross-entropy trained by SGD. "
-                + nets["sgd"].describe().replace("{depth}", "depth") + ".",
+                + nets["sgd"].caption() + ".",
         "fig5": "Figure 5. Mean over initialisations of the loss (a) and of eta*|grad L| (b) at each recorded step, "
                 f"{max(nets['gd'].depths)} hidden layers, full-batch GD (logarithmic colour; black: some trajectory "
-                "diverged). " + nets["gd"].describe().replace("{depth}", "depth") + ".",
+                "diverged). " + nets["gd"].caption() + ".",
         "fig6": "Figure 6. As Figure 5 for SGD with ReLU + cross-entropy (minibatch loss and eta*|minibatch grad|). "
-                + nets["sgd"].describe().replace("{depth}", "depth") + ".",
+                + nets["sgd"].caption() + ".",
         "linear": "Deep linear network 2-3-2 with whitened data: fraction of initialisations (uniform in [-1, 1]^12) "
                   "from which GD converges, against eta, with the sharp critical step size eta* = 2 / inf_M lambda_max "
                   "marked; beyond eta* no minimum is linearly stable.",

@@ -18,7 +18,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -72,11 +72,11 @@ def _open_store(path: Path):
     return xr.open_zarr(path, consolidated=False).load()
 
 
-def _net_caption(which: str, scale: str) -> tuple[Any, str]:
+def _net_run(target: str, scale: str):
+    """The network run (GD or SGD family) behind a figure target."""
     from .experiments import NET_RUNS
 
-    run = NET_RUNS[scale][which]
-    return run, run.describe().replace("{depth}", "depth")
+    return NET_RUNS[scale]["gd" if target in ("fig3", "fig5") else "sgd"]
 
 
 def draw(target: str, out: str | Path, scale: str) -> list[Path]:
@@ -93,20 +93,15 @@ def draw(target: str, out: str | Path, scale: str) -> list[Path]:
     elif target in ("fig3", "fig4"):
         from .experiments import convergence_table
 
-        which = "gd" if target == "fig3" else "sgd"
-        _, caption = _net_caption(which, scale)
-        title = ("GELU + MSE, full-batch GD" if which == "gd" else "ReLU + cross-entropy, SGD (batch 64)") + \
-            f": converging trajectories ({scale} scale)"
-        fig = plots.net_convergence(convergence_table(ds), title, caption)
+        run = _net_run(target, scale)
+        title = f"{run.family}: converging trajectories ({scale} scale)"
+        fig = plots.net_convergence(convergence_table(ds), title, run.caption())
     elif target in ("fig5", "fig6"):
         from .experiments import heatmap_data
 
-        which = "gd" if target == "fig5" else "sgd"
-        _, caption = _net_caption(which, scale)
+        run = _net_run(target, scale)
         hm = heatmap_data(ds)
-        title = f"{hm.attrs['depth']} hidden layers, " + (
-            "GELU + MSE, full-batch GD" if which == "gd" else "ReLU + cross-entropy, SGD (batch 64)")
-        fig = plots.net_heatmaps(hm, title, caption)
+        fig = plots.net_heatmaps(hm, f"{hm.attrs['depth']} hidden layers, {run.family}", run.caption())
     elif target == "linear":
         fig = plots.linear_trapping(ds)
     else:
@@ -145,7 +140,7 @@ def _compute(target: str, out: Path, scale: str, quiet: bool, summary: dict) -> 
         keys.update(experiments.key_numbers_fig12(fig2))
     elif target in ("fig3", "fig4", "fig5", "fig6"):
         which = "gd" if target in ("fig3", "fig5") else "sgd"
-        run, _ = _net_caption(which, scale)
+        run = _net_run(target, scale)
         if not quiet:
             print(f"{target}: {run.describe()}", file=sys.stderr)
         ds = experiments.compute_nets(out, which, scale, quiet=quiet)

@@ -50,6 +50,18 @@ class NetRun:
     dtype: str = "float32"
     seed: int = 0
 
+    @property
+    def family(self) -> str:
+        """e.g. "GELU + MSE, full-batch GD" (figure titles)."""
+        names = {"gelu": "GELU", "relu": "ReLU", "tanh": "tanh", "sigmoid": "sigmoid", "identity": "linear",
+                 "mse": "MSE", "cross_entropy": "cross-entropy"}
+        method = "full-batch GD" if not self.batch_size else f"SGD (batch {self.batch_size})"
+        return f"{names[self.activation]} + {names[self.loss]}, {method}"
+
+    def caption(self) -> str:
+        """:meth:`describe` with the depth left generic (one caption for all depths)."""
+        return self.describe().replace("{depth}", "depth")
+
     def describe(self) -> str:
         method = "full-batch GD" if not self.batch_size else f"SGD, batches of {self.batch_size} (drop last)"
         n = 2 * (self.samples or 500)

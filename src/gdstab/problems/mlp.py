@@ -26,7 +26,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .._validation import InvalidParameterError, choice, fail, positive_int
+from .._validation import choice, fail, positive_int
 from .base import Problem
 
 __all__ = ["mlp", "ACTIVATIONS", "LOSSES", "mlp_shapes"]
@@ -138,8 +138,6 @@ def mlp(
     offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
     dim = int(offsets[-1])
     act = _activation(activation)
-    Xj = X
-    Yj = Y
     classes = np.argmax(Y, axis=1)
 
     def split(theta):
@@ -168,10 +166,10 @@ def mlp(
         return -jnp.mean(jnp.take_along_axis(logp, c[:, None], axis=1))
 
     def full_loss(theta):
-        return _loss_on(theta, jnp.asarray(Xj), jnp.asarray(Yj), jnp.asarray(classes))
+        return _loss_on(theta, jnp.asarray(X), jnp.asarray(Y), jnp.asarray(classes))
 
     def batch_loss(theta, idx):
-        return _loss_on(theta, jnp.asarray(Xj)[idx], jnp.asarray(Yj)[idx], jnp.asarray(classes)[idx])
+        return _loss_on(theta, jnp.asarray(X)[idx], jnp.asarray(Y)[idx], jnp.asarray(classes)[idx])
 
     gain = 1.0 if init == "lecun" else 2.0
 
@@ -240,7 +238,4 @@ def mlp_problem(
     if bias not in (0, 1, True, False):
         raise fail("bias", "mlp", "0 or 1", bias)
     data = mnist(tuple(int(d) for d in digits), n=samples or None)
-    try:
-        return mlp(data, depth=depth, width=width, activation=activation, loss=loss, bias=bool(bias), init=init)
-    except InvalidParameterError:
-        raise
+    return mlp(data, depth=depth, width=width, activation=activation, loss=loss, bias=bool(bias), init=init)
