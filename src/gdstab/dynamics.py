@@ -328,7 +328,6 @@ def sgd_batch_indices(key_data, t, n_samples: int, batch_size: int):
     is the trajectory's own key (``key_data`` is its ``jax.random.key_data``), so every
     trajectory has its independent shuffles."""
     import jax
-    import jax.numpy as jnp
 
     per_epoch = n_samples // batch_size
     key = jax.random.wrap_key_data(key_data)
