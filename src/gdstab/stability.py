@@ -273,6 +273,99 @@ def critical_step_sizes(problem, *, key, n_samples: int = 2000, rank_tol: float 
     )
 
 
+def _soft_max(ev: np.ndarray, t: float) -> tuple[float, np.ndarray]:
+    """t·log Σ exp(λ_i / t) (a smooth upper bound of max λ_i, within t·log k) and its weights."""
+    z = np.exp((ev - ev.max()) / t)
+    s = z.sum()
+    return float(ev.max() + t * np.log(s)), z / s
+
+
+def _minimise_lambda_max(problem, starts, *, iters: int, rtol: float):
+    """inf over M of λ_max by continuation on a smoothed maximum.
+
+    λ_max is not differentiable where the top eigenvalue is multiple, and at the infimum it
+    usually is (the optimiser pushes several eigenvalues to the same top): plain gradient steps
+    on λ_max stall there, at values that depend on the start.  Instead minimise the smooth
+    f_t = t·log Σ exp(λ_i/t) ≥ λ_max (error ≤ t·log k) for t = 0.1·λ, 0.01·λ, … down to
+    rtol·λ, each stage by projected gradient descent with Armijo backtracking: the gradient
+    Σ w_i ∇(v_iᵀ K v_i) (exact for the spectral function f_t, multiplicities included) is
+    projected onto the tangent space ker DF when the defining equations are known, the step
+    is followed by the projection onto M.  K is ``minima.curvature`` (a small matrix with the
+    Hessian's non-zero spectrum) when the problem has one, else the dense Hessian."""
+    import jax
+    import jax.numpy as jnp
+
+    m = problem.minima
+    with jax.enable_x64(True):
+        if m.curvature is not None:
+            K = jax.jit(m.curvature)
+            grad_quad = jax.jit(jax.grad(lambda th, W: jnp.sum(m.curvature(th) * W)))
+        else:
+            K = jax.jit(jax.hessian(problem.loss))
+            g = jax.grad(problem.loss)
+            hvp = lambda th, v: jax.jvp(g, (th,), (v,))[1]  # noqa: E731
+            # ∇_θ Σ_i w_i v_iᵀ H(θ) v_i for the eigenvectors with non-negligible weight
+            grad_quad_v = jax.jit(jax.grad(lambda th, V, w: jnp.sum(w * jax.vmap(lambda v: v @ hvp(th, v))(V))))
+
+            def grad_quad(th, W):  # W given as (V, w)
+                return grad_quad_v(th, *W)
+        proj = jax.jit(m.project)
+        jac_F = jax.jit(jax.jacfwd(m.equations)) if m.equations is not None else None
+
+        def spectrum(th):
+            k = np.asarray(K(jnp.asarray(th)))
+            return np.linalg.eigh(0.5 * (k + k.T))
+
+        evals = 0
+        results = []
+        for th0 in starts:
+            th = np.asarray(proj(jnp.asarray(th0, dtype=jnp.float64)))
+            ev, V = spectrum(th)
+            evals += 1
+            lam_top = float(ev[-1])
+            best = (lam_top, th)
+            t = 0.1 * lam_top
+            alpha = 1.0 / max(lam_top, 1e-12) ** 2
+            while True:
+                f, w = _soft_max(ev, t)
+                for _ in range(iters):
+                    keep = w > 1e-12
+                    if m.curvature is not None:
+                        W = (V[:, keep] * w[keep]) @ V[:, keep].T
+                    else:
+                        W = (jnp.asarray(V[:, keep].T), jnp.asarray(w[keep]))
+                    gr = np.asarray(grad_quad(jnp.asarray(th), W))
+                    if jac_F is not None:  # tangent component: g − Jᵀ (J Jᵀ)⁺ J g
+                        J = np.asarray(jac_F(jnp.asarray(th)))
+                        gr = gr - J.T @ np.linalg.lstsq(J @ J.T, J @ gr, rcond=None)[0]
+                    gn2 = float(gr @ gr)
+                    if gn2 == 0 or not np.isfinite(gn2):
+                        break
+                    for _ in range(50):  # Armijo backtracking
+                        cand = np.asarray(proj(jnp.asarray(th - alpha * gr)))
+                        ev2, V2 = spectrum(cand)
+                        evals += 1
+                        f2, w2 = _soft_max(ev2, t)
+                        if np.isfinite(f2) and f2 <= f - 1e-4 * alpha * gn2:
+                            break
+                        alpha *= 0.5
+                    else:
+                        break
+                    gain = f - f2
+                    th, ev, V, f, w = cand, ev2, V2, f2, w2
+                    if ev[-1] < best[0]:
+                        best = (float(ev[-1]), th)
+                    alpha *= 2.0
+                    if gain <= 1e-3 * t:  # this stage has converged to its resolution
+                        break
+                if t <= rtol * best[0]:
+                    break
+                t *= 0.1
+            results.append(best)
+    bestall = min(results, key=lambda r: r[0])
+    return bestall[0], bestall[1], [r[0] for r in results], evals
+
+
 def minimise_sharpness_on_minima(problem, starts, *, which: str = "max", iters: int = 200, rtol: float = 1e-12,
                                  rank_tol: float = DEFAULT_RANK_TOL):
     """Local minimisation over M of λ_max (``which="max"``) or λ_min⁺ (``"min_pos"``) by
@@ -288,6 +381,8 @@ def minimise_sharpness_on_minima(problem, starts, *, which: str = "max", iters: 
     if m is None or m.project is None:
         raise InvalidParameterError(f"minimise_sharpness_on_minima needs a projection onto the minima of {problem.name!r}.")
     choice(which, "which", "minimise_sharpness_on_minima", ("max", "min_pos"))
+    if which == "max":
+        return _minimise_lambda_max(problem, starts, iters=iters, rtol=rtol)
     with jax.enable_x64(True):
         grad = jax.grad(problem.loss)
         H = jax.jit(jax.hessian(problem.loss))

@@ -27,6 +27,11 @@ class Minima:
         curve: for a one-dimensional M, ``(n_branches, param, s_range)`` with
             ``param(s, branch) -> theta`` a smooth parametrisation of each branch over
             ``s_range`` (used for exact arc lengths), or None.
+        equations: ``F(theta) -> (m,)`` defining equations, M = {F = 0}, the kernel of DF
+            being the tangent space of M, or None.
+        curvature: ``K(theta) -> (k, k)`` a small symmetric matrix (JAX, differentiable) whose
+            non-zero eigenvalues are exactly those of the Hessian at points of M, or None
+            (e.g. (D²l)^{1/2} Dμ Dμᵀ (D²l)^{1/2} for a filling deep linear network).
     """
 
     description: str
@@ -36,6 +41,8 @@ class Minima:
     hessian_eigenvalues: Callable | None = None
     residual: Callable | None = None
     curve: tuple | None = None
+    equations: Callable | None = None
+    curvature: Callable | None = None
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,7 @@ def linear_network(
 
     ``box``: initial points are uniform in [−box, box]^{d_θ}.  The problem's ``options`` hold
     the :class:`LinearTarget` under ``"target"``."""
+    import jax
     import jax.numpy as jnp
 
     caller = "linear_network"
@@ -125,12 +126,28 @@ def linear_network(
 
     from .toy import _gauss_newton_projector
 
+    curvature = None
+    if target.filling:
+        # on M the gradient of l vanishes (W* = W0* is l's unconstrained minimiser), so
+        # H = Dμᵀ D²l Dμ with D²l = 2c (I ⊗ Σ) on row-major vec W: its non-zero eigenvalues are
+        # those of the d_h·d_0 square matrix S Dμ Dμᵀ S, S = (D²l)^{1/2}
+        ev_s, U_s = np.linalg.eigh(Sigma)
+        S_np = np.kron(np.eye(dims[-1]), (U_s * np.sqrt(2.0 * c * ev_s)) @ U_s.T)
+        jac_mu = jax.jacfwd(lambda th: product(th).reshape(-1))
+
+        def curvature(theta):
+            S = jnp.asarray(S_np, dtype=theta.dtype)
+            J = S @ jac_mu(theta)
+            return J @ J.T
+
     minima = Minima(
         description=f"mu_d^-1(W*), a smooth manifold of dimension {target.dim_M}",
         dim=target.dim_M,
         sample=lambda key, n_: _sample_minima(key, n_, dims, Wstar, target.rank),
         project=_gauss_newton_projector(equations, iters=100),
         residual=lambda theta: jnp.linalg.norm(equations(theta)),
+        equations=equations,
+        curvature=curvature,
     )
     return Problem(
         name=name or f"linear{'-'.join(map(str, dims))}",

@@ -34,7 +34,12 @@ def _gauss_newton_projector(equations: Callable, iters: int = 60) -> Callable:
             th, _, _, i = c
             f, r = resid(th)
             j = jnp.atleast_2d(jac(th))
-            new = th - jnp.linalg.lstsq(j, f)[0]
+            # minimum-norm step J⁺F = Jᵀ (J Jᵀ)⁺ F through the small m × m Gram matrix (m
+            # equations ≪ d unknowns: an eigh of J Jᵀ instead of an SVD of J)
+            lam, U = jnp.linalg.eigh(j @ j.T)
+            cut = jnp.finfo(th0.dtype).eps * j.shape[1] * jnp.max(jnp.abs(lam))
+            inv = jnp.where(lam > cut, 1.0 / jnp.where(lam > cut, lam, 1.0), 0.0)
+            new = th - j.T @ (U @ (inv * (U.T @ f)))
             _, r_new = resid(new)
             return new, r, r_new, i + 1
 

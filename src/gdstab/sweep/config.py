@@ -25,7 +25,8 @@ A sweep is a grid of step sizes × initialisations × (optionally) problem optio
     record_every = 0              # >0: record loss, |grad| and eta*|grad| every k steps
     backend = "auto"              # auto | jax | native
     store_theta = true            # store initial and final iterates (per trajectory, d values)
-    cell_inits = 0                # trajectories per stored cell; 0 = automatic
+    cell_inits = 0                # initialisations per stored cell; 0 = automatic
+    cell_etas = 0                 # step sizes per stored cell; 0 = automatic
     batch_size = 0                # 0 = full-batch GD; b > 0 = minibatch SGD (problems with data)
 
     [criteria]                    # any field of gdstab.Criteria
@@ -146,7 +147,8 @@ class SweepConfig:
     Other attributes: ``box`` (initialisation region, None = the problem's), ``options``
     (swept problem options: name -> list of values, each a dimension of the results),
     ``dtype``, ``record_every`` (0 = no per-step metrics), ``backend``, ``store_theta``,
-    ``cell_inits`` (trajectories per stored cell, 0 = automatic), ``batch_size`` (0: full-batch
+    ``cell_inits`` and ``cell_etas`` (initialisations and step sizes per stored cell, 0 =
+    automatic: cells of about 16 MiB of results), ``batch_size`` (0: full-batch
     GD; b > 0: minibatch SGD with per-trajectory shuffles, ``steps`` counting updates),
     ``criteria``.
     """
@@ -163,6 +165,7 @@ class SweepConfig:
     backend: str = "auto"
     store_theta: bool = True
     cell_inits: int = 0
+    cell_etas: int = 0
     batch_size: int = 0
     criteria: Criteria = field(default_factory=Criteria)
 
@@ -210,6 +213,7 @@ class SweepConfig:
                 "backend": self.backend,
                 "store_theta": self.store_theta,
                 "cell_inits": self.cell_inits,
+                "cell_etas": self.cell_etas,
                 **({"batch_size": self.batch_size} if self.batch_size else {}),
             },
             "criteria": self.criteria.to_dict(),
@@ -267,6 +271,7 @@ _RUN = {
     "backend": "string",
     "store_theta": "bool",
     "cell_inits": "int",
+    "cell_etas": "int",
     "batch_size": "int",
 }
 _CRITERIA_TYPES = {f.name: ("int" if f.type in ("int", int) else "float") for f in fields(Criteria)}
@@ -380,6 +385,7 @@ def _parse_checked(data: Mapping[str, Any]) -> SweepConfig:
     if not isinstance(store_theta, bool):
         raise _err("run.store_theta", "a bool (true or false)", store_theta)
     cell_inits = _int(r.get("cell_inits", 0), "run.cell_inits", 0)
+    cell_etas = _int(r.get("cell_etas", 0), "run.cell_etas", 0)
     batch_size = _int(r.get("batch_size", 0), "run.batch_size", 0)
     # -- criteria
     c = data.get("criteria", {})
@@ -405,6 +411,7 @@ def _parse_checked(data: Mapping[str, Any]) -> SweepConfig:
         backend=backend,
         store_theta=store_theta,
         cell_inits=cell_inits,
+        cell_etas=cell_etas,
         batch_size=batch_size,
         criteria=criteria,
     )

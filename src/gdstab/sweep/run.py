@@ -63,7 +63,7 @@ def _block_points(canonical: str, o: int, b: int) -> np.ndarray:
 def compute_cell(
     canonical: str, cell: tuple[int, int, int], threads: int | None = None, chunk_size: int | str = "auto"
 ) -> dict[str, Any]:
-    """Compute one cell (option point o, step size e, init block b) of the sweep whose
+    """Compute one cell (option point o, step-size block e, init block b) of the sweep whose
     canonical JSON is ``canonical``; returns the arrays to store and a little bookkeeping.
 
     Pure function of its arguments: runs the same on any worker."""
@@ -75,20 +75,25 @@ def compute_cell(
     layout = _layout(canonical)
     o, e, b = cell
     problem = _problem(canonical, o)
-    theta0 = _block_points(canonical, o, b)
+    points = _block_points(canonical, o, b)
+    etas = np.asarray(cfg.eta[layout.eta_slice(e)], dtype=np.float64)
+    k, n = len(etas), points.shape[0]
+    # the step sizes of the cell run as one batch: trajectory (j, i) = (etas[j], points[i])
+    theta0 = np.tile(points, (k, 1)) if k > 1 else points
     sgd = {}
     if cfg.batch_size:
         from .keys import trajectory_keys
 
         sl = layout.init_slice(b)
+        idx = np.arange(sl.start, sl.stop)
         sgd = {
             "batch_size": cfg.batch_size,
-            "keys": trajectory_keys(cfg.seed, cfg.option_points()[o], np.arange(sl.start, sl.stop), cfg.eta[e]),
+            "keys": np.concatenate([trajectory_keys(cfg.seed, cfg.option_points()[o], idx, eta) for eta in etas]),
         }
     res = trajectories(
         problem,
         theta0,
-        cfg.eta[e],
+        np.repeat(etas, n) if k > 1 else float(etas[0]),
         steps=cfg.steps,
         criteria=cfg.criteria,
         record_every=cfg.record_every or None,
@@ -98,34 +103,32 @@ def compute_cell(
         chunk_size=chunk_size,
         **sgd,
     )
-    n = theta0.shape[0]
     out: dict[str, Any] = {
-        "status": res.status.astype(np.int8)[None, :],
-        "decision_step": res.step.astype(np.int32)[None, :],
-        "period": res.period.astype(np.int16)[None, :],
-        "final_loss": res.loss.astype(np.float64)[None, :],
-        "final_grad_norm": res.grad_norm.astype(np.float64)[None, :],
+        "status": res.status.astype(np.int8).reshape(k, n),
+        "decision_step": res.step.astype(np.int32).reshape(k, n),
+        "period": res.period.astype(np.int16).reshape(k, n),
+        "final_loss": res.loss.astype(np.float64).reshape(k, n),
+        "final_grad_norm": res.grad_norm.astype(np.float64).reshape(k, n),
     }
     if layout.store_theta:
-        th = np.full((1, n, layout.dim), np.nan)
-        th[0, :, : problem.dim] = res.theta
-        th0 = np.full((n, layout.dim), np.nan)
-        th0[:, : problem.dim] = theta0
+        th = np.full((k, n, layout.dim), np.nan)
+        th[:, :, : problem.dim] = res.theta.reshape(k, n, problem.dim)
         out["final_theta"] = th
         if e == 0:  # shared by the step sizes of the block: stored once
+            th0 = np.full((n, layout.dim), np.nan)
+            th0[:, : problem.dim] = points
             out["init_theta"] = th0
     if layout.n_records:
         m = res.metrics
-        out["loss_t"] = m.loss.T[None].astype(np.float64)
-        out["grad_norm_t"] = m.grad_norm.T[None].astype(np.float64)
-        out["step_norm_t"] = m.step_norm.T[None].astype(np.float64)
+        for name, values in (("loss_t", m.loss), ("grad_norm_t", m.grad_norm), ("step_norm_t", m.step_norm)):
+            out[name] = values.T.astype(np.float64).reshape(k, n, layout.n_records)
     # option dims are singleton in every variable region: add them
     lead = (1,) * len(layout.option_shape)
     arrays = {k: v.reshape(lead + v.shape) for k, v in out.items()}
     return {
         "cell": tuple(cell),
         "arrays": arrays,
-        "info": {"trajectories": int(n), "backend": res.backend, "seconds": time.perf_counter() - t0},
+        "info": {"trajectories": int(k * n), "backend": res.backend, "seconds": time.perf_counter() - t0},
     }
 
 
@@ -140,7 +143,7 @@ def _local(canonical: str, cells: list, threads: int | None, chunk_size) -> Iter
 
     threads = threads or os.cpu_count() or 1
     layout = _layout(canonical)
-    small = layout.cell_inits < 64 * threads or _problem(canonical, 0).dim > 64
+    small = layout.cell_inits * layout.cell_etas < 64 * threads or _problem(canonical, 0).dim > 64
     if threads <= 1 or len(cells) <= 1 or not small:
         for cell in cells:
             yield compute_cell(canonical, cell, threads, chunk_size)
@@ -290,6 +293,7 @@ def _provenance(cfg: SweepConfig, layout: Layout) -> dict[str, Any]:
         "status_codes": json.dumps(STATUS_CODES),
         "criteria": json.dumps(cfg.criteria.to_dict()),
         "cell_inits": layout.cell_inits,
+        "cell_etas": layout.cell_etas,
     }
 
 
@@ -465,8 +469,16 @@ def open_results(out: str | Path, *, load: bool = True):
             f"or point to another folder."
         )
     try:
-        ds = xr.open_zarr(str(folder.zarr_path), consolidated=False, mask_and_scale=True)
-        return ds.load() if load else ds
+        if not load:
+            return xr.open_zarr(str(folder.zarr_path), consolidated=False, mask_and_scale=True)
+        ds = xr.open_zarr(str(folder.zarr_path), consolidated=False, mask_and_scale=True, chunks=None)
+        # raw chunks are read directly; the values are those xarray decodes (floats are masked
+        # with NaN, which is NaN already; integers carry no mask; no scale/offset)
+        data = {}
+        for name, var in ds.data_vars.items():
+            values = folder.read_raw(name) if "scale_factor" not in var.encoding else None
+            data[name] = values if values is not None and values.dtype == var.dtype else var.values
+        return ds.copy(data=data).load()
     except Exception as exc:
         raise StoreError(
             f"The store {str(folder.zarr_path)!r} cannot be read ({type(exc).__name__}: {exc}). "
