@@ -320,3 +320,23 @@ def test_threads_do_not_change_results(backend):
     assert two.theta.dtype == np.float64 and two.loss.dtype == np.float64
     conv = two.status == Status.CONVERGED
     assert np.all(two.loss[conv] < 1e-15)  # float32 would leave ~1e-8
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_slowly_contracting_oscillation_is_not_a_cycle(backend):
+    """Near η = 2/λ the iterates of a quadratic alternate around the minimum while contracting
+    by |1 − ηλ| per step; two steps bring them back within tol long before they settle.  The
+    persistence rule (the cycle's largest step must not shrink between segments) keeps them
+    from being called 2-cycles: they converge.  True 2-cycles (½(1 − xy)² at η = 1.1, the
+    closed form u± of test_orbits) are still found."""
+    q = problems.get("quadratic", spectrum=[1.0, 3.0])
+    kernel_backend = backend if q.native is not None or backend == "jax" else "jax"
+    for eta in (0.655, 0.66, 0.665):  # |1 − 3η| = 0.965, 0.98, 0.995
+        r = trajectories(q, np.array([[0.5, 0.7], [0.9, -0.3]]), eta, steps=20_000, backend=kernel_backend)
+        assert r.status.tolist() == [Status.CONVERGED] * 2, eta
+    h = problems.get("hyperbola")
+    pts = np.array([[1.2, 0.9], [0.5, 1.5], [1.02, 0.97]])
+    r = trajectories(h, pts, 1.1, steps=5000, backend=backend)
+    assert r.status.tolist() == [Status.PERIODIC] * 3 and r.period.tolist() == [2, 2, 2]
+    r = trajectories(h, pts, 0.98, steps=20_000, backend=backend)  # |1 − 2η| = 0.96 at (1, 1)
+    assert r.status.tolist() == [Status.CONVERGED] * 3

@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .dynamics import Criteria
+from .dynamics import PERSISTENCE, Criteria
 
 __all__ = ["python_trajectory", "numpy_engine", "TOY_GRADS_PY", "TOY_GRADS_NP"]
 
@@ -36,11 +36,15 @@ def python_trajectory(
     history: list[list[float]] = []
     small_run = 0
     returns: list[int] = []  # return time of each completed segment (0 = none)
+    spans: list[float] = []  # largest squared step over each segment's probe steps 1..max_period
+    steps2: list[float] = []
+    persist2 = (1.0 - PERSISTENCE) ** 2
     for t in range(steps + 1):
         history.append(theta)
         g = grad(theta)
         n2 = sum(v * v for v in theta)
         d2 = (eta * eta) * sum(v * v for v in g)
+        steps2.append(d2)
         if not (n2 <= c.max_norm**2 and d2 < math.inf):
             return DIVERGED, t, 0, theta
         small_run = small_run + 1 if d2 <= c.tol**2 else 0
@@ -59,8 +63,13 @@ def python_trajectory(
             else:
                 r = next((j for j in range(2, c.max_period + 1) if back(j)), 0)
             returns.append(r)
+            spans.append(max(steps2[a + 1 : t + 1]))
             last = returns[-c.period_checks :]
-            if r > 0 and len(last) == c.period_checks and all(x == r for x in last):
+            span = spans[-c.period_checks :]
+            # the same return time in the last period_checks segments, and the cycle persists:
+            # its largest step does not shrink from one of them to the next
+            persists = all(span[i + 1] >= span[i] * persist2 for i in range(len(span) - 1))
+            if r > 0 and len(last) == c.period_checks and all(x == r for x in last) and persists:
                 return PERIODIC, t, r, theta
         if t == steps:
             return BOUNDED, t, 0, theta
@@ -93,13 +102,17 @@ def numpy_engine(
     pseg = np.zeros(B, np.int64)
     pprev = np.zeros(B, np.int64)
     pcnt = np.zeros(B, np.int64)
+    dmx = np.zeros(B)
+    dprev = np.zeros(B)
+    persist2 = (1.0 - PERSISTENCE) ** 2
     tol2, maxn2 = c.tol**2, c.max_norm**2
     for t in range(steps + 1):
         k = t % c.check_every
         if k == 0:
             keep = status[idx] == 0
             if not keep.all():
-                idx, th, et, s1, pseg, pprev, pcnt = (a[keep] for a in (idx, th, et, s1, pseg, pprev, pcnt))
+                idx, th, et, s1, pseg, pprev, pcnt, dmx, dprev = (
+                    a[keep] for a in (idx, th, et, s1, pseg, pprev, pcnt, dmx, dprev))
             if idx.size == 0:
                 break
             anc = th.copy()
@@ -117,12 +130,16 @@ def numpy_engine(
             ret = np.sum(diff * diff, axis=1) <= tol2
             if k == 1:
                 pseg = np.where(ret, -1, 0)
+                dmx = d2.copy()
             else:
                 pseg = np.where(ret & (pseg == 0), k, pseg)
+                dmx = np.maximum(dmx, d2)
             if k == c.max_period:
                 found = pseg > 0
-                pcnt = np.where(found & (pseg == pprev), pcnt + 1, np.where(found, 1, 0))
+                same = found & (pseg == pprev) & (dmx >= dprev * persist2)
+                pcnt = np.where(same, pcnt + 1, np.where(found, 1, 0))
                 pprev = pseg.copy()
+                dprev = dmx.copy()
                 isper = found & (pcnt >= c.period_checks)
                 ns = np.where((ns == 0) & isper, PERIODIC, ns)
                 period[idx[act & isper & (ns == PERIODIC)]] = pseg[act & isper & (ns == PERIODIC)]

@@ -575,6 +575,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="print nothing")
     p.set_defaults(func=cmd_report)
 
+    from .cli_dynamics import register
+
+    register(sub, _add_problem_args, _criteria_args)  # orbit, lyapunov, basin, sharpness, critical-lr
+
     p = sub.add_parser("problems", help="list the built-in problems, their normalisation and options")
     p.add_argument("--json", action="store_true", help="print as JSON")
     p.set_defaults(func=cmd_problems)
@@ -582,7 +586,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: flags whose values may start with '-' (negative numbers), e.g. --box -2,2,-1,1
-_NUMERIC_FLAGS = ("--box", "--eta", "--point", "--min-value")
+_NUMERIC_FLAGS = ("--box", "--eta", "--point", "--min-value", "--init", "--extent", "--center", "--u", "--v", "--eta-range")
 
 
 def _join_negative_values(argv: Sequence[str]) -> list[str]:

@@ -16,8 +16,15 @@ every step t = 0, 1, …, T to the current iterate θ_t with g = ∇L(θ_t)):
   the start of each segment the current point is an anchor; the segment's *return time* is the
   smallest k in 2..``max_period`` with ‖θ_{anchor+k} − θ_anchor‖ ≤ ``tol`` (none if the point
   already returned after one step, which is settling, not a cycle).  A trajectory is periodic
-  with period p when ``period_checks`` consecutive segments have the same return time p; it is
-  decided at step anchor + ``max_period`` of the last of them;
+  with period p when ``period_checks`` consecutive segments have the same return time p and the
+  cycle persists: the largest one-step displacement ‖θ_{k+1} − θ_k‖ over the probe steps
+  k = anchor + 1 … anchor + ``max_period`` (which cover every phase of a p-cycle) has not shrunk
+  by more than ``PERSISTENCE`` = 0.1 % relative since the previous segment.  Without that
+  condition a slowly contracting oscillation (θ_t − θ* ∝ (1 − ηλ)^t with |1 − ηλ| close to 1,
+  e.g. near η = 2/λ) returns within tol after two steps long before it settles and would be
+  called a 2-cycle.  (Oscillations contracting by less than 0.1 % per ``check_every`` steps
+  remain indistinguishable from cycles.)  It is decided at step anchor + ``max_period`` of the
+  last of the agreeing segments;
 * **bounded** at t = T if none of the above happened (e.g. a chaotic orbit, or convergence
   slower than T steps).
 
@@ -72,6 +79,11 @@ class Status(enum.IntEnum):
         return self.name.lower()
 
 
+# a p-cycle's largest one-step displacement over a period may shrink by at most this relative
+# amount between consecutive segments (squared below); see the module docstring
+PERSISTENCE = 1e-3
+_PERSIST2 = (1.0 - PERSISTENCE) ** 2
+
 # raw codes shared with the native kernels (before the settled -> converged/stationary split)
 _RAW_SETTLED, _RAW_DIVERGED, _RAW_PERIODIC, _RAW_BOUNDED = 1, 2, 3, 4
 
@@ -118,7 +130,8 @@ class Criteria:
     def as_array(self) -> np.ndarray:
         """The options vector shared by both backends."""
         return np.array(
-            [self.tol, self.window, self.max_norm, self.max_period, self.check_every, self.period_checks],
+            [self.tol, self.window, self.max_norm, self.max_period, self.check_every, self.period_checks,
+             _PERSIST2],
             dtype=np.float64,
         )
 
@@ -274,6 +287,8 @@ class _State(NamedTuple):
     pprev: Any
     pcnt: Any
     pdec: Any
+    pdmx: Any  # largest squared displacement over the probe steps of the current segment
+    pdprev: Any  # the same of the previous segment
 
 
 def _step_one(value_grad_fn, eta, s: _State, t, k, T, tol2, W, maxn2, P, checks):
@@ -299,11 +314,15 @@ def _step_one(value_grad_fn, eta, s: _State, t, k, T, tol2, W, maxn2, P, checks)
     ret = jnp.sum(diff * diff) <= tol2
     pseg_probe = jnp.where(k == 1, jnp.where(ret, -1, 0), jnp.where(ret & (s.pseg == 0), k, s.pseg))
     pseg = jnp.where(probe, pseg_probe, s.pseg).astype(s.pseg.dtype)
+    pdmx = jnp.where(probe, jnp.where(k == 1, d2, jnp.maximum(s.pdmx, d2)), s.pdmx).astype(s.pdmx.dtype)
     seg_end = k == P
     found = pseg > 0
-    same = found & (pseg == s.pprev)
+    # a cycle persists: its largest step does not shrink between segments (a slowly contracting
+    # oscillation returns within tol after p steps long before it settles, but shrinks)
+    same = found & (pseg == s.pprev) & (pdmx >= s.pdprev * _PERSIST2)
     pcnt = jnp.where(seg_end, jnp.where(same, s.pcnt + 1, jnp.where(found, 1, 0)), s.pcnt).astype(s.pcnt.dtype)
     pprev = jnp.where(seg_end, pseg, s.pprev)
+    pdprev = jnp.where(seg_end, pdmx, s.pdprev)
     isper = seg_end & found & (pcnt >= checks)
     pdec = jnp.where(act & isper, pseg, s.pdec)
     ns = jnp.where(
@@ -314,7 +333,7 @@ def _step_one(value_grad_fn, eta, s: _State, t, k, T, tol2, W, maxn2, P, checks)
     st = jnp.where(act, ns, s.st).astype(s.st.dtype)
     cnt = s.cnt + act.astype(s.cnt.dtype)
     new_theta = jnp.where(st == 0, theta - eta * g, theta)
-    new = _State(new_theta, st, cnt, s1.astype(s.s1.dtype), anc, pseg, pprev, pcnt, pdec)
+    new = _State(new_theta, st, cnt, s1.astype(s.s1.dtype), anc, pseg, pprev, pcnt, pdec, pdmx, pdprev)
     return new, value, jnp.sqrt(gg)
 
 
@@ -368,7 +387,8 @@ def _jax_runner(problem: Problem, chunk: int, n_records: int, dtype_name: str, b
         checks = opts[5].astype(jnp.int32)
         B = theta0.shape[0]
         zi = jnp.zeros((B,), jnp.int32)
-        state = _State(theta0, zi, zi, zi, theta0, zi, zi, zi, zi)
+        zf = jnp.zeros((B,), dtype)
+        state = _State(theta0, zi, zi, zi, theta0, zi, zi, zi, zi, zf, zf)
 
         step = jax.vmap(traj_step, in_axes=(0, 0, 0) + (None,) * 8)
 

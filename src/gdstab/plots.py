@@ -8,7 +8,8 @@ from typing import Iterable
 
 import numpy as np
 
-__all__ = ["fig1", "fig2", "linear_trapping", "net_convergence", "net_heatmaps", "nonsingular", "save"]
+__all__ = ["fig1", "fig2", "linear_trapping", "net_convergence", "net_heatmaps", "nonsingular", "orbit_diagram",
+           "basin_map", "sharpness_trace", "critical_evidence", "save"]
 
 
 def _plt():
@@ -195,6 +196,137 @@ def nonsingular(ds, ax=None):
     ax.set_ylabel(r"fraction with $|\det(I-\eta H(\theta))| < \varepsilon$")
     ax.set_title(f"non-singularity of G: {ds.attrs['points']} random points per case (dotted: slope 1)", fontsize=10)
     ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def orbit_diagram(ds, lyap=None, axes=None):
+    """Orbit (bifurcation) diagram from :func:`gdstab.orbits.orbit_diagram`: the recorded
+    values of the observable against η (one dot per recorded iterate), the bifurcation points
+    as dotted lines; with ``lyap`` (a (η,) array of largest Lyapunov exponents) a second panel."""
+    from .orbits import bifurcation_points
+
+    plt = _plt()
+    n = 2 if lyap is not None else 1
+    if axes is None:
+        fig, axes = plt.subplots(n, 1, figsize=(7.5, 4.2 + 2.0 * (n - 1)), sharex=True,
+                                 gridspec_kw={"height_ratios": [3, 1.3][:n]})
+    else:
+        fig = np.atleast_1d(axes)[0].figure
+    axes = np.atleast_1d(axes)
+    ax = axes[0]
+    eta = ds.eta.values
+    vals = ds.value.values  # (eta, init, record)
+    E = np.repeat(eta, vals.shape[1] * vals.shape[2])
+    V = vals.reshape(-1)
+    ok = np.isfinite(V)
+    ax.plot(E[ok], V[ok], ",", color="k", alpha=0.35, rasterized=True)
+    for b in bifurcation_points(ds)[:8]:
+        ax.axvline(b["eta"], color="C3", lw=0.6, ls=":")
+    ax.set_ylabel(ds.attrs.get("observable", "value"))
+    ax.set_title(f"orbit diagram of GD on {ds.attrs.get('problem', '')}: {vals.shape[2]} iterates after "
+                 f"{ds.attrs.get('transient')} steps, {vals.shape[1]} initialisations", fontsize=9)
+    if lyap is not None:
+        ax2 = axes[1]
+        ax2.plot(eta, lyap, "-", color="C0", lw=0.8)
+        ax2.axhline(0, color="0.5", lw=0.6)
+        ax2.set_ylabel("largest Lyapunov\nexponent")
+        ax2.set_xlabel(r"step size $\eta$")
+    else:
+        ax.set_xlabel(r"step size $\eta$")
+    fig.tight_layout()
+    return fig
+
+
+def basin_map(ds, axes=None):
+    """Basin map from :func:`gdstab.orbits.basin_map`: outcome per pixel (converged by minimum
+    class, periodic, bounded, diverged) and the step at which it was decided."""
+    from matplotlib.colors import ListedColormap
+
+    from .orbits import BASIN_CODES
+
+    plt = _plt()
+    if axes is None:
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
+    else:
+        fig = np.atleast_1d(axes)[0].figure
+    a, b = ds.a.values, ds.b.values
+    ext = (a[0], a[-1], b[0], b[-1])
+    status = ds.status.values
+    cls = ds.minimum_class.values
+    classes = sorted(int(c) for c in np.unique(cls[cls >= 0]))
+    # one colour per minimum class, then periodic, bounded, stationary, diverged
+    label = np.full(status.shape, -1, dtype=int)
+    names, colours = [], []
+    palette = ["#4c72b0", "#55a868", "#8172b3", "#64b5cd", "#937860", "#da8bc3"]
+    for i, c in enumerate(classes):
+        label[(status == BASIN_CODES["converged"]) & (cls == c)] = len(names)
+        names.append(f"converged (class {c})" if len(classes) > 1 else "converged")
+        colours.append(palette[i % len(palette)])
+    for key, col in (("periodic", "#dd8452"), ("bounded", "#ccb974"), ("stationary", "#8c8c8c"), ("diverged", "#c44e52")):
+        m = status == BASIN_CODES[key]
+        if m.any():
+            label[m] = len(names)
+            names.append(key)
+            colours.append(col)
+    ax = axes[0]
+    if names:
+        ax.imshow(np.ma.masked_less(label, 0), origin="lower", extent=ext, aspect="auto",
+                  cmap=ListedColormap(colours), vmin=-0.5, vmax=len(names) - 0.5, interpolation="nearest")
+    from matplotlib.patches import Patch
+
+    ax.legend(handles=[Patch(color=c, label=n) for c, n in zip(colours, names)], fontsize=7, loc="upper right")
+    ax.set_title(f"outcome of GD at eta = {ds.attrs.get('eta'):g} on {ds.attrs.get('problem', '')}", fontsize=9)
+    ax2 = axes[1]
+    im = ax2.imshow(np.log10(1 + ds.decision_step.values.astype(float)), origin="lower", extent=ext,
+                    aspect="auto", cmap="viridis", interpolation="nearest")
+    fig.colorbar(im, ax=ax2, label="log10(1 + decision step)")
+    ax2.set_title("time to decide", fontsize=9)
+    for x in axes:
+        x.set_xlabel("a (along u)")
+        x.set_ylabel("b (along v)")
+    fig.tight_layout()
+    return fig
+
+
+def sharpness_trace(ds, axes=None):
+    """Loss and sharpness against the step from :func:`gdstab.sharpness.track_sharpness`, with
+    the stability threshold 2/η (edge of stability)."""
+    plt = _plt()
+    if axes is None:
+        fig, axes = plt.subplots(2, 1, figsize=(7, 5.5), sharex=True)
+    else:
+        fig = np.atleast_1d(axes)[0].figure
+    axes = np.atleast_1d(axes)
+    step = ds.step.values
+    axes[0].semilogy(step, np.maximum(ds.loss.values, 1e-300), color="C0")
+    axes[0].set_ylabel("loss")
+    axes[0].set_title(f"GD on {ds.attrs.get('problem', '')} at eta = {ds.attrs['eta']:g}", fontsize=9)
+    axes[1].plot(step, ds.sharpness.values, color="C1", label=r"sharpness $\lambda_{max}$")
+    axes[1].axhline(ds.attrs["threshold"], color="k", ls="--", lw=1, label=r"$2/\eta$")
+    axes[1].set_ylabel("sharpness")
+    axes[1].set_xlabel("step")
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def critical_evidence(result, ax=None):
+    """The evidence of :func:`gdstab.sharpness.critical_step_size`: converging fraction (Wilson
+    95% intervals) against η, the interval of the estimate shaded."""
+    fig, ax = _axes(ax, (6.5, 4))
+    ev = result.evidence
+    eta = np.array([e["eta"] for e in ev])
+    f = np.array([e["fraction"] for e in ev])
+    yerr = np.vstack([f - np.array([e["low"] for e in ev]), np.array([e["high"] for e in ev]) - f])
+    ax.errorbar(eta, f, yerr=yerr, fmt="o", ms=3, capsize=2, label="converged fraction")
+    lo, hi = result.interval
+    ax.axvspan(lo, hi, color="C3", alpha=0.2, label=f"critical step size in [{lo:.4g}, {hi:.4g}]")
+    ax.axvline(result.eta, color="C3", lw=1)
+    ax.set_xscale("log")
+    ax.set_xlabel(r"step size $\eta$")
+    ax.set_ylabel("fraction of initialisations")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 

@@ -155,6 +155,7 @@ def lanczos(
     which: str = "largest",
     tol: float = 1e-10,
     max_iter: int | None = None,
+    v0=None,
 ) -> LanczosResult:
     """The ``k`` largest or smallest eigenpairs of a symmetric operator by Lanczos with full
     reorthogonalisation (two passes of classical Gram-Schmidt), started from a random vector
@@ -163,6 +164,9 @@ def lanczos(
     Stops when the Ritz residual estimates |β_m s_{m,i}| of the k wanted pairs are all below
     ``tol`` · max|θ| (relative to the spectral scale), or at ``max_iter`` (default min(dim, 300))
     or when the Krylov space is exhausted.  The returned residuals are then recomputed exactly.
+
+    ``v0``: a start vector (warm start, e.g. the previous eigenvector when tracking sharpness
+    along a trajectory) instead of the random one; ``key`` may then be None.
     """
     import jax
 
@@ -185,8 +189,15 @@ def lanczos(
             )
         return out
 
-    with jax.enable_x64(True):
-        v = np.array(jax.random.normal(key, (dim,), dtype="float64"))
+    if v0 is not None:
+        v = np.array(v0, dtype=np.float64).reshape(-1)
+        if v.shape != (dim,) or not np.all(np.isfinite(v)) or not np.any(v):
+            raise fail("v0", caller, f"a non-zero finite vector of length {dim}", f"shape {v.shape}")
+    else:
+        if key is None:
+            raise fail("key", caller, "a JAX PRNG key (or give a start vector v0)", key)
+        with jax.enable_x64(True):
+            v = np.array(jax.random.normal(key, (dim,), dtype="float64"))
     v /= np.linalg.norm(v)
     V = np.zeros((max_iter + 1, dim))
     V[0] = v

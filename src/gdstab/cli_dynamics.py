@@ -1,0 +1,455 @@
+"""``gdstab orbit | lyapunov | basin | sharpness | critical-lr``: what GD does beyond the
+convergence regime (a thin layer over :mod:`gdstab.orbits` and :mod:`gdstab.sharpness`).
+
+Every command validates its whole input before computing, prints a readable summary (or JSON
+with ``--json``), and with ``--out DIR`` writes the figure (PNG, PDF, SVG), the data (Zarr) and
+``summary.json`` into DIR.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._validation import InvalidParameterError, fail, positive_int
+
+
+def _point(text: str, dim: int, name: str, caller: str) -> np.ndarray:
+    try:
+        v = np.array([float(t) for t in str(text).split(",")], dtype=np.float64)
+    except ValueError:
+        raise fail(name, caller, f"{dim} comma-separated finite floats", text) from None
+    if v.shape != (dim,) or not np.all(np.isfinite(v)):
+        raise fail(name, caller, f"{dim} comma-separated finite floats", text)
+    return v
+
+
+def _single_eta(text: str, caller: str) -> float:
+    from .specs import parse_eta
+
+    etas = parse_eta(text, name="--eta", caller=caller)
+    if etas.size != 1:
+        raise fail("--eta", caller, "a single step size", text)
+    return float(etas[0])
+
+
+def _inits(args, problem, caller: str) -> np.ndarray:
+    """--init points (repeatable) or --inits N random points (the sweep layer's keys)."""
+    from .problems import parse_box
+    from .sweep.keys import init_points
+
+    if args.init:
+        return np.stack([_point(t, problem.dim, "--init", caller) for t in args.init])
+    n = positive_int(args.inits, "--inits", caller)
+    seed = positive_int(args.seed, "--seed", caller, minimum=0)
+    box = None if getattr(args, "box", None) is None else parse_box(args.box, problem.dim, caller=caller, name="--box")
+    return init_points(problem, seed, np.arange(n), box)
+
+
+def _out_dir(args) -> Path | None:
+    if not getattr(args, "out", None):
+        return None
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise fail("--out", f"gdstab {args.command}", "a folder (created if missing)", str(out))
+    return out
+
+
+def _write(out: Path | None, stem: str, fig, ds, summary: dict[str, Any]) -> list[str]:
+    if out is None:
+        return []
+    from .plots import save
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [str(p) for p in save(fig, out / stem)]
+    if ds is not None:
+        ds.to_zarr(str(out / f"{stem}.zarr"), mode="w", consolidated=False)
+        paths.append(str(out / f"{stem}.zarr"))
+    (out / f"{stem}.json").write_text(json.dumps(summary, indent=2, default=_json_default))
+    paths.append(str(out / f"{stem}.json"))
+    return paths
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(type(o))
+
+
+def _emit(summary: dict[str, Any], as_json: bool, text_lines: list[str]) -> None:
+    if as_json:
+        json.dump(summary, sys.stdout, indent=2, default=_json_default)
+        sys.stdout.write("\n")
+    else:
+        print("\n".join(text_lines))
+
+
+# ------------------------------------------------------------------------------- commands
+
+
+def cmd_orbit(args) -> int:
+    from . import orbits
+    from .cli import _build_problem
+    from .specs import parse_eta
+
+    caller = "gdstab orbit"
+    problem = _build_problem(args)
+    etas = parse_eta(args.eta, name="--eta", caller=caller)
+    inits = _inits(args, problem, caller)
+    out = _out_dir(args)
+    t0 = time.perf_counter()
+    ds = orbits.orbit_diagram(problem, etas, inits, transient=args.transient, record=args.record,
+                              observe=args.observe if not args.observe.lstrip("-").isdigit() else int(args.observe),
+                              max_period=args.max_period, rtol=args.rtol)
+    lyap = None
+    if args.lyapunov:
+        r = orbits.lyapunov(problem, np.tile(inits[:1], (etas.size, 1)), etas, steps=args.lyapunov_steps,
+                            transient=args.transient)
+        lyap = r.exponents[:, 0]
+    wall = time.perf_counter() - t0
+    bif = orbits.bifurcation_points(ds)
+    rows = []
+    for i, e in enumerate(etas):
+        row = {"eta": float(e), "period": int(ds.dominant_period.values[i]),
+               "periods": [int(p) for p in ds.period.values[i]]}
+        if lyap is not None:
+            row["lyapunov"] = None if not np.isfinite(lyap[i]) else float(lyap[i])
+        rows.append(row)
+    summary = {"problem": problem.name, "normalisation": problem.normalisation, "observable": ds.attrs["observable"],
+               "transient": args.transient, "record": args.record, "max_period": args.max_period, "rtol": args.rtol,
+               "inits": inits.tolist(), "period_codes": "p >= 1 period p, 0 aperiodic, -1 diverged",
+               "bifurcations": bif, "per_eta": rows, "wall_time_s": wall}
+    fig = None
+    if out is not None:
+        from .plots import orbit_diagram
+
+        fig = orbit_diagram(ds, lyap)
+    summary["files"] = _write(out, "orbit", fig, ds, summary)
+    lines = [f"problem   {problem.name}: {problem.normalisation}",
+             f"orbits    {inits.shape[0]} initialisations x {etas.size} step sizes, transient {args.transient}, "
+             f"{args.record} recorded iterates ({wall:.1f} s)",
+             "", "period (dominant over initialisations; 0 = aperiodic, -1 = all diverged) by step-size range:"]
+    start = 0
+    dom = ds.dominant_period.values
+    for i in range(1, etas.size + 1):
+        if i == etas.size or dom[i] != dom[start]:
+            lines.append(f"  eta {etas[start]:.6g} .. {etas[i - 1]:.6g}: period {int(dom[start])}")
+            start = i
+    lines.append("")
+    lines.append("bifurcation points (midpoint of the bracketing grid values, +- half the spacing):")
+    lines += [f"  eta = {b['eta']:.6g} +- {b['resolution']:.2g}: period {b['period_before']} -> {b['period_after']}"
+              for b in bif] or ["  none"]
+    if summary["files"]:
+        lines += ["", "wrote " + ", ".join(summary["files"])]
+    _emit(summary, args.json, lines)
+    return 0
+
+
+def cmd_lyapunov(args) -> int:
+    from . import orbits
+    from .cli import _build_problem
+    from .specs import parse_eta
+
+    caller = "gdstab lyapunov"
+    problem = _build_problem(args)
+    etas = parse_eta(args.eta, name="--eta", caller=caller)
+    inits = _inits(args, problem, caller)
+    th = np.repeat(inits, etas.size, axis=0)
+    et = np.tile(etas, inits.shape[0])
+    r = orbits.lyapunov(problem, th, et, steps=args.steps, transient=args.transient,
+                        n_exponents="all" if args.all else 1, blocks=args.blocks)
+    rows = []
+    for i in range(th.shape[0]):
+        rows.append({"eta": float(et[i]), "theta0": th[i].tolist(),
+                     "exponents": [None if not np.isfinite(v) else float(v) for v in r.exponents[i]],
+                     "stderr": [None if not np.isfinite(v) else float(v) for v in r.stderr[i]],
+                     "converged": bool(r.converged[i]), "diverged": bool(r.diverged[i])})
+    summary = {"problem": problem.name, "normalisation": problem.normalisation, "steps": args.steps,
+               "transient": args.transient, "blocks": args.blocks, "results": rows}
+    lines = [f"problem   {problem.name}: {problem.normalisation}",
+             f"method    Jacobian-vector products of G, {'QR every step' if args.all else 'renormalised vector'}; "
+             f"{args.steps} steps after {args.transient}; error = batch-means standard error over {args.blocks} blocks", ""]
+    for row in rows:
+        if row["diverged"]:
+            lines.append(f"  eta {row['eta']:<10.6g} from {np.round(row['theta0'], 4).tolist()}: diverged")
+            continue
+        ex = ", ".join(f"{v:+.6f} +- {s:.1e}" for v, s in zip(row["exponents"], row["stderr"]))
+        lines.append(f"  eta {row['eta']:<10.6g} from {np.round(row['theta0'], 4).tolist()}: {ex}"
+                     f"{'' if row['converged'] else '  (not converged: raise --steps)'}")
+    _emit(summary, args.json, lines)
+    return 0
+
+
+def cmd_basin(args) -> int:
+    from . import orbits
+    from .cli import _build_problem, _criteria
+    from .stats import wilson_interval
+
+    caller = "gdstab basin"
+    problem = _build_problem(args)
+    eta = _single_eta(args.eta, caller)
+    extent = _point(args.extent, 4, "--extent", caller)
+    res = [positive_int(int(v), "--resolution", caller) for v in str(args.resolution).split(",")] \
+        if all(t.strip().isdigit() for t in str(args.resolution).split(",")) else None
+    if res is None or len(res) not in (1, 2):
+        raise fail("--resolution", caller, "N or NA,NB (pixels per side)", args.resolution)
+    center = None if args.center is None else _point(args.center, problem.dim, "--center", caller)
+    dirs = None
+    if args.u is not None or args.v is not None:
+        if args.u is None or args.v is None:
+            raise InvalidParameterError("The '--u' and '--v' flags of gdstab basin go together (the plane's two directions).")
+        dirs = np.stack([_point(args.u, problem.dim, "--u", caller), _point(args.v, problem.dim, "--v", caller)])
+    out = _out_dir(args)
+    t0 = time.perf_counter()
+    ds = orbits.basin_map(problem, eta, extent=extent, resolution=res[0] if len(res) == 1 else tuple(res),
+                          center=center, directions=dirs, steps=args.steps, criteria=_criteria(args),
+                          classify=None if args.classify == "none" else args.classify)
+    wall = time.perf_counter() - t0
+    n = ds.status.size
+    fr = {}
+    for label, code in orbits.BASIN_CODES.items():
+        k = int((ds.status.values == code).sum())
+        f, lo, hi = wilson_interval(k, n)
+        fr[label] = {"count": k, "fraction": f, "low": lo, "high": hi}
+    classes = {int(c): int((ds.minimum_class.values == c).sum()) for c in np.unique(ds.minimum_class.values) if c >= 0}
+    summary = {"problem": problem.name, "normalisation": problem.normalisation, "eta": eta, "steps": args.steps,
+               "pixels": n, "extent": extent.tolist(), "center": ds.attrs["center"], "u": ds.attrs["direction_u"],
+               "v": ds.attrs["direction_v"], "fractions": fr, "minimum_classes": classes, "wall_time_s": wall,
+               "pixels_per_second": n / wall if wall > 0 else None}
+    fig = None
+    if out is not None:
+        from .plots import basin_map
+
+        fig = basin_map(ds)
+    summary["files"] = _write(out, "basin", fig, ds, summary)
+    lines = [f"problem   {problem.name}: {problem.normalisation}",
+             f"plane     center {np.round(ds.attrs['center'], 4).tolist()}, u {np.round(ds.attrs['direction_u'], 4).tolist()}, "
+             f"v {np.round(ds.attrs['direction_v'], 4).tolist()}, extent {extent.tolist()}",
+             f"pixels    {ds.sizes['a']} x {ds.sizes['b']} at eta = {eta:g}, T = {args.steps} ({wall:.2f} s, "
+             f"{n / max(wall, 1e-9):.3g} pixels/s)", ""]
+    lines += [f"  {k:<11} {v['fraction']:.4f} [{v['low']:.4f}, {v['high']:.4f}]" for k, v in fr.items()]
+    if len(classes) > 1:
+        lines.append(f"  converged by minimum class: {classes}")
+    if summary["files"]:
+        lines += ["", "wrote " + ", ".join(summary["files"])]
+    _emit(summary, args.json, lines)
+    return 0
+
+
+def cmd_sharpness(args) -> int:
+    import jax
+
+    from . import sharpness
+    from .cli import _build_problem
+
+    caller = "gdstab sharpness"
+    problem = _build_problem(args)
+    eta = _single_eta(args.eta, caller)
+    th0 = _inits(args, problem, caller)[0]
+    out = _out_dir(args)
+    ds = sharpness.track_sharpness(problem, th0, eta, steps=args.steps, every=args.every,
+                                   key=jax.random.key(positive_int(args.seed, "--seed", caller, minimum=0)))
+    s = ds.sharpness.values
+    fin = np.isfinite(s)
+    summary = {"problem": problem.name, "normalisation": problem.normalisation, "eta": eta, "threshold": 2 / eta,
+               "theta0": np.asarray(th0).tolist(), "steps": args.steps, "every": args.every, "status": ds.attrs["status"],
+               "final_loss": float(ds.loss.values[fin][-1]) if fin.any() else None,
+               "final_sharpness": float(s[fin][-1]) if fin.any() else None,
+               "max_sharpness": float(s[fin].max()) if fin.any() else None,
+               "first_step_above_threshold": int(ds.step.values[fin][np.argmax(s[fin] > 2 / eta)])
+               if fin.any() and (s[fin] > 2 / eta).any() else None,
+               "theta_last": ds.theta_last.values.tolist(),
+               "wall_train_s": ds.attrs["wall_train_s"], "wall_sharpness_s": ds.attrs["wall_sharpness_s"],
+               "method": ds.attrs["method"]}
+    fig = None
+    if out is not None:
+        from .plots import sharpness_trace
+
+        fig = sharpness_trace(ds)
+    summary["files"] = _write(out, "sharpness", fig, ds, summary)
+    lines = [f"problem   {problem.name}: {problem.normalisation}",
+             f"run       GD from {np.round(summary['theta0'], 4).tolist()} at eta = {eta:g}, {args.steps} steps, "
+             f"sharpness every {args.every} ({summary['method']})",
+             f"status    {summary['status']}",
+             f"2/eta     {2 / eta:.6g}",
+             f"sharpness start {s[0]:.6g}, max {summary['max_sharpness']}, final {summary['final_sharpness']} "
+             f"(first above 2/eta at step {summary['first_step_above_threshold']})",
+             f"loss      final {summary['final_loss']}"]
+    if summary["files"]:
+        lines += ["", "wrote " + ", ".join(summary["files"])]
+    _emit(summary, args.json, lines)
+    return 0
+
+
+def cmd_critical(args) -> int:
+    from . import sharpness
+    from .cli import _build_problem, _criteria
+
+    caller = "gdstab critical-lr"
+    problem = _build_problem(args)
+    lo, hi = _point(args.eta_range, 2, "--eta-range", caller)
+    out = _out_dir(args)
+    progress = None
+    if not args.json and not args.quiet and sys.stderr.isatty():
+        def progress(eta, k, n):
+            sys.stderr.write(f"  eta {eta:.6g}: {k}/{n} converged\n")
+    t0 = time.perf_counter()
+    r = sharpness.critical_step_size(problem, eta_low=lo, eta_high=hi, inits=args.inits, steps=args.steps,
+                                     seed=args.seed, box=args.box, fraction=args.fraction, rtol=args.rtol,
+                                     criteria=_criteria(args), progress=progress)
+    summary = {"problem": problem.name, "normalisation": problem.normalisation, **r.to_dict(),
+               "wall_time_s": time.perf_counter() - t0}
+    fig = None
+    if out is not None:
+        from .plots import critical_evidence
+
+        fig = critical_evidence(r)
+    summary["files"] = _write(out, "critical", fig, None, summary)
+    a, b = r.interval
+    lines = [f"problem   {problem.name}: {problem.normalisation}",
+             f"critical step size  {r.eta:.6g}  in [{a:.6g}, {b:.6g}]",
+             f"  (a) fraction: convergence seen at {r.fraction_interval[0]:.6g} (more than {args.fraction:g} of "
+             f"{args.inits}), not at {r.fraction_interval[1]:.6g}",
+             f"  (b) sharpness: flattest minimum reached has lambda_max = {r.min_sharpness:.8g} "
+             f"(at eta = {r.argmin_eta:.6g}), stable up to 2/lambda = {r.eta_sharpness:.6g}",
+             "", f"{'eta':>12}  {'converged':>10}  {'fraction [Wilson 95%]':<26}  min/max sharpness of minima reached"]
+    for e in r.evidence:
+        sh = "-" if e["min_sharpness"] is None else f"{e['min_sharpness']:.6g} / {e['max_sharpness']:.6g}"
+        lines.append(f"{e['eta']:>12.6g}  {e['converged']:>4}/{e['n']:<5}  "
+                     f"{e['fraction']:.3f} [{e['low']:.3f}, {e['high']:.3f}]{'':<8}  {sh}  (2/eta = {e['two_over_eta']:.6g})")
+    if summary["files"]:
+        lines += ["", "wrote " + ", ".join(summary["files"])]
+    _emit(summary, args.json, lines)
+    return 0
+
+
+# ------------------------------------------------------------------------------- parsers
+
+
+def register(sub, add_problem_args, criteria_args) -> None:
+    """Add the subcommands to the ``gdstab`` parser."""
+
+    def common(p, *, inits_default: int):
+        p.add_argument("--init", metavar="X,Y,...", action="append", default=[],
+                       help="an initial point (repeatable); default: --inits random points from the problem's box")
+        p.add_argument("--inits", type=int, default=inits_default, help=f"random initial points without --init (default {inits_default})")
+        p.add_argument("--seed", type=int, default=0, help="integer seed of the random initial points (default 0)")
+        p.add_argument("--box", metavar="SPEC", help="box of the random initial points (default: the problem's)")
+        p.add_argument("--json", action="store_true", help="print the results as JSON")
+
+    p = sub.add_parser(
+        "orbit",
+        help="orbit (bifurcation) diagram: attractor points and detected period per step size",
+        description="For every step size of --eta, run GD from each initial point for --transient steps, record "
+        "--record iterates and detect their period (p >= 1, 0 aperiodic, -1 diverged). Prints the period by "
+        "step-size range and the bifurcation points (where the dominant period changes, located to the grid's "
+        "resolution); --out DIR draws the diagram (with --lyapunov, the largest Lyapunov exponent below it).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  gdstab orbit --problem hyperbola --eta 1.0:1.6:600 --init 1.2,0.9 --out orbit/\n"
+        "  gdstab orbit --loss '0.25*(x^2*y^2-1)^2' --eta 0.5:2:300 --inits 4 --observe loss --json\n",
+    )
+    add_problem_args(p)
+    p.add_argument("--eta", required=True, metavar="SPEC", help="step sizes: start:stop:num | 0.1,0.5 | 0.5")
+    common(p, inits_default=4)
+    p.add_argument("--transient", type=int, default=20_000, help="steps discarded before recording (default 20000)")
+    p.add_argument("--record", type=int, default=256, help="iterates recorded per trajectory (default 256)")
+    p.add_argument("--observe", default="0", help="what the diagram shows: a coordinate index or name, or 'loss' (default 0)")
+    p.add_argument("--max-period", type=int, default=64, help="largest period detected (default 64)")
+    p.add_argument("--rtol", type=float, default=1e-6, help="period detection tolerance, relative to 1 + |theta| (default 1e-6)")
+    p.add_argument("--lyapunov", action="store_true", help="also the largest Lyapunov exponent (first initial point)")
+    p.add_argument("--lyapunov-steps", type=int, default=10_000, help="steps of the Lyapunov average (default 10000)")
+    p.add_argument("--out", metavar="DIR", help="write orbit.png/.pdf/.svg, orbit.zarr and orbit.json into DIR")
+    p.set_defaults(func=cmd_orbit)
+
+    p = sub.add_parser(
+        "lyapunov",
+        help="Lyapunov exponents of the GD map along trajectories, with error bars",
+        description="Largest Lyapunov exponent (or all of them with --all, by QR re-orthonormalisation) of "
+        "G(theta) = theta - eta grad L(theta) from Jacobian-vector products, after a transient that also aligns "
+        "the tangent frame; the error is the batch-means standard error over --blocks blocks.",
+        epilog="example:\n  gdstab lyapunov --problem hyperbola --eta 1.2,1.5 --init 1.2,0.9 --all\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_problem_args(p)
+    p.add_argument("--eta", required=True, metavar="SPEC", help="step sizes")
+    common(p, inits_default=1)
+    p.add_argument("--steps", type=int, default=20_000, help="steps averaged (a multiple of --blocks; default 20000)")
+    p.add_argument("--transient", type=int, default=1000, help="steps discarded first (default 1000)")
+    p.add_argument("--blocks", type=int, default=20, help="blocks of the batch-means error (default 20)")
+    p.add_argument("--all", action="store_true", help="the full spectrum (d exponents) instead of the largest")
+    p.set_defaults(func=cmd_lyapunov)
+
+    p = sub.add_parser(
+        "basin",
+        help="basin map on a 2-D slice of parameter space at one step size",
+        description="Run GD from every pixel of the plane center + a u + b v (default: the first two coordinates) "
+        "and label it by outcome (converged, by minimum class with --classify sign; periodic; bounded; "
+        "stationary; diverged) and time to decide. Prints the fractions; --out DIR draws the map.",
+        epilog="example:\n  gdstab basin --problem hyperbola --eta 0.9 --resolution 512 --extent=-2,2,-2,2 --classify sign --out basin/\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_problem_args(p)
+    p.add_argument("--eta", required=True, help="the step size")
+    p.add_argument("--extent", default="-2,2,-2,2", help="a_min,a_max,b_min,b_max (default -2,2,-2,2)")
+    p.add_argument("--resolution", default="256", help="pixels per side N, or NA,NB (default 256)")
+    p.add_argument("--center", metavar="X,Y,...", help="the plane's origin (default 0)")
+    p.add_argument("--u", metavar="X,Y,...", help="first direction (default the first coordinate axis)")
+    p.add_argument("--v", metavar="X,Y,...", help="second direction (default the second coordinate axis)")
+    p.add_argument("--steps", type=int, default=2000, help="maximum GD steps per pixel (default 2000)")
+    p.add_argument("--classify", choices=("none", "sign"), default="none",
+                   help="minimum classes of converged pixels: none, or the sign pattern of the final point")
+    p.add_argument("--out", metavar="DIR", help="write basin.png/.pdf/.svg, basin.zarr and basin.json into DIR")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    criteria_args(p)
+    p.set_defaults(func=cmd_basin)
+
+    p = sub.add_parser(
+        "sharpness",
+        help="track the sharpness lambda_max along a GD run next to 2/eta (edge of stability)",
+        description="Run GD from one point and record every --every steps the loss and the sharpness (largest "
+        "Hessian eigenvalue: dense for d <= 256, else Lanczos on Hessian-vector products warm-started from the "
+        "previous eigenvector) next to the stability threshold 2/eta.",
+        epilog="example:\n  gdstab sharpness --problem zhu --init 4,0.1 --eta 0.1 --steps 3000 --out eos/\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_problem_args(p)
+    p.add_argument("--eta", required=True, help="the step size")
+    common(p, inits_default=1)
+    p.add_argument("--steps", type=int, default=2000, help="GD steps (default 2000)")
+    p.add_argument("--every", type=int, default=10, help="record every k steps (default 10)")
+    p.add_argument("--out", metavar="DIR", help="write sharpness.png/.pdf/.svg, sharpness.zarr and sharpness.json into DIR")
+    p.set_defaults(func=cmd_sharpness)
+
+    p = sub.add_parser(
+        "critical-lr",
+        help="estimate, with error bars, the step size beyond which GD stops converging for a model",
+        description="(a) Bisection over eta on the Monte Carlo fraction of --inits random initialisations that "
+        "converge (the same points at every eta; Wilson 95%% intervals reported), between a step size where "
+        "more than --fraction of them converge and one where none does; (b) the sharpness of the minima "
+        "reached: the flattest stays stable up to 2/lambda. Prints the combined estimate, its interval and "
+        "the evidence.",
+        epilog="examples:\n  gdstab critical-lr --problem hyperbola --eta-range 0.1,3 --steps 50000\n"
+        "  gdstab critical-lr --problem quadratic --option spectrum=1,3 --eta-range 0.01,10 --json\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_problem_args(p)
+    p.add_argument("--eta-range", default="0.001,100", metavar="LO,HI", help="the bracket (default 0.001,100)")
+    p.add_argument("--inits", type=int, default=64, help="random initialisations per step size (default 64)")
+    p.add_argument("--steps", type=int, default=20_000, help="maximum GD steps per trajectory (default 20000)")
+    p.add_argument("--seed", type=int, default=0, help="integer seed of the initialisations (default 0)")
+    p.add_argument("--box", metavar="SPEC", help="initialisation box (default: the problem's)")
+    p.add_argument("--fraction", type=float, default=0.0, help="converging fraction that counts as 'still converges' (default 0: any)")
+    p.add_argument("--rtol", type=float, default=1e-3, help="relative width at which the bisection stops (default 1e-3)")
+    p.add_argument("--out", metavar="DIR", help="write critical.png/.pdf/.svg and critical.json into DIR")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    criteria_args(p)
+    p.set_defaults(func=cmd_critical)

@@ -1,0 +1,557 @@
+"""What GD does when it does not converge: orbit (bifurcation) diagrams with period detection,
+Lyapunov exponents of the GD map, and basin maps on a 2-D slice of parameter space.
+
+Main entry points:
+
+* :func:`orbit_diagram` -- for every step size, discard a transient, record the attractor's
+  points (through an observable such as the coordinate x or the loss) and detect the period of
+  every trajectory; :func:`bifurcation_points` locates where the dominant period changes.
+* :func:`lyapunov` -- the largest Lyapunov exponent (or the whole spectrum, by QR
+  re-orthonormalisation) of G(θ) = θ − η∇L(θ) along a trajectory, from Jacobian-vector products
+  of G, with a batch-means standard error as its convergence report; vectorised over (θ₀, η).
+* :func:`basin_map` -- every pixel of a plane θ_c + a·u + b·v run through the engine and labelled
+  by its outcome (converged / which minimum class, periodic p, diverged, ...) and the step at
+  which it was decided.
+
+Period detection (:func:`detect_period`): after the transient, the recorded iterates
+θ_0 … θ_{R−1} have period p (1 ≤ p ≤ ``max_period``) when max_k ‖θ_{k+p} − θ_k‖ ≤ ``rtol`` ·
+(1 + max_k ‖θ_k‖), and p is the smallest such; a period of 1 is a fixed point.  Codes: p ≥ 1
+periodic with period p, 0 no period ≤ ``max_period`` (aperiodic: chaos, quasi-periodicity, or a
+transient too short), −1 diverged (a non-finite iterate or ‖θ‖ > ``max_norm``).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ._validation import fail, finite_float, positive_int
+from .problems.base import Problem
+
+__all__ = [
+    "PERIOD_APERIODIC",
+    "PERIOD_DIVERGED",
+    "detect_period",
+    "orbit_diagram",
+    "dominant_period",
+    "bifurcation_points",
+    "LyapunovResult",
+    "lyapunov",
+    "basin_map",
+    "BASIN_CODES",
+]
+
+PERIOD_APERIODIC = 0
+PERIOD_DIVERGED = -1
+
+
+def _points_and_etas(problem: Problem, theta0, eta, caller: str) -> tuple[np.ndarray, np.ndarray]:
+    from .dynamics import _batch
+
+    return _batch(problem, theta0, eta, caller)
+
+
+def _observable(problem: Problem, observe: Any, caller: str) -> tuple[Callable, str]:
+    """θ ↦ scalar: a coordinate (index or variable name), ``"loss"``, or a JAX callable."""
+    if callable(observe):
+        return observe, getattr(observe, "__name__", "observable")
+    if isinstance(observe, str) and observe == "loss":
+        return problem.loss, "loss"
+    names = list(problem.variables) or []
+    if isinstance(observe, str):
+        if observe in names:
+            i = names.index(observe)
+        elif problem.dim >= 1 and observe in ("x", "y", "z")[: problem.dim] and not names:
+            i = ("x", "y", "z").index(observe)
+        else:
+            raise fail("observe", caller, f"'loss', a coordinate index 0..{problem.dim - 1}, a variable name "
+                       f"({', '.join(names[:6]) or 'x, y, ...'}) or a callable", observe)
+        label = observe
+    elif isinstance(observe, (int, np.integer)) and not isinstance(observe, bool) and 0 <= int(observe) < problem.dim:
+        i = int(observe)
+        label = names[i] if names else f"theta[{i}]"
+    else:
+        raise fail("observe", caller, f"'loss', a coordinate index 0..{problem.dim - 1}, a variable name or a callable",
+                   observe)
+    return (lambda th: th[i]), label
+
+
+def detect_period(points: np.ndarray, *, max_period: int, rtol: float = 1e-6, max_norm: float = 1e6) -> np.ndarray:
+    """Period codes of recorded iterates ``points`` (R, B, d) (see the module docstring):
+    p ≥ 1, 0 = aperiodic, −1 = diverged.  Needs R ≥ 2·max_period."""
+    caller = "detect_period"
+    pts = np.asarray(points, dtype=np.float64)
+    if pts.ndim != 3:
+        raise fail("points", caller, "an array (R, B, d) of recorded iterates", np.shape(pts))
+    max_period = positive_int(max_period, "max_period", caller)
+    R = pts.shape[0]
+    if R < 2 * max_period:
+        raise fail("points", caller, f"at least 2 * max_period = {2 * max_period} recorded iterates", f"{R}")
+    norms = np.linalg.norm(pts, axis=2)  # (R, B)
+    finite = np.isfinite(norms)
+    with np.errstate(invalid="ignore"):
+        diverged = ~np.all(finite, axis=0) | np.any(np.where(finite, norms, np.inf) > max_norm, axis=0)
+    scale = 1.0 + np.max(np.where(finite, norms, 0.0), axis=0)
+    out = np.full(pts.shape[1], PERIOD_APERIODIC, dtype=np.int32)
+    open_ = ~diverged
+    for p in range(1, max_period + 1):
+        if not open_.any():
+            break
+        idx = np.flatnonzero(open_)
+        gap = np.linalg.norm(pts[p:, idx] - pts[:-p, idx], axis=2).max(axis=0)
+        hit = gap <= rtol * scale[idx]
+        out[idx[hit]] = p
+        open_[idx[hit]] = False
+    out[diverged] = PERIOD_DIVERGED
+    return out
+
+
+def _check_transient(transient: int, max_period: int, caller: str) -> None:
+    need = 100 * max_period
+    if transient < need:
+        warnings.warn(
+            f"{caller}: transient = {transient} steps is short for period detection up to period {max_period} "
+            f"(fewer than {need} = 100 x max_period); orbits still approaching their attractor are reported "
+            f"as aperiodic (period 0). Raise 'transient' if periods look wrong.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
+def orbit_diagram(
+    problem: Problem,
+    etas,
+    inits,
+    *,
+    transient: int = 20_000,
+    record: int = 256,
+    observe: Any = 0,
+    max_period: int = 64,
+    rtol: float = 1e-6,
+    max_norm: float = 1e6,
+    chunk: int = 4096,
+):
+    """Orbit (bifurcation) diagram of GD: for every step size of ``etas`` and every initial
+    point of ``inits`` (B, d), run ``transient`` steps, then record ``record`` iterates.
+
+    Main arguments:
+        problem: any :class:`Problem`.
+        etas: step sizes (1-D).
+        inits: initial points (B, d); each is run at every step size.
+
+    Other arguments (keyword-only):
+        transient: steps discarded before recording (warned about when < 100 · max_period).
+        record: iterates recorded on the attractor (>= 2 · max_period).
+        observe: what the diagram shows of a point: a coordinate index or variable name,
+            ``"loss"``, or a JAX function θ ↦ scalar.
+        max_period, rtol, max_norm: period detection (see :func:`detect_period`).
+        chunk: trajectories per compiled call.
+
+    Returns an ``xarray.Dataset`` with dims (eta, init, record): ``value`` (the observable on
+    the recorded iterates), ``period`` (eta, init) codes, ``dominant_period`` (eta) (the most
+    common code among trajectories that did not diverge, −1 if all diverged), ``theta_last``
+    (eta, init, coord); attrs state the settings.  Runs in float64."""
+    import jax
+    import jax.numpy as jnp
+    import xarray as xr
+
+    caller = "orbit_diagram"
+    etas = np.asarray(etas, dtype=np.float64).reshape(-1)
+    if etas.size == 0 or not np.all(np.isfinite(etas)) or np.any(etas <= 0):
+        raise fail("etas", caller, "a non-empty array of finite floats > 0", etas)
+    th0, _ = _points_and_etas(problem, inits, 1.0, caller)
+    transient = positive_int(transient, "transient", caller, minimum=0)
+    max_period = positive_int(max_period, "max_period", caller)
+    record = positive_int(record, "record", caller)
+    if record < 2 * max_period:
+        raise fail("record", caller, f"an int >= 2 * max_period = {2 * max_period}", record)
+    rtol = finite_float(rtol, "rtol", caller, low=0.0)
+    max_norm = finite_float(max_norm, "max_norm", caller, low=0.0)
+    chunk = positive_int(chunk, "chunk", caller)
+    _check_transient(transient, max_period, caller)
+    obs, label = _observable(problem, observe, caller)
+
+    B, d = th0.shape
+    E = etas.size
+    all_th = np.tile(th0, (E, 1))
+    all_eta = np.repeat(etas, B)
+    n = all_th.shape[0]
+    values = np.empty((n, record))
+    periods = np.empty(n, dtype=np.int32)
+    last = np.empty((n, d))
+    with jax.enable_x64(True):
+        G = problem.gd_map
+
+        def guard(th):  # freeze diverged iterates at a non-finite value (no overflow warnings)
+            bad = ~jnp.all(jnp.isfinite(th)) | (jnp.sum(th * th) > max_norm * max_norm)
+            return jnp.where(bad, jnp.nan, th)
+
+        def one(th, eta):
+            th = jax.lax.fori_loop(0, transient, lambda _, t: guard(G(t, eta)), th)
+
+            def rec(t, _):
+                t2 = guard(G(t, eta))
+                return t2, t
+
+            th_end, path = jax.lax.scan(rec, th, None, length=record)
+            return path, th_end
+
+        run = jax.jit(jax.vmap(one))
+        vobs = jax.jit(jax.vmap(jax.vmap(obs)))
+        size = min(chunk, n)
+        for s in range(0, n, size):
+            sl = slice(s, min(n, s + size))
+            m = sl.stop - sl.start
+            pad_th = np.zeros((size, d))
+            pad_th[:m] = all_th[sl]
+            pad_eta = np.ones(size)
+            pad_eta[:m] = all_eta[sl]
+            path, _ = run(jnp.asarray(pad_th), jnp.asarray(pad_eta))
+            path = np.asarray(path)[:m]  # (m, R, d)
+            periods[sl] = detect_period(np.swapaxes(path, 0, 1), max_period=max_period, rtol=rtol, max_norm=max_norm)
+            values[sl] = np.asarray(vobs(jnp.asarray(path)))
+            last[sl] = path[:, -1]
+    periods = periods.reshape(E, B)
+    ds = xr.Dataset(
+        {
+            "value": (("eta", "init", "record"), values.reshape(E, B, record), {"observable": label}),
+            "period": (("eta", "init"), periods, {"codes": "p >= 1: period p; 0: aperiodic; -1: diverged"}),
+            "dominant_period": (("eta",), dominant_period(periods)),
+            "theta_last": (("eta", "init", "coord"), last.reshape(E, B, d)),
+            "theta0": (("init", "coord"), th0),
+        },
+        coords={"eta": etas, "init": np.arange(B), "record": np.arange(record), "coord": np.arange(d)},
+        attrs={
+            "problem": problem.name,
+            "normalisation": problem.normalisation,
+            "observable": label,
+            "transient": transient,
+            "record": record,
+            "max_period": max_period,
+            "rtol": rtol,
+            "max_norm": max_norm,
+            "definition": "period p: smallest p <= max_period with max_k |theta_{k+p} - theta_k| <= rtol (1 + max_k |theta_k|) "
+                          "over the recorded iterates; 0 aperiodic, -1 diverged",
+        },
+    )
+    return ds
+
+
+def dominant_period(periods: np.ndarray) -> np.ndarray:
+    """Per row of ``periods`` (E, B): the most common code among non-diverged trajectories
+    (ties: the smaller period, aperiodic counted as largest), −1 when all diverged."""
+    periods = np.asarray(periods)
+    out = np.full(periods.shape[0], PERIOD_DIVERGED, dtype=np.int32)
+    for i, row in enumerate(periods):
+        alive = row[row != PERIOD_DIVERGED]
+        if alive.size == 0:
+            continue
+        vals, counts = np.unique(alive, return_counts=True)
+        order = sorted(range(len(vals)), key=lambda j: (-counts[j], vals[j] if vals[j] > 0 else math.inf))
+        out[i] = vals[order[0]]
+    return out
+
+
+def bifurcation_points(ds) -> list[dict[str, Any]]:
+    """Where the dominant period changes between consecutive step sizes of an orbit diagram:
+    for each change, the bracketing step sizes, their midpoint (the location, to the grid's
+    resolution) and the periods before and after."""
+    etas = np.asarray(ds["eta"].values)
+    dom = np.asarray(ds["dominant_period"].values)
+    out = []
+    for i in range(len(etas) - 1):
+        if dom[i] != dom[i + 1]:
+            out.append({
+                "eta_low": float(etas[i]),
+                "eta_high": float(etas[i + 1]),
+                "eta": float(0.5 * (etas[i] + etas[i + 1])),
+                "resolution": float(abs(etas[i + 1] - etas[i]) / 2),
+                "period_before": int(dom[i]),
+                "period_after": int(dom[i + 1]),
+            })
+    return out
+
+
+# ------------------------------------------------------------------------------ Lyapunov
+
+
+@dataclass(frozen=True)
+class LyapunovResult:
+    """Lyapunov exponents of the GD map along trajectories (one row per trajectory).
+
+    Attributes:
+        exponents: (B, k) estimates, descending (natural log per step); NaN where diverged.
+        stderr: (B, k) batch-means standard errors (from ``blocks`` consecutive blocks).
+        converged: (B,) True where every stderr <= max(atol, rtol · |exponent|).
+        diverged: (B,) True where the trajectory left the finite region.
+        history: (B, blocks, k) running estimates after each block (convergence report).
+        steps, transient, blocks: the settings used.
+    """
+
+    exponents: np.ndarray
+    stderr: np.ndarray
+    converged: np.ndarray
+    diverged: np.ndarray
+    history: np.ndarray
+    steps: int
+    transient: int
+    blocks: int
+
+    def to_dict(self) -> dict[str, Any]:
+        def clean(a):
+            return [[None if not np.isfinite(v) else float(v) for v in row] for row in np.atleast_2d(a)]
+
+        return {
+            "exponents": clean(self.exponents),
+            "stderr": clean(self.stderr),
+            "converged": [bool(c) for c in self.converged],
+            "diverged": [bool(c) for c in self.diverged],
+            "steps": self.steps,
+            "transient": self.transient,
+            "blocks": self.blocks,
+        }
+
+
+def lyapunov(
+    problem: Problem,
+    theta0,
+    eta,
+    *,
+    steps: int = 20_000,
+    transient: int = 1_000,
+    n_exponents: int | str = 1,
+    blocks: int = 20,
+    atol: float = 1e-3,
+    rtol: float = 0.05,
+    max_norm: float = 1e6,
+    key=None,
+) -> LyapunovResult:
+    """Lyapunov exponents of G(θ) = θ − η∇L(θ) along the trajectories from ``theta0`` (B, d)
+    at step sizes ``eta`` (scalar or (B,)).
+
+    Tangent vectors are pushed forward by Jacobian-vector products of G (DG = I − η H, never
+    formed); with k > 1 they are re-orthonormalised by a QR factorisation every step and the
+    exponents are the time averages of log |R_ii| over ``steps`` steps (Benettin's method);
+    with k = 1 the vector is renormalised.  The first ``transient`` steps are discarded: they
+    bring θ onto its attractor and the tangent frame onto the growth directions.  ``n_exponents``: k, or ``"all"``
+    (k = d).  The initial tangent vectors are the first k columns of a random orthogonal matrix
+    (explicit ``key``; default: the identity's first k columns).
+
+    Convergence report: the steps are cut into ``blocks`` blocks; the standard error of the
+    block averages (batch means) is returned, and an exponent counts as converged when it is
+    <= max(``atol``, ``rtol`` · |λ|).  A trajectory that diverges has NaN exponents."""
+    import jax
+    import jax.numpy as jnp
+
+    caller = "lyapunov"
+    th0, et = _points_and_etas(problem, theta0, eta, caller)
+    d = th0.shape[1]
+    steps = positive_int(steps, "steps", caller)
+    transient = positive_int(transient, "transient", caller, minimum=0)
+    blocks = positive_int(blocks, "blocks", caller, minimum=2)
+    if steps % blocks:
+        raise fail("steps", caller, f"a multiple of blocks = {blocks}", steps)
+    if n_exponents == "all":
+        k = d
+    else:
+        k = positive_int(n_exponents, "n_exponents", caller)
+        if k > d:
+            raise fail("n_exponents", caller, f"an int <= the dimension {d} or 'all'", n_exponents)
+    atol = finite_float(atol, "atol", caller, low=0.0, low_inclusive=True)
+    rtol = finite_float(rtol, "rtol", caller, low=0.0, low_inclusive=True)
+    per_block = steps // blocks
+    with jax.enable_x64(True):
+        if key is None:
+            Q0 = np.eye(d)[:, :k]
+        else:
+            Q0 = np.linalg.qr(np.asarray(jax.random.normal(key, (d, d), dtype=jnp.float64)))[0][:, :k]
+        G = problem.gd_map
+
+        def one(th, eta, Q):
+            def guard(t):
+                bad = ~jnp.all(jnp.isfinite(t)) | (jnp.sum(t * t) > max_norm * max_norm)
+                return jnp.where(bad, jnp.nan, t)
+
+            def push(t, Q):
+                """θ_{t+1}, the re-orthonormalised frame and the log growth factors."""
+                t2, V = jax.vmap(lambda q: jax.jvp(lambda s: G(s, eta), (t,), (q,)), in_axes=1, out_axes=(None, 1))(Q)
+                if k == 1:
+                    r = jnp.linalg.norm(V[:, 0])
+                    return guard(t2), V / r, jnp.log(r)[None]
+                Q2, R = jnp.linalg.qr(V)
+                diag = jnp.diagonal(R)
+                return guard(t2), Q2 * jnp.sign(diag)[None, :], jnp.log(jnp.abs(diag))
+
+            # the transient also aligns the frame with the growth directions (no bias from Q0)
+            th, Q = jax.lax.fori_loop(0, transient, lambda _, c: push(*c)[:2], (th, Q))
+
+            def step(carry, _):
+                t, Q, acc = carry
+                t2, Q2, logs = push(t, Q)
+                return (t2, Q2, acc + logs), None
+
+            def block(carry, _):
+                t, Q = carry
+                (t, Q, acc), _ = jax.lax.scan(step, (t, Q, jnp.zeros(k)), None, length=per_block)
+                return (t, Q), acc / per_block
+
+            (t_end, _), means = jax.lax.scan(block, (th, Q), None, length=blocks)
+            return means, jnp.all(jnp.isfinite(t_end))
+
+        means, finite = jax.jit(jax.vmap(one, in_axes=(0, 0, None)))(jnp.asarray(th0), jnp.asarray(et), jnp.asarray(Q0))
+        means = np.asarray(means)  # (B, blocks, k)
+        finite = np.asarray(finite)
+    diverged = ~finite | ~np.all(np.isfinite(means), axis=(1, 2))
+    est = means.mean(axis=1)
+    se = means.std(axis=1, ddof=1) / math.sqrt(blocks)
+    history = np.cumsum(means, axis=1) / np.arange(1, blocks + 1)[None, :, None]
+    est[diverged] = np.nan
+    se[diverged] = np.nan
+    conv = ~diverged & np.all(se <= np.maximum(atol, rtol * np.abs(est)), axis=1)
+    return LyapunovResult(est, se, conv, diverged, history, steps, transient, blocks)
+
+
+# ------------------------------------------------------------------------------ basin maps
+
+def _basin_codes() -> dict[str, int]:
+    from .dynamics import Status
+
+    return {s.label: int(s) for s in Status}
+
+
+BASIN_CODES = _basin_codes()  # the engine's status codes
+
+
+def _plane(problem: Problem, center, directions, caller: str) -> tuple[np.ndarray, np.ndarray]:
+    d = problem.dim
+    if center is None:
+        c = np.zeros(d)
+    else:
+        c = np.asarray(center, dtype=np.float64).reshape(-1) if np.ndim(center) else None
+        if c is None or c.shape != (d,) or not np.all(np.isfinite(c)):
+            raise fail("center", caller, f"{d} finite floats (a point of parameter space)", center)
+    if directions is None:
+        if d < 2:
+            raise fail("directions", caller, "two direction vectors (the problem has fewer than 2 coordinates)", None)
+        D = np.eye(d)[:2]
+    else:
+        try:
+            D = np.asarray(directions, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise fail("directions", caller, f"an array (2, {d}) of two finite direction vectors", directions) from None
+        if D.shape != (2, d) or not np.all(np.isfinite(D)):
+            raise fail("directions", caller, f"an array (2, {d}) of two finite direction vectors", f"shape {D.shape}")
+    n1, n2 = np.linalg.norm(D, axis=1)
+    if n1 == 0 or n2 == 0:
+        raise fail("directions", caller, "two non-zero direction vectors",
+                   f"a zero vector (norms {n1:g}, {n2:g})")
+    cos = abs(float(D[0] @ D[1])) / (n1 * n2)
+    if 1.0 - cos <= 1e-10:
+        raise fail("directions", caller, "two linearly independent (non-parallel) direction vectors",
+                   f"parallel vectors (|cos angle| = {cos:.12g})")
+    return c, D
+
+
+def basin_map(
+    problem: Problem,
+    eta: float,
+    *,
+    extent: Sequence[float] = (-2.0, 2.0, -2.0, 2.0),
+    resolution: int | Sequence[int] = 256,
+    center=None,
+    directions=None,
+    steps: int = 2000,
+    criteria=None,
+    classify: str | Callable | None = None,
+    backend: str = "auto",
+    threads: int | None = None,
+):
+    """Basin map of GD at one step size on the plane θ(a, b) = center + a·u + b·v.
+
+    Main arguments:
+        problem: any :class:`Problem`.
+        eta: the step size.
+
+    Other arguments (keyword-only):
+        extent: (a_min, a_max, b_min, b_max) of the plane's coordinates.
+        resolution: pixels per side, or (n_a, n_b).
+        center: the plane's origin (default 0); directions: (2, d) array [u, v] (default the
+            first two coordinate axes).  Zero or parallel directions are refused.
+        steps, criteria, backend, threads: passed to :func:`gdstab.trajectories` (all pixels in
+            one vectorised call; the compiled kernel for the built-in toys).
+        classify: which minimum a converged pixel reached: ``None`` (one class), ``"sign"``
+            (the sign pattern of the final point's coordinates, e.g. the branches of xy = 1), or
+            a function (N, d) final points -> (N,) ints.
+
+    Returns an ``xarray.Dataset`` with dims (b, a): ``status`` (codes in ``BASIN_CODES``),
+    ``decision_step`` (time to decide), ``period``, ``minimum_class`` (−1 where not converged),
+    ``final_loss``; coords a, b; attrs with the plane and the settings."""
+    import xarray as xr
+
+    from .dynamics import trajectories
+
+    caller = "basin_map"
+    eta = finite_float(eta, "eta", caller, low=0.0)
+    try:
+        ext = [float(v) for v in extent]
+    except (TypeError, ValueError):
+        raise fail("extent", caller, "(a_min, a_max, b_min, b_max) finite floats with min < max", extent) from None
+    if len(ext) != 4 or not all(math.isfinite(v) for v in ext) or ext[0] >= ext[1] or ext[2] >= ext[3]:
+        raise fail("extent", caller, "(a_min, a_max, b_min, b_max) finite floats with min < max", extent)
+    if isinstance(resolution, (int, np.integer)) and not isinstance(resolution, bool):
+        na = nb = positive_int(resolution, "resolution", caller)
+    else:
+        try:
+            na, nb = (positive_int(r, "resolution", caller) for r in resolution)
+        except (TypeError, ValueError):
+            raise fail("resolution", caller, "an int >= 1 or a pair (n_a, n_b)", resolution) from None
+    c, D = _plane(problem, center, directions, caller)
+    a = np.linspace(ext[0], ext[1], na)
+    b = np.linspace(ext[2], ext[3], nb)
+    A, Bm = np.meshgrid(a, b)  # (nb, na)
+    theta0 = c[None, :] + A.reshape(-1, 1) * D[0][None, :] + Bm.reshape(-1, 1) * D[1][None, :]
+    kw = {} if criteria is None else {"criteria": criteria}
+    res = trajectories(problem, theta0, eta, steps=steps, backend=backend, threads=threads, **kw)
+    status = np.asarray(res.status, dtype=np.int8)
+    conv = status == BASIN_CODES["converged"]
+    cls = np.full(status.shape, -1, dtype=np.int32)
+    if classify is not None and conv.any():
+        if classify == "sign":
+            signs = (res.theta[conv] > 0).astype(np.int64)
+            cls[conv] = (signs * (2 ** np.arange(problem.dim))[None, :]).sum(axis=1)
+        elif callable(classify):
+            labels = np.asarray(classify(res.theta[conv])).reshape(-1)
+            if labels.shape != (int(conv.sum()),):
+                raise fail("classify", caller, "a function returning one int per converged point", labels.shape)
+            cls[conv] = labels.astype(np.int32)
+        else:
+            raise fail("classify", caller, "None, 'sign' or a function (N, d) -> (N,) ints", classify)
+    elif conv.any():
+        cls[conv] = 0
+    shape = (nb, na)
+    return xr.Dataset(
+        {
+            "status": (("b", "a"), status.reshape(shape), {"codes": str(BASIN_CODES)}),
+            "decision_step": (("b", "a"), np.asarray(res.step).reshape(shape)),
+            "period": (("b", "a"), np.asarray(res.period).reshape(shape)),
+            "minimum_class": (("b", "a"), cls.reshape(shape)),
+            "final_loss": (("b", "a"), np.asarray(res.loss).reshape(shape)),
+        },
+        coords={"a": a, "b": b},
+        attrs={
+            "problem": problem.name,
+            "normalisation": problem.normalisation,
+            "eta": eta,
+            "steps": int(steps),
+            "center": c.tolist(),
+            "direction_u": D[0].tolist(),
+            "direction_v": D[1].tolist(),
+            "backend": res.backend,
+            "classify": classify if isinstance(classify, str) else ("none" if classify is None else "custom"),
+            "status_codes": str(BASIN_CODES),
+        },
+    )

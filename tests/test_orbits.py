@@ -1,0 +1,214 @@
+"""Orbit diagrams, period detection, Lyapunov exponents and basin maps (issue #8), against
+closed forms derived here and dense Jacobians."""
+
+import math
+import warnings
+
+import jax
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gdstab import orbits, problems, trajectories
+from gdstab._validation import InvalidParameterError
+
+HYP = problems.get("hyperbola")  # L = ½(1 − xy)²
+
+
+def two_cycle(eta):
+    """The 2-cycle of GD on ½(1 − xy)² on the diagonal x = y = u.
+
+    On the diagonal G(u, u) = (f(u), f(u)) with f(u) = u + η u (1 − u²).  A 2-cycle u+ ↦ u− ↦ u+
+    satisfies f(u+) = u−, f(u−) = u+.  With s = u+ + u−, p = u+ u−:
+      sum:        s + η (s − (u+³ + u−³)) = s  ⇒ u+³ + u−³ = s ⇒ s (s² − 3p) = s ⇒ s² − 3p = 1;
+      difference: −(u+ − u−) = (u+ − u−) + η (u+ − u−)(1 − (u+² + u+u− + u−²))
+                  ⇒ −2 = η (1 − (s² − p)) ⇒ s² − p = 1 + 2/η.
+    Hence p = 1/η, s² = 1 + 3/η, and u± = [√(1 + 3/η) ± √(1 − 1/η)] / 2 (real for η > 1)."""
+    a, b = math.sqrt(1 + 3 / eta), math.sqrt(1 - 1 / eta)
+    return (a + b) / 2, (a - b) / 2
+
+
+def cycle_jacobian_product(eta):
+    """DG(u−) DG(u+) at the 2-cycle, from dense autodiff Jacobians of G."""
+    up, um = two_cycle(eta)
+    with jax.enable_x64(True):
+        J = jax.jacobian(lambda th: HYP.gd_map(th, eta))
+        return np.asarray(J(np.array([um, um]))) @ np.asarray(J(np.array([up, up])))
+
+
+@pytest.mark.parametrize("eta", [1.05, 1.1, 1.2])
+def test_two_cycle_is_the_attractor_on_the_diagonal(eta):
+    up, um = two_cycle(eta)
+    with jax.enable_x64(True):
+        g_up = np.asarray(HYP.gd_map(np.array([up, up]), eta))
+        g_um = np.asarray(HYP.gd_map(np.array([um, um]), eta))
+    np.testing.assert_allclose(g_up, [um, um], atol=1e-14)
+    np.testing.assert_allclose(g_um, [up, up], atol=1e-14)
+    inits = np.array([[1.2, 0.9], [0.5, 1.5], [-1.3, -0.8]])
+    ds = orbits.orbit_diagram(HYP, [eta], inits, transient=20_000, record=128, max_period=32)
+    assert ds.period.values.tolist() == [[2, 2, 2]]
+    for i, sign in enumerate([1, 1, -1]):
+        vals = np.unique(np.round(ds.value.values[0, i], 9))
+        np.testing.assert_allclose(np.sort(vals), np.sort([sign * up, sign * um]), atol=1e-8)
+        # both coordinates equal: the cycle lies on the diagonal
+        np.testing.assert_allclose(ds.theta_last.values[0, i, 0], ds.theta_last.values[0, i, 1], atol=1e-8)
+
+
+def test_first_period_doubling_after_one_is_at_sqrt5_minus_1():
+    # independent: a multiplier of the 2-cycle (eigenvalue of DG(u−)DG(u+)) crosses −1 there
+    e_star = math.sqrt(5) - 1
+    mult = np.linalg.eigvals(cycle_jacobian_product(e_star))
+    assert np.min(np.abs(mult + 1)) < 1e-10
+    assert np.all(np.abs(np.linalg.eigvals(cycle_jacobian_product(e_star - 0.01))) < 1)
+    # from the orbit diagram, to the grid's resolution
+    etas = np.linspace(1.0, 1.6, 600)
+    ds = orbits.orbit_diagram(HYP, etas, [[1.2, 0.9], [0.5, 1.5]], transient=20_000, record=256)
+    points = orbits.bifurcation_points(ds)
+    first = next(b for b in points if b["eta"] > 1.0 + 1e-9)
+    assert (first["period_before"], first["period_after"]) == (2, 4)
+    assert abs(first["eta"] - e_star) <= 1e-3
+    assert first["resolution"] <= 1e-3
+    # the period-2 window before it
+    assert set(ds.dominant_period.values[(etas > 1.01) & (etas < e_star - 2e-3)].tolist()) == {2}
+
+
+def test_lyapunov_exponents_on_the_two_cycle_and_in_the_chaotic_band():
+    eta = 1.2
+    up, _ = two_cycle(eta)
+    want = np.sort(0.5 * np.log(np.abs(np.linalg.eigvals(cycle_jacobian_product(eta)))))[::-1]
+    r = orbits.lyapunov(HYP, [[up, up]], eta, steps=20_000, transient=100, n_exponents="all")
+    np.testing.assert_allclose(r.exponents[0], want, atol=1e-9)
+    assert r.converged[0] and np.all(r.exponents[0] < 0)
+    # chaotic band: positive largest exponent, far outside its error bar
+    c = orbits.lyapunov(HYP, [[1.2, 0.9]], 1.5, steps=40_000, transient=2_000)
+    assert not c.diverged[0]
+    assert c.exponents[0, 0] > 0.1 and c.exponents[0, 0] > 10 * c.stderr[0, 0]
+    assert c.history.shape == (1, 20, 1)
+
+
+def test_lyapunov_of_a_quadratic_is_log_of_the_multipliers():
+    # L = ½ θᵀAθ: DG = I − ηA everywhere, exponents log|1 − ηλ_i| (descending)
+    q = problems.get("quadratic", spectrum=[1.0, 3.0, 0.5])
+    eta = 0.55
+    want = np.sort(np.log(np.abs(1 - eta * np.array([1.0, 3.0, 0.5]))))[::-1]
+    # a random initial frame; the transient aligns it with the eigenvectors (the misalignment
+    # decays like exp(-300 * 0.11), 0.11 = smallest gap between the exponents)
+    r = orbits.lyapunov(q, [[0.3, -0.2, 0.1]], eta, steps=200, transient=300, n_exponents="all", key=jax.random.key(3))
+    np.testing.assert_allclose(r.exponents[0], want, atol=1e-9)
+    one = orbits.lyapunov(q, [[0.3, -0.2, 0.1]], eta, steps=200, transient=300, key=jax.random.key(3))
+    assert one.exponents[0, 0] == pytest.approx(want[0], abs=1e-9)
+    # without the transient the frame's initial misalignment biases a short average (~1/T)
+    raw = orbits.lyapunov(q, [[0.3, -0.2, 0.1]], eta, steps=200, transient=0, n_exponents="all", key=jax.random.key(3))
+    assert np.max(np.abs(raw.exponents[0] - want)) > 1e-4
+    # sum of all exponents = time average of log|det DG| (an identity of the QR method), on a
+    # contracting orbit (η = 1.2: rounding differences between the two loops do not grow)
+    r2 = orbits.lyapunov(HYP, [[1.5, 0.4]], 1.2, steps=400, transient=0, n_exponents="all", blocks=10)
+    with jax.enable_x64(True):
+        J = jax.jit(jax.jacobian(lambda th: HYP.gd_map(th, 1.2)))
+        G = jax.jit(lambda th: HYP.gd_map(th, 1.2))
+        th = np.array([1.5, 0.4])
+        logdet = 0.0
+        for _ in range(400):
+            logdet += math.log(abs(np.linalg.det(np.asarray(J(th)))))
+            th = np.asarray(G(th))
+    assert r2.exponents[0].sum() == pytest.approx(logdet / 400, abs=1e-12)
+
+
+def test_lyapunov_of_a_diverging_trajectory_is_reported_not_raised():
+    r = orbits.lyapunov(HYP, [[3.0, 3.0]], 1.5, steps=100, transient=10, blocks=4)
+    assert r.diverged[0] and np.isnan(r.exponents[0, 0]) and not r.converged[0]
+
+
+@pytest.mark.parametrize("p", [1, 2, 3, 5])
+def test_detect_period_on_synthetic_orbits(p):
+    rng = np.random.default_rng(p)
+    cycle = rng.normal(size=(p, 3))
+    pts = np.stack([cycle[k % p] for k in range(40)])[:, None, :]
+    assert orbits.detect_period(pts, max_period=16).tolist() == [p]
+
+
+def test_detect_period_codes_and_bad_input():
+    rng = np.random.default_rng(0)
+    noise = rng.normal(size=(40, 1, 2))
+    inf = np.full((40, 1, 2), 1.0)
+    inf[5] = np.inf
+    far = np.full((40, 1, 2), 1e7)
+    got = orbits.detect_period(np.concatenate([noise, inf, far], axis=1), max_period=16)
+    assert got.tolist() == [orbits.PERIOD_APERIODIC, orbits.PERIOD_DIVERGED, orbits.PERIOD_DIVERGED]
+    with pytest.raises(InvalidParameterError, match="'points'.*2 \\* max_period"):
+        orbits.detect_period(noise[:10], max_period=8)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 12), st.integers(0, 11), st.integers(0, 2**31 - 1))
+def test_property_period_is_found_whatever_the_phase(p, phase, seed):
+    rng = np.random.default_rng(seed)
+    cycle = rng.uniform(-3, 3, size=(p, 2))
+    pts = np.stack([cycle[(k + phase) % p] for k in range(30)])[:, None, :]
+    assert orbits.detect_period(pts, max_period=12)[0] == p
+
+
+def test_short_transient_warns_with_the_number_used():
+    with pytest.warns(RuntimeWarning, match="transient = 50 steps"):
+        orbits.orbit_diagram(HYP, [1.1], [[1.2, 0.9]], transient=50, record=64, max_period=8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        orbits.orbit_diagram(HYP, [1.1], [[1.2, 0.9]], transient=800, record=64, max_period=8)
+    with pytest.raises(InvalidParameterError, match="'record'"):
+        orbits.orbit_diagram(HYP, [1.1], [[1.2, 0.9]], transient=800, record=10, max_period=8)
+    with pytest.raises(InvalidParameterError, match="'observe'"):
+        orbits.orbit_diagram(HYP, [1.1], [[1.2, 0.9]], transient=800, record=64, max_period=8, observe="w")
+
+
+def test_orbit_observable_loss_and_variable_names():
+    ds = orbits.orbit_diagram(HYP, [1.2], [[1.2, 0.9]], transient=5000, record=64, max_period=8, observe="loss")
+    up, um = two_cycle(1.2)
+    want = {0.5 * (1 - up * up) ** 2, 0.5 * (1 - um * um) ** 2}
+    np.testing.assert_allclose(np.sort(np.unique(np.round(ds.value.values[0, 0], 10))), np.sort(list(want)), atol=1e-9)
+    e = problems.Problem.from_expression("0.5*(1-a*b)**2", ["a", "b"], min_value=0.0)
+    ds2 = orbits.orbit_diagram(e, [1.2], [[1.2, 0.9]], transient=5000, record=64, max_period=8, observe="b")
+    assert ds2.attrs["observable"] == "b" and ds2.period.values[0, 0] == 2
+
+
+def test_basin_map_equals_the_engine_pixel_by_pixel():
+    ds = orbits.basin_map(HYP, 0.6, extent=(-2, 2, -1.5, 1.5), resolution=(40, 30), steps=500, classify="sign")
+    assert ds.status.shape == (30, 40)
+    a, b = np.meshgrid(ds.a.values, ds.b.values)
+    r = trajectories(HYP, np.stack([a.ravel(), b.ravel()], axis=1), 0.6, steps=500)
+    np.testing.assert_array_equal(ds.status.values.ravel(), r.status)
+    np.testing.assert_array_equal(ds.decision_step.values.ravel(), r.step)
+    conv = r.status == 1
+    # classes: sign pattern (x > 0) + 2 (y > 0); on xy = 1 both signs agree: classes 0 and 3
+    assert set(np.unique(ds.minimum_class.values.ravel()[conv])) <= {0, 3}
+    np.testing.assert_array_equal(ds.minimum_class.values.ravel()[conv], np.where(r.theta[conv, 0] > 0, 3, 0))
+    assert np.all(ds.minimum_class.values.ravel()[~conv] == -1)
+
+
+def test_basin_map_on_a_plane_through_a_point():
+    q = problems.get("quadratic", spectrum=[1.0, 2.0, 4.0])
+    u, v = [1.0, 1.0, 0.0], [0.0, 1.0, -1.0]
+    ds = orbits.basin_map(q, 0.45, center=[0.1, 0.2, 0.3], directions=[u, v], resolution=8, steps=2000)
+    assert np.all(ds.status.values == 1)  # η < 2/λ_max = 0.5: every pixel converges
+    ds2 = orbits.basin_map(q, 0.55, center=[0.1, 0.2, 0.3], directions=[u, v], resolution=8, steps=2000)
+    assert np.all(ds2.status.values != 1)  # beyond 2/λ_max nothing with a λ_max component converges
+
+
+@pytest.mark.parametrize("directions, match", [
+    ([[0.0, 0.0], [1.0, 0.0]], "non-zero"),
+    ([[1.0, 2.0], [-2.0, -4.0]], "parallel"),
+    ([[1.0, 2.0]], "two finite direction vectors"),
+    ([[1.0, np.nan], [0.0, 1.0]], "finite"),
+])
+def test_basin_map_refuses_degenerate_planes(directions, match):
+    with pytest.raises(InvalidParameterError, match=f"'directions'.*{match}"):
+        orbits.basin_map(HYP, 0.5, directions=directions, resolution=4)
+
+
+def test_basin_map_bad_extent_and_center():
+    with pytest.raises(InvalidParameterError, match="'extent'"):
+        orbits.basin_map(HYP, 0.5, extent=(1, -1, 0, 1), resolution=4)
+    with pytest.raises(InvalidParameterError, match="'center'"):
+        orbits.basin_map(HYP, 0.5, center=[0.0, 0.0, 0.0], resolution=4)
+    with pytest.raises(InvalidParameterError, match="'eta'"):
+        orbits.basin_map(HYP, -0.5, resolution=4)
