@@ -30,6 +30,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass, field
@@ -60,6 +61,30 @@ def _sharpness(problem: Problem, theta: np.ndarray, *, v0=None, key=None, tol: f
     return float(r.eigenvalues[0]), r.eigenvectors[:, 0], bool(r.converged), r.matvecs
 
 
+@functools.lru_cache(maxsize=16)
+def _compiled(problem: Problem, every: int, batch_size: int):
+    """Compiled (value and gradient, k GD/SGD updates) per problem, k and batch size: a new
+    run, η, start or key does not recompile."""
+    import jax
+
+    vg = jax.jit(jax.value_and_grad(problem.loss))
+    if not batch_size:
+        def advance(t, e, t0, kd):
+            return jax.lax.fori_loop(0, every, lambda _, s: problem.gd_map(s, e), t)
+    else:
+        from .dynamics import sgd_batch_indices
+
+        bgrad = jax.grad(problem.batch_loss)
+
+        def advance(t, e, t0, kd):
+            def body(i, s):
+                idx = sgd_batch_indices(kd, t0 + i, problem.n_samples, batch_size)
+                return s - e * bgrad(s, idx)
+
+            return jax.lax.fori_loop(0, every, body, t)
+    return vg, jax.jit(advance)
+
+
 def track_sharpness(
     problem: Problem,
     theta0,
@@ -71,6 +96,7 @@ def track_sharpness(
     key=None,
     tol: float = 1e-6,
     max_iter: int = 100,
+    warm_start: bool = True,
 ):
     """GD (SGD with ``batch_size``) from ``theta0`` at step size ``eta``, recording every
     ``every`` steps the full-batch loss, ‖∇L‖ and the sharpness λ_max(H).
@@ -85,7 +111,8 @@ def track_sharpness(
         batch_size, key: SGD minibatches (:func:`gdstab.dynamics.sgd_batch_indices` with this
             trajectory key); ``key`` also starts the first Lanczos run.
         tol, max_iter: Lanczos tolerance (relative residual) and Krylov dimension; later
-            runs start from the previous top eigenvector.  Dense eigenvalues for d <= 256.
+            runs start from the previous top eigenvector (``warm_start=False``: every run from
+            a random vector drawn with ``key``).  Dense eigenvalues for d <= 256.
 
     Returns an ``xarray.Dataset`` over ``step``: ``loss``, ``grad_norm``, ``sharpness``,
     ``lanczos_converged``, ``matvecs``; ``theta_last``; attrs: eta, the threshold 2/η, the
@@ -125,26 +152,14 @@ def track_sharpness(
     t_train = t_sharp = 0.0
     status = "ok"
     with jax.enable_x64(True):
-        vg = jax.jit(jax.value_and_grad(problem.loss))
-        if batch_size is None:
-            advance = jax.jit(lambda t, e, t0: jax.lax.fori_loop(0, every, lambda _, s: problem.gd_map(s, e), t))
-        else:
-            from .dynamics import sgd_batch_indices
-
-            kd = jax.random.key_data(key)
-            bgrad = jax.grad(problem.batch_loss)
-
-            def body(i, s, e, t0):
-                idx = sgd_batch_indices(kd, t0 + i, problem.n_samples, batch_size)
-                return s - e * bgrad(s, idx)
-
-            advance = jax.jit(lambda t, e, t0: jax.lax.fori_loop(0, every, lambda i, s: body(i, s, e, t0), t))
+        vg, advance = _compiled(problem, every, batch_size or 0)
+        kd = jax.random.key_data(key) if batch_size else None
         theta = jnp.asarray(th)
         v = None
         for r in range(n_rec):
             t0 = time.perf_counter()
             if r > 0:
-                theta = advance(theta, eta, (r - 1) * every).block_until_ready()
+                theta = advance(theta, eta, (r - 1) * every, kd).block_until_ready()
             val, g = vg(theta)
             t_train += time.perf_counter() - t0
             val = float(val)
@@ -155,7 +170,8 @@ def track_sharpness(
                 break
             loss[r], gnorm[r] = val, gn
             t0 = time.perf_counter()
-            lam, v, ok, n = _sharpness(problem, th_np, v0=v, key=key, tol=tol, max_iter=max_iter)
+            lam, v, ok, n = _sharpness(problem, th_np, v0=v if warm_start else None, key=key, tol=tol,
+                                       max_iter=max_iter)
             t_sharp += time.perf_counter() - t0
             sharp[r], conv[r], mvs[r] = lam, ok, n
         last = np.asarray(theta)
