@@ -141,6 +141,31 @@ def test_reproduce_linear_and_nonsingular(tmp_path, monkeypatch):
     assert len(rows) == 7 and rows[0].startswith("case,dims")
 
 
+def test_reproduce_beyond_the_paper(tmp_path):
+    """orbit, eos and basin targets: key numbers against their closed forms, figures in the
+    report, and a rerun that recomputes nothing."""
+    import math
+
+    from gdstab.reproduce import reproduce
+
+    out = tmp_path / "beyond"
+    s = reproduce(["orbit", "eos", "basin"], out, quiet=True)
+    k = s["key_numbers"]
+    assert abs(k["first_period_doubling"]["value"] - (math.sqrt(5) - 1)) <= 1e-3
+    assert k["lyapunov_eta_1_5"]["value"] > 10 * k["lyapunov_eta_1_5"]["stderr"] > 0
+    e = k["eos_final_sharpness"]
+    assert 19.0 < e["value"] < 20.0 < e["max_along_run"] and e["gradient_flow_sharpness"] > 30
+    lo, hi = k["critical_step_size_hyperbola"]["interval"]
+    assert lo <= 1.0 <= hi
+    html = (out / "report.html").read_text()
+    assert all(f"id='{t}'" in html for t in ("orbit", "eos", "basin"))
+    for stem in ("orbit_diagram", "edge_of_stability", "basin_map"):
+        assert (out / "figures" / f"{stem}.svg").stat().st_size > 0
+    walls = {t: s["experiments"][t]["wall_time_s"] for t in ("orbit", "eos", "basin")}
+    again = reproduce(["orbit", "eos", "basin"], out, quiet=True)
+    assert {t: again["experiments"][t]["wall_time_s"] for t in walls} == walls  # nothing recomputed
+
+
 def test_stability_cli(capsys):
     assert main(["stability", "--problem", "hyperbola", "--eta", "0.1,0.5", "--point", "1,1", "--json"]) == 0
     d = json.loads(capsys.readouterr().out)

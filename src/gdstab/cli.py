@@ -554,11 +554,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(Zarr stores and CSV tables behind every figure), DIR/summary.json (key numbers with their definitions "
         "and the paper's values) and DIR/report.html. Targets: fig1, fig2 (the toy 1/2(1-xy)^2), fig3-fig6 "
         "(ensembles of MLPs on MNIST digits 0/1), linear (deep-linear-network table and dynamics check), "
-        "nonsingular (measure of the singular set of the GD map). Rerunning resumes: finished targets are "
+        "nonsingular (measure of the singular set of the GD map), and beyond the paper: orbit (orbit diagram and "
+        "Lyapunov exponents of 1/2(1-xy)^2), eos (edge of stability on 1/4(x^2y^2-1)^2), basin (basin map and "
+        "critical step size). Rerunning resumes: finished targets are "
         "not recomputed. The small scale (default) takes about 8 minutes on a 2-core CPU.",
     )
     p.add_argument("targets", nargs="*", metavar="TARGET",
-                   help="all (default), fig1, fig2, fig3, fig4, fig5, fig6, linear, nonsingular")
+                   help="all (default), fig1, fig2, fig3, fig4, fig5, fig6, linear, nonsingular, orbit, eos, basin")
     p.add_argument("--out", required=True, help="results folder")
     p.add_argument("--scale", choices=("small", "paper"), default="small", help="small (default, a laptop CPU) or paper sizes")
     p.add_argument("--quiet", action="store_true", help="no progress output")

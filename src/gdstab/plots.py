@@ -304,6 +304,9 @@ def sharpness_trace(ds, axes=None):
     axes[0].set_title(f"GD on {ds.attrs.get('problem', '')} at eta = {ds.attrs['eta']:g}", fontsize=9)
     axes[1].plot(step, ds.sharpness.values, color="C1", label=r"sharpness $\lambda_{max}$")
     axes[1].axhline(ds.attrs["threshold"], color="k", ls="--", lw=1, label=r"$2/\eta$")
+    if "gradient_flow_sharpness" in ds.attrs:
+        axes[1].axhline(ds.attrs["gradient_flow_sharpness"], color="C2", ls=":", lw=1,
+                        label="minimum reached by gradient flow")
     axes[1].set_ylabel("sharpness")
     axes[1].set_xlabel("step")
     axes[1].legend(fontsize=8)

@@ -74,6 +74,16 @@ def _captions(summary: dict) -> dict[str, str]:
                   "marked; beyond eta* no minimum is linearly stable.",
         "nonsingular": "Non-singularity of the GD map: fraction of random points with |det(I - eta H)| < eps against "
                        "eps (log-log). Slope 1 means a measure-zero singular set crossed linearly (Theorems 15, 20).",
+        "orbit": "Beyond the paper. Orbit diagram of GD on 1/2 (1 - xy)^2: x on the attractor (iterates after a "
+                 "transient, two initialisations) against eta, bifurcation points dotted; below, the largest Lyapunov "
+                 "exponent (Jacobian-vector products of G). The 2-cycle born at eta = 1 doubles at sqrt(5) - 1, "
+                 "then the cascade leads to chaos (positive exponent) with periodic windows.",
+        "eos": "Beyond the paper. Edge of stability on 1/4 (x^2 y^2 - 1)^2 (Zhu et al. 2022): GD from (4, 0.1) at "
+               "eta = 0.1; the sharpness (largest Hessian eigenvalue) rises above 2/eta = 20, the loss spikes, and GD "
+               "settles at a minimum just below 2/eta, flatter than the gradient-flow minimum from the same point.",
+        "basin": "Beyond the paper. Basin map of GD on 1/2 (1 - xy)^2 at eta = 0.9: outcome per starting point "
+                 "(converged to the branch x, y > 0 or x, y < 0 of xy = 1, or diverged) and the step at which it was "
+                 "decided.",
     }
     return cap
 

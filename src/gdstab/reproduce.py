@@ -7,7 +7,9 @@ Layout of a results folder DIR::
     DIR/summary.json                   key numbers with definitions (and the paper's values)
     DIR/report.html                    one self-contained page (gdstab.report)
 
-Targets: fig1 … fig6, linear (deep-linear-network table + dynamics check), nonsingular.
+Targets: fig1 … fig6, linear (deep-linear-network table + dynamics check), nonsingular, and
+beyond the paper: orbit (orbit diagram and Lyapunov exponents of ½(1 − xy)²), eos (sharpness
+along GD on ¼(x²y² − 1)²: edge of stability), basin (basin map and critical step size).
 Every target is resumable: sweeps continue cell by cell, and a target whose data are complete
 is not recomputed (its figure is redrawn from the stored data).
 """
@@ -26,7 +28,7 @@ from ._validation import InvalidParameterError
 
 __all__ = ["TARGETS", "reproduce", "draw", "STORES"]
 
-TARGETS = ("fig1", "fig2", "fig3", "fig4", "fig5", "fig6", "linear", "nonsingular")
+TARGETS = ("fig1", "fig2", "fig3", "fig4", "fig5", "fig6", "linear", "nonsingular", "orbit", "eos", "basin")
 
 #: the data a target's figure is drawn from (relative to DIR/data)
 STORES = {
@@ -38,11 +40,15 @@ STORES = {
     "fig6": "nets_sgd",
     "linear": "linear_check.zarr",
     "nonsingular": "nonsingular.zarr",
+    "orbit": "orbit.zarr",
+    "eos": "eos.zarr",
+    "basin": "basin.zarr",
 }
 
 FIGURE_NAMES = {
     "fig1": "fig1", "fig2": "fig2", "fig3": "fig3", "fig4": "fig4", "fig5": "fig5", "fig6": "fig6",
-    "linear": "linear_trapping", "nonsingular": "nonsingular",
+    "linear": "linear_trapping", "nonsingular": "nonsingular", "orbit": "orbit_diagram", "eos": "edge_of_stability",
+    "basin": "basin_map",
 }
 
 
@@ -104,6 +110,12 @@ def draw(target: str, out: str | Path, scale: str) -> list[Path]:
         fig = plots.net_heatmaps(hm, f"{hm.attrs['depth']} hidden layers, {run.family}", run.caption())
     elif target == "linear":
         fig = plots.linear_trapping(ds)
+    elif target == "orbit":
+        fig = plots.orbit_diagram(ds, ds.lyapunov.values)
+    elif target == "eos":
+        fig = plots.sharpness_trace(ds)
+    elif target == "basin":
+        fig = plots.basin_map(ds)
     else:
         fig = plots.nonsingular(ds)
     paths = plots.save(fig, stem)
@@ -170,6 +182,12 @@ def _compute(target: str, out: Path, scale: str, quiet: bool, summary: dict) -> 
                           f"2-3-2 network ({chk.attrs['inits']} inits uniform in [-1, 1]^12, T = {chk.attrs['steps']}); "
                           f"the theory says 0 (up to a measure-zero set)",
         }
+    elif target in ("orbit", "eos", "basin"):
+        from .experiments import beyond
+
+        ds = getattr(beyond, f"compute_{target}")(scale)
+        ds.to_zarr(data / STORES[target], mode="w", consolidated=False)
+        keys.update(getattr(beyond, f"key_numbers_{target}")(ds))
     elif target == "nonsingular":
         from .experiments.paper_linear import compute_nonsingular
 
