@@ -212,3 +212,43 @@ def test_basin_map_bad_extent_and_center():
         orbits.basin_map(HYP, 0.5, center=[0.0, 0.0, 0.0], resolution=4)
     with pytest.raises(InvalidParameterError, match="'eta'"):
         orbits.basin_map(HYP, -0.5, resolution=4)
+
+
+def test_non_finite_model_outputs_are_statuses():
+    """A loss that is NaN on part of the space (the square root of a negative number for
+    x < -3): every tool reports trajectories there as diverged instead of raising; the others
+    are unaffected."""
+    p = problems.Problem.from_expression("0.5*(1-x*y)^2 - 0.01*sqrt(x+3)", ["x", "y"])
+    start = [[-3.5, 1.0], [1.2, 0.9]]  # the loss is NaN at the first
+    ds = orbits.orbit_diagram(p, [0.3], start, transient=2000, record=64, max_period=8)
+    assert ds.period.values[0, 0] == orbits.PERIOD_DIVERGED and ds.period.values[0, 1] != orbits.PERIOD_DIVERGED
+    r = orbits.lyapunov(p, start, 0.3, steps=200, transient=100, blocks=4)
+    assert r.diverged[0] and np.isnan(r.exponents[0, 0]) and not r.diverged[1]
+    from gdstab import sharpness
+
+    t = sharpness.track_sharpness(p, start[0], 0.3, steps=20, every=5)
+    assert t.attrs["status"] == "diverged"
+    b = orbits.basin_map(p, 0.3, extent=(-4, 1, -1, 1), resolution=(6, 3), steps=200)
+    assert b.a.values[0] == -4 and np.all(b.status.values[:, 0] == orbits.BASIN_CODES["diverged"])
+
+
+def test_basin_map_on_a_plane_through_network_parameters():
+    """A plane through a network's parameter vector spanned by two random directions."""
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(20, 3)), rng.normal(size=(20, 1))
+
+    def loss(params, batch):
+        x, y = batch
+        h = jax.numpy.tanh(x @ params["w1"])
+        return jax.numpy.mean((h @ params["w2"] - y) ** 2)
+
+    p = problems.Problem.from_jax(loss, {"w1": np.zeros((3, 4)), "w2": np.zeros((4, 1))}, (X, Y))
+    with jax.enable_x64(True):
+        center = np.asarray(p.init(jax.random.key(0), 1))[0]
+    u, v = rng.normal(size=(2, p.dim))
+    ds = orbits.basin_map(p, 0.2, center=center, directions=[u, v], extent=(-1, 1, -1, 1), resolution=(5, 4),
+                          steps=300)
+    assert ds.status.shape == (4, 5)
+    th0 = center[None] + ds.a.values[None, :, None] * u + ds.b.values[:, None, None] * v  # (b, a, d)
+    r = trajectories(p, th0.reshape(-1, p.dim), 0.2, steps=300)
+    np.testing.assert_array_equal(ds.status.values.ravel(), r.status)

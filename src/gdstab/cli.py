@@ -529,8 +529,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="deep linear networks: the minimum, the manifold of minima, its spectrum, eta* and the lambda_min+ walk",
         description="For the deep linear network with widths --dims (d_0,...,d_h) on data X, Y: the rank r, "
         "filling or not, the singular values, dim M, the Hessian spectrum counts at a sampled minimum, "
-        "inf over M of lambda_max (projected gradient descent from a balanced and several gauge-transformed "
-        "starts) with eta* = 2 / inf, and lambda_max, lambda_min+ along paths to infinity on M.",
+        "inf over M of lambda_max (continuation on a smoothed maximum of the eigenvalues, projected onto M, "
+        "from a balanced and several gauge-transformed starts) with eta* = 2 / inf, and lambda_max, lambda_min+ along paths to infinity on M.",
     )
     p.add_argument("--dims", required=True, metavar="D0,...,DH", help="layer widths, e.g. 2,3,2")
     p.add_argument("--data", metavar="FILE.npz", help="arrays X (d_0 x n) and Y (d_h x n); default: Gaussian data")
