@@ -84,12 +84,16 @@ def _json_default(o):
     raise TypeError(type(o))
 
 
-def _emit(summary: dict[str, Any], as_json: bool, text_lines: list[str]) -> None:
+def _emit(summary: dict[str, Any], as_json: bool, text_lines: list[str]) -> int:
+    """Print the summary as JSON, or the text lines (and the files written); exit status 0."""
     if as_json:
         json.dump(summary, sys.stdout, indent=2, default=_json_default)
         sys.stdout.write("\n")
     else:
+        if summary.get("files"):
+            text_lines = [*text_lines, "", "wrote " + ", ".join(summary["files"])]
         print("\n".join(text_lines))
+    return 0
 
 
 # ------------------------------------------------------------------------------- commands
@@ -147,10 +151,7 @@ def cmd_orbit(args) -> int:
     lines.append("bifurcation points (midpoint of the bracketing grid values, +- half the spacing):")
     lines += [f"  eta = {b['eta']:.6g} +- {b['resolution']:.2g}: period {b['period_before']} -> {b['period_after']}"
               for b in bif] or ["  none"]
-    if summary["files"]:
-        lines += ["", "wrote " + ", ".join(summary["files"])]
-    _emit(summary, args.json, lines)
-    return 0
+    return _emit(summary, args.json, lines)
 
 
 def cmd_lyapunov(args) -> int:
@@ -184,8 +185,7 @@ def cmd_lyapunov(args) -> int:
         ex = ", ".join(f"{v:+.6f} +- {s:.1e}" for v, s in zip(row["exponents"], row["stderr"]))
         lines.append(f"  eta {row['eta']:<10.6g} from {np.round(row['theta0'], 4).tolist()}: {ex}"
                      f"{'' if row['converged'] else '  (not converged: raise --steps)'}")
-    _emit(summary, args.json, lines)
-    return 0
+    return _emit(summary, args.json, lines)
 
 
 def cmd_basin(args) -> int:
@@ -238,10 +238,7 @@ def cmd_basin(args) -> int:
     lines += [f"  {k:<11} {v['fraction']:.4f} [{v['low']:.4f}, {v['high']:.4f}]" for k, v in fr.items()]
     if len(classes) > 1:
         lines.append(f"  converged by minimum class: {classes}")
-    if summary["files"]:
-        lines += ["", "wrote " + ", ".join(summary["files"])]
-    _emit(summary, args.json, lines)
-    return 0
+    return _emit(summary, args.json, lines)
 
 
 def cmd_sharpness(args) -> int:
@@ -283,10 +280,7 @@ def cmd_sharpness(args) -> int:
              f"sharpness start {s[0]:.6g}, max {summary['max_sharpness']}, final {summary['final_sharpness']} "
              f"(first above 2/eta at step {summary['first_step_above_threshold']})",
              f"loss      final {summary['final_loss']}"]
-    if summary["files"]:
-        lines += ["", "wrote " + ", ".join(summary["files"])]
-    _emit(summary, args.json, lines)
-    return 0
+    return _emit(summary, args.json, lines)
 
 
 def cmd_critical(args) -> int:
@@ -325,10 +319,7 @@ def cmd_critical(args) -> int:
         sh = "-" if e["min_sharpness"] is None else f"{e['min_sharpness']:.6g} / {e['max_sharpness']:.6g}"
         lines.append(f"{e['eta']:>12.6g}  {e['converged']:>4}/{e['n']:<5}  "
                      f"{e['fraction']:.3f} [{e['low']:.3f}, {e['high']:.3f}]{'':<8}  {sh}  (2/eta = {e['two_over_eta']:.6g})")
-    if summary["files"]:
-        lines += ["", "wrote " + ", ".join(summary["files"])]
-    _emit(summary, args.json, lines)
-    return 0
+    return _emit(summary, args.json, lines)
 
 
 # ------------------------------------------------------------------------------- parsers
