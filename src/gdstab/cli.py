@@ -557,7 +557,7 @@ def build_parser() -> argparse.ArgumentParser:
         "nonsingular (measure of the singular set of the GD map), and beyond the paper: orbit (orbit diagram and "
         "Lyapunov exponents of 1/2(1-xy)^2), eos (edge of stability on 1/4(x^2y^2-1)^2), basin (basin map and "
         "critical step size). Rerunning resumes: finished targets are "
-        "not recomputed. The small scale (default) takes about 8 minutes on a 2-core CPU.",
+        "not recomputed. The small scale (default) takes about 4 minutes on a 2-core CPU.",
     )
     p.add_argument("targets", nargs="*", metavar="TARGET",
                    help="all (default), fig1, fig2, fig3, fig4, fig5, fig6, linear, nonsingular, orbit, eos, basin")
