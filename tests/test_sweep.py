@@ -381,3 +381,39 @@ def test_bad_scheduler_addresses(tmp_path):
         sweep.run(load_config(BASE), tmp_path / "x", executor="dask", scheduler="localhost")
     with pytest.raises(ValueError, match="Cannot connect to the Dask scheduler"):
         sweep.run(load_config(BASE), tmp_path / "y", executor="dask", scheduler="tcp://127.0.0.1:9")
+
+
+@pytest.mark.parametrize("extra", ["", "record_every = 100\n", "store_theta = false\n"])
+def test_returned_dataset_equals_the_stored_one(tmp_path, extra):
+    """A sweep computed whole returns the arrays it stored without reading them back: that
+    Dataset must be identical to the one read from the folder."""
+    text = BASE.replace("[grid]", "[grid.options]\na = [1.0, 2.0]\n[grid]").replace('name = "hyperbola"', 'name = "quadratic"')
+    text = text.replace("cell_inits = 100\n", "cell_inits = 128\ncell_etas = 3\n" + extra)
+    ds = sweep.run(load_config(text), tmp_path / "m", quiet=True)
+    xr.testing.assert_identical(ds, sweep.open_results(tmp_path / "m"))
+    for v in ds.variables:
+        assert ds[v].dtype == sweep.open_results(tmp_path / "m")[v].dtype
+
+
+def test_store_metadata_is_what_xarray_writes(tmp_path):
+    """gdstab writes the Zarr metadata documents itself; they must equal those xarray (through
+    zarr-python) writes for the same Dataset, chunks and codecs."""
+    text = BASE.replace("cell_inits = 100\n", "cell_inits = 128\ncell_etas = 3\nrecord_every = 100\n")
+    ds = sweep.run(load_config(text), tmp_path / "g", quiet=True)
+    layout = sweep.Layout.for_config(load_config(text))
+    chunks = {"eta": layout.cell_etas, "init": layout.cell_inits, "coord": layout.dim, "record": layout.n_records}
+    enc = {}
+    for name in ds.variables:
+        enc[name] = {"compressors": None, "chunks": tuple(chunks[d] if name in ds.data_vars else ds.sizes[d]
+                                                          for d in ds[name].dims)}
+        if ds[name].dtype.kind in "iu":
+            enc[name]["_FillValue"] = None
+    ds.to_zarr(str(tmp_path / "x.zarr"), encoding=enc, consolidated=False)
+    keys = ("shape", "data_type", "chunk_grid", "chunk_key_encoding", "fill_value", "codecs", "attributes",
+            "dimension_names", "zarr_format", "node_type", "storage_transformers")
+    for name in ds.variables:
+        mine = json.loads((tmp_path / "g" / "data.zarr" / name / "zarr.json").read_text())
+        theirs = json.loads((tmp_path / "x.zarr" / name / "zarr.json").read_text())
+        assert {k: mine.get(k) for k in keys} == {k: theirs.get(k) for k in keys}, name
+    group = json.loads((tmp_path / "g" / "data.zarr" / "zarr.json").read_text())
+    assert group["attributes"] == json.loads((tmp_path / "x.zarr" / "zarr.json").read_text())["attributes"]

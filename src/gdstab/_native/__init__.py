@@ -125,6 +125,31 @@ def run(
         for s in starts:
             one(s)
     else:
-        with ThreadPoolExecutor(max_workers=min(threads, len(starts))) as pool:
-            list(pool.map(one, starts))
+        _pool(threads).map_chunks(one, starts)
     return out
+
+
+class _Pool:
+    """A persistent set of worker threads (starting threads per call costs milliseconds, which
+    shows on sweeps of many small cells).  ``map_chunks`` runs at most ``size`` chunks at once
+    and returns when all are done; several callers may share the pool."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix="gdstab-native")
+
+    def map_chunks(self, fn, starts) -> None:
+        futures = [self.executor.submit(fn, s) for s in starts]
+        for f in futures:
+            f.result()
+
+
+_POOLS: dict[int, _Pool] = {}
+
+
+def _pool(threads: int) -> _Pool:
+    with _lock:
+        pool = _POOLS.get(threads)
+        if pool is None:
+            pool = _POOLS[threads] = _Pool(threads)
+        return pool

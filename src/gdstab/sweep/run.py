@@ -111,13 +111,16 @@ def compute_cell(
         "final_grad_norm": res.grad_norm.astype(np.float64).reshape(k, n),
     }
     if layout.store_theta:
-        th = np.full((k, n, layout.dim), np.nan)
-        th[:, :, : problem.dim] = res.theta.reshape(k, n, problem.dim)
-        out["final_theta"] = th
+        def padded(a: np.ndarray) -> np.ndarray:  # smaller option points are padded with NaN
+            if problem.dim == layout.dim:
+                return np.asarray(a, dtype=np.float64)
+            full = np.full(a.shape[:-1] + (layout.dim,), np.nan)
+            full[..., : problem.dim] = a
+            return full
+
+        out["final_theta"] = padded(res.theta.reshape(k, n, problem.dim))
         if e == 0:  # shared by the step sizes of the block: stored once
-            th0 = np.full((n, layout.dim), np.nan)
-            th0[:, : problem.dim] = points
-            out["init_theta"] = th0
+            out["init_theta"] = padded(points)
     if layout.n_records:
         m = res.metrics
         for name, values in (("loss_t", m.loss), ("grad_norm_t", m.grad_norm), ("step_norm_t", m.step_norm)):
@@ -388,6 +391,9 @@ def run(
 
     done = folder.completed_cells(layout, verify=True)
     todo = [c for c in layout.cells() if c not in done]
+    # a sweep computed whole by this call returns the arrays it stored (the bytes written are
+    # these arrays' bytes) instead of reading them back; a resumed one reads the store
+    memory: dict[str, np.ndarray] | None = {} if not done and max_cells is None else None
     if max_cells is not None:
         todo = todo[:max_cells]
     started = time.time()
@@ -428,6 +434,8 @@ def run(
             if cell in done:  # a recomputed duplicate: already stored once
                 continue
             writer.put(cell, res["arrays"], res["info"])  # stored while the next cell computes
+            if memory is not None:
+                folder.place(layout, cell, res["arrays"], memory)
             done.add(cell)
             computed += 1
             n_traj += res["info"]["trajectories"]
@@ -452,7 +460,19 @@ def run(
             "cells_computed": computed, "trajectories": n_traj, "cells_done": len(done),
             "cells_total": layout.n_cells, "executor": executor,
         })
+    if memory is not None and computed == layout.n_cells:
+        return _in_memory(cfg, layout, memory)
     return open_results(folder.path)
+
+
+def _in_memory(cfg: SweepConfig, layout: Layout, arrays: Mapping[str, np.ndarray]):
+    """The Dataset of a sweep computed whole by this call, from the arrays it stored: the same
+    Dataset as :func:`open_results` reads from the folder (tested), without reading it back."""
+    import xarray as xr
+
+    data_vars = {name: (layout.option_names + dims, arrays[name]) for name, (dims, _) in layout.variables().items()}
+    attrs = json.loads(json.dumps(_provenance(cfg, layout)))  # as stored (JSON attributes)
+    return xr.Dataset(data_vars, coords=_coords(cfg, layout), attrs=attrs)
 
 
 def open_results(out: str | Path, *, load: bool = True):

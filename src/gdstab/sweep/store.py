@@ -224,27 +224,33 @@ class ResultsFolder:
     def create(self, cfg: SweepConfig, layout: Layout, attrs: Mapping[str, Any], coords: Mapping[str, Any]) -> None:
         """Write the store's metadata (no data) with one chunk per cell.
 
-        The store is written with zarr directly in the form xarray writes (Zarr v3, dimension
-        names, a base64 ``_FillValue`` attribute on float arrays) -- through xarray the empty
-        store costs ~0.2 s of dask graph building.  Variables have no codec, so that a chunk is
-        its raw bytes (see :meth:`_write_region`)."""
-        import zarr
-
+        The Zarr v3 metadata documents are written directly, in the form zarr-python and xarray
+        write them (dimension names, a base64 ``_FillValue`` attribute on float arrays, fill 0 on
+        integer arrays): through zarr's API the empty store costs ~40 ms, through xarray ~0.2 s.
+        Variables have no codec, so that a chunk is its raw bytes (see :meth:`_write_region`);
+        zarr and xarray read the result (tested)."""
         self.path.mkdir(parents=True, exist_ok=True)
         self.cells_dir.mkdir(exist_ok=True)
         sizes = {"eta": layout.n_eta, "init": layout.n_init, "coord": layout.dim, "record": layout.n_records}
         chunk_of = {"eta": layout.cell_etas, "init": layout.cell_inits, "coord": layout.dim, "record": max(1, layout.n_records)}
         odims = layout.option_names
-        g = zarr.open_group(str(self.zarr_path), mode="w-", zarr_format=3, attributes=_jsonable(dict(attrs)))
+        self.zarr_path.mkdir(exist_ok=False)
+        _write_json(self.zarr_path / "zarr.json",
+                    {"attributes": _jsonable(dict(attrs)), "zarr_format": 3, "node_type": "group"})
+        raw = {}
         for name, (dims, dtype) in layout.variables().items():
             shape = layout.option_shape + tuple(sizes[d] for d in dims)
             chunks = (1,) * len(odims) + tuple(max(1, chunk_of[d]) for d in dims)
-            _array(g, name, odims + dims, shape, chunks, np.dtype(dtype))
+            raw[name] = _write_array_meta(self.zarr_path / name, odims + dims, shape, chunks, np.dtype(dtype))
         for name, spec in coords.items():
             dim, values = spec[0], np.asarray(spec[1])
-            arr = _array(g, name, (dim,), values.shape, values.shape or (1,), values.dtype,
-                         spec[2] if len(spec) > 2 else None)
-            arr[...] = values
+            _write_array_meta(self.zarr_path / name, (dim,), values.shape, values.shape, values.dtype,
+                              spec[2] if len(spec) > 2 else None)
+            if values.size:  # one chunk: the coordinate's raw bytes
+                (self.zarr_path / name / "c").mkdir()
+                (self.zarr_path / name / "c" / "0").write_bytes(
+                    np.ascontiguousarray(values, dtype=values.dtype.newbyteorder("<")).tobytes())
+        self._raw = raw  # what write_cell needs, without opening the arrays through zarr
         _atomic_write(self.path / "config.toml", cfg.to_toml())
 
     # ------------------------------------------------------------------ cells
@@ -269,8 +275,7 @@ class ResultsFolder:
                 codecs = meta.to_dict().get("codecs", ())
                 if len(codecs) == 1 and codecs[0].get("name") == "bytes" and \
                         codecs[0].get("configuration", {}).get("endian", "little") == "little":
-                    raw[name] = (tuple(meta.chunk_grid.chunk_shape), meta.fill_value, meta.encode_chunk_key,
-                                 tuple(meta.shape), np.dtype(g[name].dtype))
+                    raw[name] = _raw_entry(g[name])
             self._raw = raw
         return self._raw
 
@@ -291,7 +296,7 @@ class ResultsFolder:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         with open(tmp, "wb") as f:
-            f.write(np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<")).tobytes())
+            f.write(memoryview(np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<"))).cast("B"))
         os.replace(tmp, path)
 
     def read_raw(self, name: str) -> np.ndarray | None:
@@ -327,6 +332,17 @@ class ResultsFolder:
             stored[name] = a
         marker = {"cell": list(cell), "crc32": _crc(stored, sorted(variables)), **info}
         _atomic_write(self.marker_path(layout, cell), json.dumps(marker))
+
+    def place(self, layout: Layout, cell, arrays: Mapping[str, np.ndarray], full: dict[str, np.ndarray]) -> None:
+        """Copy a cell's arrays into whole-variable arrays ``full`` (allocated, uninitialised, at
+        the first call in the stored dtypes): the in-memory twin of the store, valid once every
+        cell has been placed."""
+        raw = self._raw_arrays()
+        for name, (dims, dtype) in layout.cell_variables(cell).items():
+            if name not in full:
+                shape = raw[name][3] if name in raw else tuple(self._open()[name].shape)
+                full[name] = np.empty(shape, dtype=dtype)
+            full[name][layout.region(dims, cell)] = arrays[name]
 
     def read_cell(self, layout: Layout, cell) -> dict[str, np.ndarray]:
         g = self._open()
@@ -380,23 +396,57 @@ class ResultsFolder:
         return out
 
 
+def _raw_entry(arr) -> tuple:
+    """(chunk shape, fill value, chunk-key encoder, shape, dtype) of a raw-bytes array."""
+    meta = arr.metadata
+    return (tuple(meta.chunk_grid.chunk_shape), meta.fill_value, meta.encode_chunk_key, tuple(meta.shape),
+            np.dtype(arr.dtype))
+
+
 def _jsonable(attrs: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in attrs.items()}
 
 
-def _array(g, name: str, dims: tuple[str, ...], shape, chunks, dtype: np.dtype, attrs=None):
-    """A Zarr v3 array as xarray writes it: floats filled with NaN (and the ``_FillValue``
-    attribute xarray reads back as the mask value), integers with 0 and no mask."""
+def _write_json(path: Path, doc: dict) -> None:
+    path.write_text(json.dumps(doc, indent=2))
+
+
+def _chunk_key(coords) -> str:
+    """Zarr v3's default chunk-key encoding with the "/" separator."""
+    return "/".join(["c", *(str(int(c)) for c in coords)])
+
+
+def _write_array_meta(path: Path, dims: tuple[str, ...], shape, chunks, dtype: np.dtype, attrs=None) -> tuple:
+    """The zarr.json of a Zarr v3 array as zarr-python writes it for xarray: floats filled with
+    NaN (and the ``_FillValue`` attribute xarray reads back as the mask value), integers with 0
+    and no mask; raw little-endian bytes (no compression).  Returns the array's raw entry."""
     import base64
 
     attributes = dict(attrs or {})
     if dtype.kind == "f":
-        fill: Any = np.nan
+        fill: Any = "NaN"
         attributes["_FillValue"] = base64.standard_b64encode(np.array(np.nan, dtype=dtype).tobytes()).decode()
     else:
         fill = 0
-    return g.create_array(name, shape=tuple(shape), chunks=tuple(chunks), dtype=dtype, fill_value=fill,
-                          compressors=None, filters=None, dimension_names=list(dims), attributes=attributes)
+    codec: dict[str, Any] = {"name": "bytes"}
+    if dtype.itemsize > 1:
+        codec["configuration"] = {"endian": "little"}
+    path.mkdir()
+    _write_json(path / "zarr.json", {
+        "shape": [int(n) for n in shape],
+        "data_type": dtype.name,
+        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [int(c) for c in chunks]}},
+        "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+        "fill_value": fill,
+        "codecs": [codec],
+        "attributes": attributes,
+        "dimension_names": list(dims),
+        "zarr_format": 3,
+        "node_type": "array",
+        "storage_transformers": [],
+    })
+    return (tuple(int(c) for c in chunks), np.nan if dtype.kind == "f" else 0, _chunk_key,
+            tuple(int(n) for n in shape), dtype)
 
 
 def _diff(a: Any, b: Any, prefix: str = "") -> set[str]:
