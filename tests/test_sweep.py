@@ -417,3 +417,13 @@ def test_store_metadata_is_what_xarray_writes(tmp_path):
         assert {k: mine.get(k) for k in keys} == {k: theirs.get(k) for k in keys}, name
     group = json.loads((tmp_path / "g" / "data.zarr" / "zarr.json").read_text())
     assert group["attributes"] == json.loads((tmp_path / "x.zarr" / "zarr.json").read_text())["attributes"]
+
+
+def test_large_sweeps_are_read_back_with_the_same_result(tmp_path, monkeypatch):
+    from gdstab.sweep import run as run_module
+
+    a = _run_uninterrupted(tmp_path, name="mem")
+    monkeypatch.setattr(run_module, "_KEEP_IN_MEMORY", 0)
+    b = _run_uninterrupted(tmp_path, name="disk")
+    xr.testing.assert_identical(a, b)
+    assert sweep.Layout.for_config(load_config(BASE)).total_bytes() == sum(v.nbytes for v in a.data_vars.values())

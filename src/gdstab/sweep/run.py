@@ -393,7 +393,8 @@ def run(
     todo = [c for c in layout.cells() if c not in done]
     # a sweep computed whole by this call returns the arrays it stored (the bytes written are
     # these arrays' bytes) instead of reading them back; a resumed one reads the store
-    memory: dict[str, np.ndarray] | None = {} if not done and max_cells is None else None
+    keep = not done and max_cells is None and layout.total_bytes() <= _KEEP_IN_MEMORY
+    memory: dict[str, np.ndarray] | None = {} if keep else None
     if max_cells is not None:
         todo = todo[:max_cells]
     started = time.time()
@@ -463,6 +464,9 @@ def run(
     if memory is not None and computed == layout.n_cells:
         return _in_memory(cfg, layout, memory)
     return open_results(folder.path)
+
+
+_KEEP_IN_MEMORY = 2 * 2**30  # larger sweeps are read back from the folder at the end
 
 
 def _in_memory(cfg: SweepConfig, layout: Layout, arrays: Mapping[str, np.ndarray]):

@@ -145,6 +145,12 @@ class Layout:
                 v[m] = (("eta", "init", "record"), "float64")
         return v
 
+    def total_bytes(self) -> int:
+        """Bytes of all stored variables of the whole sweep."""
+        sizes = {"eta": self.n_eta, "init": self.n_init, "coord": self.dim, "record": self.n_records}
+        return sum(int(np.prod(self.option_shape + tuple(sizes[d] for d in dims))) * np.dtype(t).itemsize
+                   for dims, t in self.variables().values())
+
     def region(self, var_dims: tuple[str, ...], cell: tuple[int, int, int]) -> tuple:
         o, e, b = cell
         idx: list[Any] = [slice(i, i + 1) for i in self.option_index(o)]
