@@ -420,8 +420,9 @@ def test_store_metadata_is_what_xarray_writes(tmp_path):
 
 
 def test_large_sweeps_are_read_back_with_the_same_result(tmp_path, monkeypatch):
-    from gdstab.sweep import run as run_module
+    import importlib
 
+    run_module = importlib.import_module("gdstab.sweep.run")  # the module (the package exports the function)
     a = _run_uninterrupted(tmp_path, name="mem")
     monkeypatch.setattr(run_module, "_KEEP_IN_MEMORY", 0)
     b = _run_uninterrupted(tmp_path, name="disk")
