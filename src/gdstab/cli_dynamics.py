@@ -61,13 +61,19 @@ def _out_dir(args) -> Path | None:
     return out
 
 
-def _write(out: Path | None, stem: str, fig, ds, summary: dict[str, Any]) -> list[str]:
+def _write(out: Path | None, stem: str, draw, ds, summary: dict[str, Any]) -> list[str]:
+    """With --out: the figure (``draw(plots)`` returns it) as PNG/PDF/SVG, the Dataset as Zarr
+    and the summary as JSON; returns the paths written."""
     if out is None:
         return []
-    from .plots import save
+    from . import plots
 
     out.mkdir(parents=True, exist_ok=True)
-    paths = [str(p) for p in save(fig, out / stem)]
+    fig = draw(plots)
+    paths = [str(p) for p in plots.save(fig, out / stem)]
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
     if ds is not None:
         ds.to_zarr(str(out / f"{stem}.zarr"), mode="w", consolidated=False)
         paths.append(str(out / f"{stem}.zarr"))
@@ -131,12 +137,7 @@ def cmd_orbit(args) -> int:
                "transient": args.transient, "record": args.record, "max_period": args.max_period, "rtol": args.rtol,
                "inits": inits.tolist(), "period_codes": "p >= 1 period p, 0 aperiodic, -1 diverged",
                "bifurcations": bif, "per_eta": rows, "wall_time_s": wall}
-    fig = None
-    if out is not None:
-        from .plots import orbit_diagram
-
-        fig = orbit_diagram(ds, lyap)
-    summary["files"] = _write(out, "orbit", fig, ds, summary)
+    summary["files"] = _write(out, "orbit", lambda plots: plots.orbit_diagram(ds, lyap), ds, summary)
     lines = [f"problem   {problem.name}: {problem.normalisation}",
              f"orbits    {inits.shape[0]} initialisations x {etas.size} step sizes, transient {args.transient}, "
              f"{args.record} recorded iterates ({wall:.1f} s)",
@@ -224,12 +225,7 @@ def cmd_basin(args) -> int:
                "pixels": n, "extent": extent.tolist(), "center": ds.attrs["center"], "u": ds.attrs["direction_u"],
                "v": ds.attrs["direction_v"], "fractions": fr, "minimum_classes": classes, "wall_time_s": wall,
                "pixels_per_second": n / wall if wall > 0 else None}
-    fig = None
-    if out is not None:
-        from .plots import basin_map
-
-        fig = basin_map(ds)
-    summary["files"] = _write(out, "basin", fig, ds, summary)
+    summary["files"] = _write(out, "basin", lambda plots: plots.basin_map(ds), ds, summary)
     lines = [f"problem   {problem.name}: {problem.normalisation}",
              f"plane     center {np.round(ds.attrs['center'], 4).tolist()}, u {np.round(ds.attrs['direction_u'], 4).tolist()}, "
              f"v {np.round(ds.attrs['direction_v'], 4).tolist()}, extent {extent.tolist()}",
@@ -266,12 +262,7 @@ def cmd_sharpness(args) -> int:
                "theta_last": ds.theta_last.values.tolist(),
                "wall_train_s": ds.attrs["wall_train_s"], "wall_sharpness_s": ds.attrs["wall_sharpness_s"],
                "method": ds.attrs["method"]}
-    fig = None
-    if out is not None:
-        from .plots import sharpness_trace
-
-        fig = sharpness_trace(ds)
-    summary["files"] = _write(out, "sharpness", fig, ds, summary)
+    summary["files"] = _write(out, "sharpness", lambda plots: plots.sharpness_trace(ds), ds, summary)
     lines = [f"problem   {problem.name}: {problem.normalisation}",
              f"run       GD from {np.round(summary['theta0'], 4).tolist()} at eta = {eta:g}, {args.steps} steps, "
              f"sharpness every {args.every} ({summary['method']})",
@@ -301,12 +292,7 @@ def cmd_critical(args) -> int:
                                      criteria=_criteria(args), progress=progress)
     summary = {"problem": problem.name, "normalisation": problem.normalisation, **r.to_dict(),
                "wall_time_s": time.perf_counter() - t0}
-    fig = None
-    if out is not None:
-        from .plots import critical_evidence
-
-        fig = critical_evidence(r)
-    summary["files"] = _write(out, "critical", fig, None, summary)
+    summary["files"] = _write(out, "critical", lambda plots: plots.critical_evidence(r), None, summary)
     a, b = r.interval
     lines = [f"problem   {problem.name}: {problem.normalisation}",
              f"critical step size  {r.eta:.6g}  in [{a:.6g}, {b:.6g}]",
