@@ -30,6 +30,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ._validation import fail, finite_float, positive_int
+from .dynamics import _batch
 from .problems.base import Problem
 
 __all__ = [
@@ -49,10 +50,13 @@ PERIOD_APERIODIC = 0
 PERIOD_DIVERGED = -1
 
 
-def _points_and_etas(problem: Problem, theta0, eta, caller: str) -> tuple[np.ndarray, np.ndarray]:
-    from .dynamics import _batch
+def _guard(th, max_norm: float):
+    """Freeze a diverged iterate (non-finite, or ‖θ‖ > max_norm) at NaN (no overflow warnings
+    later); NaN stays NaN, so divergence is read off the end of a run."""
+    import jax.numpy as jnp
 
-    return _batch(problem, theta0, eta, caller)
+    bad = ~jnp.all(jnp.isfinite(th)) | (jnp.sum(th * th) > max_norm * max_norm)
+    return jnp.where(bad, jnp.nan, th)
 
 
 def _observable(problem: Problem, observe: Any, caller: str) -> tuple[Callable, str]:
@@ -163,7 +167,7 @@ def orbit_diagram(
     etas = np.asarray(etas, dtype=np.float64).reshape(-1)
     if etas.size == 0 or not np.all(np.isfinite(etas)) or np.any(etas <= 0):
         raise fail("etas", caller, "a non-empty array of finite floats > 0", etas)
-    th0, _ = _points_and_etas(problem, inits, 1.0, caller)
+    th0, _ = _batch(problem, inits, 1.0, caller)
     transient = positive_int(transient, "transient", caller, minimum=0)
     max_period = positive_int(max_period, "max_period", caller)
     record = positive_int(record, "record", caller)
@@ -186,9 +190,8 @@ def orbit_diagram(
     with jax.enable_x64(True):
         G = problem.gd_map
 
-        def guard(th):  # freeze diverged iterates at a non-finite value (no overflow warnings)
-            bad = ~jnp.all(jnp.isfinite(th)) | (jnp.sum(th * th) > max_norm * max_norm)
-            return jnp.where(bad, jnp.nan, th)
+        def guard(th):
+            return _guard(th, max_norm)
 
         def one(th, eta):
             th = jax.lax.fori_loop(0, transient, lambda _, t: guard(G(t, eta)), th)
@@ -348,7 +351,7 @@ def lyapunov(
     import jax.numpy as jnp
 
     caller = "lyapunov"
-    th0, et = _points_and_etas(problem, theta0, eta, caller)
+    th0, et = _batch(problem, theta0, eta, caller)
     d = th0.shape[1]
     steps = positive_int(steps, "steps", caller)
     transient = positive_int(transient, "transient", caller, minimum=0)
@@ -373,8 +376,7 @@ def lyapunov(
 
         def one(th, eta, Q):
             def guard(t):
-                bad = ~jnp.all(jnp.isfinite(t)) | (jnp.sum(t * t) > max_norm * max_norm)
-                return jnp.where(bad, jnp.nan, t)
+                return _guard(t, max_norm)
 
             def push(t, Q):
                 """θ_{t+1}, the re-orthonormalised frame and the log growth factors."""

@@ -314,10 +314,9 @@ def critical_step_size(
         conv = np.asarray(res.status) == int(Status.CONVERGED)
         k = int(conv.sum())
         f, a, b = wilson_interval(k, inits)
-        sharp = [
-            _sharpness(problem, th, key=lanczos_key)[0] for th in np.asarray(res.theta)[conv]
-        ]
-        for s, th in zip(sharp, np.asarray(res.theta)[conv]):
+        reached = np.asarray(res.theta)[conv]
+        sharp = [_sharpness(problem, th, key=lanczos_key)[0] for th in reached]
+        for s, th in zip(sharp, reached):
             if s < best["s"]:
                 best.update(s=s, theta=th, eta=eta)
         evidence[eta] = {
