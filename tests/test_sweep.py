@@ -309,8 +309,9 @@ def test_resume_flag_and_foreign_folders(tmp_path):
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
-    with pytest.raises(StoreError, match="not a gdstab sweep"):
+    with pytest.raises(StoreError, match="entries that gdstab did not write .'notes.txt'."):
         sweep.run(load_config(BASE), foreign, quiet=True)
+    assert sorted(os.listdir(foreign)) == ["notes.txt"]  # nothing written into it
     with pytest.raises(StoreError, match="does not exist"):
         sweep.open_results(tmp_path / "nowhere")
     with pytest.raises(StoreError, match="missing or incomplete"):

@@ -6,22 +6,45 @@ becomes impossible.
 
 Importing gdstab does not change JAX's global configuration: float64 is enabled inside the
 entry points that need it (``jax.enable_x64`` context), never as a side effect of the import.
+The package imports its parts lazily (``gdstab.trajectories``, ``gdstab.sweep``, ... load on
+first use), so ``import gdstab`` and the ``gdstab`` command start quickly.
 """
 
-from .dynamics import Criteria, Metrics, Status, Trajectories, gd_map, trajectories
-from .problems import Problem
-from .stats import wilson_interval
+from __future__ import annotations
+
+import importlib
+
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Problem",
-    "Criteria",
-    "Metrics",
-    "Status",
-    "Trajectories",
-    "trajectories",
-    "gd_map",
-    "wilson_interval",
-    "__version__",
-]
+# public name -> the module that defines it
+_NAMES = {
+    "Problem": "gdstab.problems",
+    "Criteria": "gdstab.dynamics",
+    "Metrics": "gdstab.dynamics",
+    "Status": "gdstab.dynamics",
+    "Trajectories": "gdstab.dynamics",
+    "trajectories": "gdstab.dynamics",
+    "gd_map": "gdstab.dynamics",
+    "wilson_interval": "gdstab.stats",
+    "Interrupted": "gdstab.interrupts",
+}
+_SUBMODULES = ("problems", "dynamics", "sweep", "stability", "spectrum", "orbits", "sharpness", "plots",
+               "reproduce", "report", "experiments", "interrupts", "stats")
+
+__all__ = [*_NAMES, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _NAMES:
+        value = getattr(importlib.import_module(_NAMES[name]), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"gdstab.{name}")
+    else:
+        raise AttributeError(f"module 'gdstab' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_NAMES) | set(_SUBMODULES))

@@ -191,30 +191,38 @@ def cmd_sweep(args) -> int:
         dask_local=args.dask_local,
         resume=args.resume,
         overwrite=args.overwrite,
+        wait=args.wait,
         quiet=args.quiet or args.json,
     )
-    return _show(args.out, ds, args.json)
+    return _show(args.out, ds, args.json, verified="cells verified against their checksums when the sweep opened")
 
 
-def _show(out, ds, as_json: bool) -> int:
+def _show(out, ds, as_json: bool, verified: str | None = None) -> int:
     from . import sweep
 
     folder = sweep.ResultsFolder(out)
-    layout_total = None
     runs = folder.runs()
-    if runs:
-        layout_total = runs[-1].get("cells_total")
-    done = len(list((folder.path / "cells").glob("*.json"))) if (folder.path / "cells").exists() else 0
+    total = sweep.Layout.from_dataset(ds).n_cells
+    check = json.loads(ds.attrs.pop("verification", "null"))
+    if check is not None:
+        done = check["cells_verified"]
+        checksums = (f"verified: {check['cells_verified']} of {total} cells match their CRC-32"
+                     + (f", {check['cells_failed']} failed (shown as not computed)" if check["cells_failed"] else "")
+                     + "; metadata documents match their checksums")
+    else:
+        done = len(list(folder.cells_dir.glob("*.json"))) if folder.cells_dir.exists() else 0
+        checksums = verified or "not verified (gdstab show --verify checks every cell against its CRC-32)"
     rows = sweep.summary(ds)
     option_dims = [d for d in ds["status"].dims if d not in ("eta", "init")]
     wall = sum(r.get("wall_time_s", 0.0) for r in runs)
     if as_json:
-        json.dump({"folder": str(out), "cells_done": done, "cells_total": layout_total, "wall_time_s": wall,
+        json.dump({"folder": str(out), "cells_done": done, "cells_total": total, "wall_time_s": wall,
+                   "checksums": check if check is not None else (verified or "not verified"),
                    "config": json.loads(ds.attrs["gdstab_config"]), "results": rows}, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
-    print(f"folder    {out}: {done} of {layout_total if layout_total is not None else '?'} cells done, "
-          f"{wall:.1f} s of compute over {len(runs)} run(s)")
+    print(f"folder    {out}: {done} of {total} cells done, {wall:.1f} s of compute over {len(runs)} run(s)")
+    print(f"checksums {checksums}")
     cfg = json.loads(ds.attrs["gdstab_config"])
     print(f"problem   {cfg['problem']}, seed {cfg['run']['seed']}, T = {cfg['run']['steps']}")
     print()
@@ -225,7 +233,7 @@ def _show(out, ds, as_json: bool) -> int:
 def cmd_show(args) -> int:
     from . import sweep
 
-    return _show(args.dir, sweep.open_results(args.dir), args.json)
+    return _show(args.dir, sweep.open_results(args.dir, verify=args.verify), args.json)
 
 
 def cmd_stability(args) -> int:
@@ -400,7 +408,8 @@ def cmd_reproduce(args) -> int:
     from .reproduce import reproduce
 
     t0 = time.perf_counter()
-    summary = reproduce(args.targets or ["all"], args.out, scale=args.scale, quiet=args.quiet)
+    summary = reproduce(args.targets or ["all"], args.out, scale=args.scale, quiet=args.quiet,
+                        overwrite=args.overwrite, wait=args.wait)
     if not args.quiet:
         print(f"wrote figures under {args.out}/figures, data under {args.out}/data, {args.out}/summary.json and "
               f"{args.out}/report.html in {time.perf_counter() - t0:.1f} s")
@@ -496,13 +505,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", metavar="ADDRESS", help="with --executor dask: a running scheduler, tcp://host:port")
     p.add_argument("--dask-local", type=int, metavar="N", help="with --executor dask: start a local cluster of N worker processes")
     p.add_argument("--resume", action="store_true", help="only continue an existing sweep (error if DIR holds none)")
-    p.add_argument("--overwrite", action="store_true", help="delete DIR first and start fresh")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete the sweep in DIR first and start fresh: only a folder gdstab wrote (its marker "
+                   "gdstab-folder.json), an empty one or the leftovers of an interrupted creation, and only gdstab's "
+                   "own files; '.', the home directory, / and folders holding other files are refused")
+    p.add_argument("--wait", action="store_true",
+                   help="if another gdstab process is writing DIR, wait for it (default: say who holds it and exit)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_sweep)
 
-    p = sub.add_parser("show", help="print the summary of a results folder: per step size, fractions with Wilson intervals")
+    p = sub.add_parser(
+        "show",
+        help="print the summary of a results folder: per step size, fractions with Wilson intervals",
+        description="Print the summary of a sweep's results folder without computing anything: per option point "
+        "and step size, the number of trajectories computed and the fraction of each status with its Wilson 95 "
+        "percent interval. Cells without a completion marker count as not computed. With --verify, every cell's "
+        "data is checked against the CRC-32 in its marker and every metadata document against the folder's "
+        "checksums; cells that fail count as not computed and are reported. The folder is never changed.",
+    )
     p.add_argument("dir", help="a results folder written by gdstab sweep")
+    p.add_argument("--verify", action="store_true", help="check every cell and metadata checksum (reads all data)")
     p.add_argument("--json", action="store_true", help="print as JSON")
     p.set_defaults(func=cmd_show)
 
@@ -563,6 +586,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="all (default), fig1, fig2, fig3, fig4, fig5, fig6, linear, nonsingular, orbit, eos, basin")
     p.add_argument("--out", required=True, help="results folder")
     p.add_argument("--scale", choices=("small", "paper"), default="small", help="small (default, a laptop CPU) or paper sizes")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete the results in DIR first and start fresh: only a folder gdstab wrote (its marker "
+                   "gdstab-folder.json) or an empty one, and only gdstab's own files; '.', the home directory, / and "
+                   "folders holding other files are refused")
+    p.add_argument("--wait", action="store_true",
+                   help="if another gdstab process is writing DIR, wait for it (default: say who holds it and exit)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_reproduce)
 
@@ -610,18 +639,33 @@ def _join_negative_values(argv: Sequence[str]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line.  Exit status: 0 done, 2 bad input (one line naming the parameter),
+    1 an operating-system error (one line naming the path and the cause), 130 interrupted
+    (SIGINT/SIGTERM; one line saying what was kept and how to continue)."""
     import jax
+
+    from . import interrupts
 
     jax.config.update("jax_enable_x64", True)  # the command line is an analysis entry point
     parser = build_parser()
     args = parser.parse_args(_join_negative_values(sys.argv[1:] if argv is None else argv))
     try:
-        return int(args.func(args) or 0)
+        interrupts.check()
+        status = int(args.func(args) or 0)
+        interrupts.check()  # a request that arrived while the command finished
+        return status
     except InvalidParameterError as exc:
         sys.stderr.write(f"gdstab {args.command}: error: {exc}\n")
         return 2
     except BrokenPipeError:  # e.g. piped into head
         return 0
+    except KeyboardInterrupt as exc:  # gdstab.interrupts.Interrupted
+        return interrupts.report(exc, f"gdstab {args.command}")
+    except OSError as exc:
+        from .sweep.folders import describe_os_error
+
+        sys.stderr.write(f"gdstab {args.command}: error: {describe_os_error(exc)}\n")
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

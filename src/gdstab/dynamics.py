@@ -48,6 +48,7 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
+from . import interrupts
 from ._validation import InvalidParameterError, choice, fail, finite_float, positive_int
 from .problems.base import Problem
 from .stats import wilson_interval
@@ -377,19 +378,25 @@ def _jax_runner(problem: Problem, chunk: int, n_records: int, dtype_name: str, b
             return _step_one(lambda th: value_grad_batch(th, idx), eta, s, t, *rest)
         return _step_one(value_grad_one, eta, s, t, *rest)
 
-    def run(theta0, eta, keys, T, opts, record_every):
-        _TRACES[id(problem)] += 1  # runs at trace time only
-        tol2 = (opts[0] * opts[0]).astype(dtype)
-        W = opts[1].astype(jnp.int32)
-        maxn2 = (opts[2] * opts[2]).astype(dtype)
-        P = opts[3].astype(jnp.int32)
-        K = opts[4].astype(jnp.int32)
-        checks = opts[5].astype(jnp.int32)
+    def unpack(opts):
+        return ((opts[0] * opts[0]).astype(dtype), opts[1].astype(jnp.int32), (opts[2] * opts[2]).astype(dtype),
+                opts[3].astype(jnp.int32), opts[4].astype(jnp.int32), opts[5].astype(jnp.int32))
+
+    def start(theta0):
         B = theta0.shape[0]
         zi = jnp.zeros((B,), jnp.int32)
         zf = jnp.zeros((B,), dtype)
         state = _State(theta0, zi, zi, zi, theta0, zi, zi, zi, zi, zf, zf)
+        bufs = (jnp.full((n_records, B), jnp.nan, dtype),) * 3 if n_records else ()
+        return state, bufs
 
+    def run(state, bufs, t0, t_stop, eta, keys, T, opts, record_every):
+        """Segments of K steps from step t0 while t0 <= T, a trajectory is running and
+        t0 < t_stop.  The host calls this repeatedly with a bounded t_stop (so an interrupt
+        is honoured between calls); the sequence of segments, and so every result, is the
+        same as one call with t_stop = T + 1."""
+        _TRACES[id(problem)] += 1  # runs at trace time only
+        tol2, W, maxn2, P, K, checks = unpack(opts)
         step = jax.vmap(traj_step, in_axes=(0, 0, 0) + (None,) * 8)
 
         def step_all(t, state, bufs):
@@ -414,24 +421,54 @@ def _jax_runner(problem: Problem, chunk: int, n_records: int, dtype_name: str, b
 
         def cond(carry):
             t0, state, _ = carry
-            return (t0 <= T) & jnp.any(state.st == 0)
+            return (t0 <= T) & jnp.any(state.st == 0) & (t0 < t_stop)
 
-        if n_records:
-            nanrow = jnp.full((n_records, B), jnp.nan, dtype)
-            bufs = (nanrow, nanrow, nanrow)
-        else:
-            bufs = ()
-        t_end, state, bufs = lax.while_loop(cond, segment, (jnp.asarray(0, jnp.int32), state, bufs))
-        return state, t_end, bufs
+        t_end, state, bufs = lax.while_loop(cond, segment, (t0, state, bufs))
+        return state, bufs, t_end, (t_end <= T) & jnp.any(state.st == 0)
 
-    jitted = jax.jit(run)
+    jitted = jax.jit(run, donate_argnums=(0, 1))
 
     @jax.jit
     def evaluate(theta):
         loss, g = jax.vmap(value_grad_one)(theta)
         return loss, jnp.sqrt(jnp.sum(g * g, axis=1))
 
-    return jitted, evaluate
+    return _Runner(jax.jit(start), jitted, evaluate)
+
+
+class _Runner(NamedTuple):
+    start: Any  # theta0 -> (state, bufs)
+    run: Any  # bounded segments, see _jax_runner
+    evaluate: Any  # L and |grad L| at points
+
+
+# host-side segmenting of the engine: each compiled call runs about this long (an interrupt is
+# honoured between calls), starting from SEGMENTS_FIRST segments of check_every steps
+CALL_SECONDS = 0.25
+SEGMENTS_FIRST = 4
+
+
+def _run_segmented(runner: "_Runner", theta, eta, kd, T, opts, every, steps: int, K: int):
+    """Run one chunk to its end in compiled calls of about CALL_SECONDS each, checking for an
+    interrupt between calls (:mod:`gdstab.interrupts`).  Returns (state, bufs, t_end)."""
+    import time
+
+    import jax.numpy as jnp
+
+    from . import interrupts
+
+    state, bufs = runner.start(theta)
+    t0 = jnp.asarray(0, jnp.int32)
+    n_seg = SEGMENTS_FIRST
+    while True:
+        interrupts.check()
+        tic = time.perf_counter()
+        t_stop = jnp.asarray(min(int(t0) + n_seg * K, steps + 1), jnp.int32)
+        state, bufs, t0, running = runner.run(state, bufs, t0, t_stop, eta, kd, T, opts, every)
+        if not bool(running):
+            return state, bufs, t0
+        took = time.perf_counter() - tic
+        n_seg = int(max(1, min(n_seg * 16, n_seg * CALL_SECONDS / max(took, 1e-6))))
 
 
 def _run_jax(problem, theta0, eta, steps, criteria, chunk, record_every, dtype_name, on_chunk, threads,
@@ -441,7 +478,7 @@ def _run_jax(problem, theta0, eta, steps, criteria, chunk, record_every, dtype_n
 
     B, d = theta0.shape
     n_records = 0 if record_every is None else steps // record_every + 1
-    runner, _ = _jax_runner(problem, chunk, n_records, dtype_name, batch_size)
+    runner = _jax_runner(problem, chunk, n_records, dtype_name, batch_size)
     if key_data is None:
         key_data = np.zeros((B, 2), np.uint32)  # unused by full-batch GD
     opts = jnp.asarray(criteria.as_array(), dtype=dtype_name)
@@ -458,7 +495,8 @@ def _run_jax(problem, theta0, eta, steps, criteria, chunk, record_every, dtype_n
         th, et = _pad(theta0[start:stop], chunk), _pad(eta[start:stop], chunk)
         kd = _pad(key_data[start:stop], chunk)
         with jax.enable_x64(dtype_name == "float64"):  # the x64 flag is thread-local
-            state, t_end, bufs = runner(jnp.asarray(th), jnp.asarray(et), jnp.asarray(kd), T, opts, every)
+            state, bufs, t_end = _run_segmented(runner, jnp.asarray(th), jnp.asarray(et), jnp.asarray(kd), T, opts,
+                                                every, steps, criteria.check_every)
         m = stop - start
         out_theta[start:stop] = np.asarray(state.theta)[:m]
         raw[start:stop] = np.asarray(state.st)[:m]
@@ -527,7 +565,7 @@ def _final_values(problem, theta: np.ndarray, dtype_name: str, threads: int = 1)
 
     B = theta.shape[0]
     chunk = _eval_chunk(problem, B)
-    _, evaluate = _jax_runner(problem, chunk, 0, dtype_name)
+    evaluate = _jax_runner(problem, chunk, 0, dtype_name).evaluate
     loss = np.empty(B, dtype_name)
     gnorm = np.empty(B, dtype_name)
 
@@ -616,6 +654,8 @@ def trajectories(
             (:func:`gdstab.sweep.keys.trajectory_key`).
 
     Returns a :class:`Trajectories`; diverging trajectories are results, never exceptions.
+    SIGINT/SIGTERM stop the run at the next segment boundary of the engine (within about
+    ``CALL_SECONDS``) with :class:`gdstab.interrupts.Interrupted` (a ``KeyboardInterrupt``).
     """
     import jax
 
@@ -666,20 +706,21 @@ def trajectories(
         threads = (os.cpu_count() or 1) if platform == "cpu" else 1
     else:
         threads = positive_int(threads, "threads", caller)
-    if use_native:
-        chunk = 65536 if chunk_size == "auto" else chunk_size
-        out = _run_native(problem, th, et, steps, criteria, chunk, on_chunk, threads)
-        used = "native"
-    else:
-        itemsize = 8 if dtype == "float64" else 4
-        n_records = 0 if record_every is None else steps // record_every + 1
-        chunk = _auto_chunk(problem, B, n_records, itemsize, platform) if chunk_size == "auto" else chunk_size
-        with jax.enable_x64(dtype == "float64"):
-            out = _run_jax(
-                problem, th.astype(dtype), et.astype(dtype), steps, criteria, chunk, record_every, dtype, on_chunk, threads,
-                batch_size or 0, key_data,
-            )
-        used = "jax"
+    with interrupts.polling():  # a Ctrl-C stops at the next segment boundary (Interrupted)
+        if use_native:
+            chunk = 65536 if chunk_size == "auto" else chunk_size
+            out = _run_native(problem, th, et, steps, criteria, chunk, on_chunk, threads)
+            used = "native"
+        else:
+            itemsize = 8 if dtype == "float64" else 4
+            n_records = 0 if record_every is None else steps // record_every + 1
+            chunk = _auto_chunk(problem, B, n_records, itemsize, platform) if chunk_size == "auto" else chunk_size
+            with jax.enable_x64(dtype == "float64"):
+                out = _run_jax(
+                    problem, th.astype(dtype), et.astype(dtype), steps, criteria, chunk, record_every, dtype, on_chunk,
+                    threads, batch_size or 0, key_data,
+                )
+            used = "jax"
     theta_f, raw, step, period, loss, gnorm, metrics = out
     status = _final_status(raw, loss, problem.min_value, criteria.f_tol)
     period = np.where(status == Status.PERIODIC, period, 0)

@@ -219,6 +219,8 @@ table.inner td {{ border: none; padding: 0 6px 0 0; }} td.def {{ max-width: 420p
 <table id="provenance">{prov_rows}</table>
 </body></html>
 """
+    from .sweep.folders import atomic_write
+
     path = out / "report.html"
-    path.write_text(page)
+    atomic_write(path, page)
     return path

@@ -48,7 +48,7 @@ def _load() -> ctypes.CDLL | None:
         bp = ctypes.POINTER(ctypes.c_int8)
         for name in KERNELS:
             fn = getattr(lib, f"gdstab_run_{name}")
-            fn.argtypes = [ctypes.c_int64, dp, dp, dp, ctypes.c_int64, dp, dp, bp, ip, ip, dp, dp]
+            fn.argtypes = [ctypes.c_int64, dp, dp, dp, ctypes.c_int64, dp, dp, bp, ip, ip, dp, dp, ctypes.POINTER(ctypes.c_int)]
             fn.restype = None
         _lib = lib
         return lib
@@ -87,7 +87,13 @@ def run(
     """Run the kernel ``name`` on all trajectories.  Returns a dict of arrays: ``theta`` (n, d)
     the iterate at the decision step, ``status`` (n,) int8 raw status (1 settled, 2 diverged,
     3 periodic, 4 bounded), ``step`` and ``period`` (n,) int64, ``loss`` and ``grad_norm`` (n,)
-    at ``theta``.  Chunking and threads do not change any result."""
+    at ``theta``.  Chunking and threads do not change any result.
+
+    The kernels poll :data:`gdstab.interrupts.NATIVE_FLAG` every ``check_every`` steps; after
+    an interrupt request this raises :class:`gdstab.interrupts.Interrupted`.  Chunks run on
+    worker threads, so the calling thread stays free to receive the signal."""
+    from .. import interrupts
+
     lib = _load()
     if lib is None:
         raise RuntimeError(f"native kernels unavailable: {_reason}")
@@ -117,15 +123,18 @@ def run(
             int(steps),
             _ptr(opts),
             *(_ptr(out[k][start:]) for k in ("theta", "status", "step", "period", "loss", "grad_norm")),
+            ctypes.byref(interrupts.NATIVE_FLAG),
         )
 
     starts = list(range(0, n, chunk_size))
     threads = threads or os.cpu_count() or 1
-    if threads == 1 or len(starts) == 1:
+    interrupts.check()
+    if threading.current_thread() is not threading.main_thread() and (threads == 1 or len(starts) == 1):
         for s in starts:
             one(s)
-    else:
-        _pool(threads).map_chunks(one, starts)
+    else:  # the main thread waits (and receives signals) while workers compute
+        _pool(max(1, min(threads, len(starts)))).map_chunks(one, starts)
+    interrupts.check()
     return out
 
 

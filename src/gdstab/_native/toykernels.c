@@ -83,6 +83,8 @@ static inline int64_t decode_status(long long f)
  *   out_theta  (n, D) iterate at the decision step
  *   out_status (n,) int8 status code; out_step, out_period (n,) int64 decision step and period
  *   out_loss, out_gnorm (n,) L and |grad L| at the decision iterate
+ *   stop       polled at every segment boundary: when non-zero the kernel returns at once,
+ *              leaving undecided trajectories unwritten (the caller raises an interrupt)
  *
  * The lanes are persistent: a decided trajectory is written out at the next segment boundary
  * (every check_every steps) and its lane is refilled with the next pending trajectory, so
@@ -156,7 +158,8 @@ DEFINE_STEP(NAME, D)                                                            
 KERNEL_ATTR void gdstab_run_##NAME(int64_t n, const double *theta0, const double *eta,          \
                                    const double *prm, int64_t T, const double *opts,            \
                                    double *out_theta, int8_t *out_status, int64_t *out_step,    \
-                                   int64_t *out_period, double *out_loss, double *out_gnorm)     \
+                                   int64_t *out_period, double *out_loss, double *out_gnorm,     \
+                                   const volatile int *stop)                                     \
 {                                                                                              \
     const int64_t P = (int64_t)opts[3], K = (int64_t)opts[4];                                   \
     const int64_t kT = T % K; /* the step of a segment at which lanes can reach T */           \
@@ -178,6 +181,7 @@ KERNEL_ATTR void gdstab_run_##NAME(int64_t n, const double *theta0, const double
     for (int i = 0; i < LANES; i++) idx[i] = -1;                                               \
     for (int64_t t0 = 0;; t0 += K) {                                                           \
         int busy = 0;                                                                          \
+        if (*stop) return;                                                                     \
         for (int v = 0; v < NV; v++)                                                           \
             for (int j = 0; j < 4; j++) {                                                      \
                 int64_t *id = &idx[4 * v + j];                                                 \

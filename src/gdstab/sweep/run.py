@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -13,10 +12,11 @@ from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
+from .. import interrupts
 from .._validation import InvalidParameterError, choice, positive_int
 from .config import SweepConfig, load_config
 from .keys import init_points
-from .store import Layout, ResultsFolder, StoreError
+from .store import Layout, ResultsFolder, StoreError, coordinates
 
 __all__ = ["run", "open_results", "summary", "compute_cell", "STATUS_CODES"]
 
@@ -175,8 +175,6 @@ def _dask(canonical: str, cells: list, client, max_in_flight: int, chunk_size) -
     guards against results that never arrive (a worker that died while its result was being
     fetched): a cell whose result cannot be fetched is submitted again under a new key, up to
     5 attempts.  Results are keyed by cell, so a recomputed cell is never stored twice."""
-    from distributed import as_completed
-
     pending = list(cells)
     digest = hashlib.sha1(canonical.encode()).hexdigest()[:12]
     attempts: dict = {}
@@ -190,33 +188,40 @@ def _dask(canonical: str, cells: list, client, max_in_flight: int, chunk_size) -
             retries=3, pure=False,
         )
 
+    from distributed import wait
+
     owner = {}
-    first = []
     for _ in range(min(max_in_flight, len(pending))):
         cell = pending.pop(0)
         f = submit(cell)
-        owner[f.key] = cell
-        first.append(f)
-    ac = as_completed(first)
-    for fut in ac:
-        cell = owner.pop(fut.key)
-        try:
-            result = fut.result(timeout=300)
-        except Exception as exc:  # lost or failed: try again (a cell is a pure function of its inputs)
-            if attempts.get(cell, 0) >= 5:
-                raise RuntimeError(f"cell {cell} failed {attempts[cell]} times on the Dask cluster: {exc!r}") from exc
-            f = submit(cell)
-            owner[f.key] = cell
-            ac.add(f)
-            continue
-        finally:
-            fut.release()
-        yield result
-        if pending:
-            nxt = pending.pop(0)
-            f = submit(nxt)
-            owner[f.key] = nxt
-            ac.add(f)
+        owner[f] = cell
+    try:
+        while owner:
+            # wait in short slices so that an interrupt is honoured within about a second
+            interrupts.check()
+            try:
+                finished = wait(list(owner), timeout=0.5, return_when="FIRST_COMPLETED").done
+            except TimeoutError:
+                continue
+            for fut in finished:
+                cell = owner.pop(fut)
+                try:
+                    result = fut.result(timeout=300)
+                except Exception as exc:  # lost or failed: try again (a cell is a pure function of its inputs)
+                    if attempts.get(cell, 0) >= 5:
+                        raise RuntimeError(
+                            f"cell {cell} failed {attempts[cell]} times on the Dask cluster: {exc!r}") from exc
+                    owner[submit(cell)] = cell
+                    continue
+                finally:
+                    fut.release()
+                yield result
+                if pending:
+                    nxt = pending.pop(0)
+                    owner[submit(nxt)] = nxt
+    finally:
+        for fut in owner:  # interrupted or failed: drop what is still queued
+            fut.cancel()
 
 
 class _Writer:
@@ -300,23 +305,6 @@ def _provenance(cfg: SweepConfig, layout: Layout) -> dict[str, Any]:
     }
 
 
-def _coords(cfg: SweepConfig, layout: Layout) -> dict[str, Any]:
-    coords: dict[str, Any] = {
-        "eta": ("eta", np.asarray(cfg.eta, dtype=np.float64)),
-        "init": ("init", np.arange(cfg.inits, dtype=np.int64)),
-    }
-    if layout.store_theta:
-        coords["coord"] = ("coord", np.arange(layout.dim, dtype=np.int64))
-    if layout.n_records:
-        coords["record"] = ("record", np.arange(layout.n_records, dtype=np.int64) * cfg.record_every)
-    for name, values in cfg.options.items():
-        if all(isinstance(v, (int, float)) for v in values):
-            coords[name] = (name, np.asarray(values))
-        else:  # list-valued options: index coordinate, values in attrs
-            coords[name] = (name, np.arange(len(values)), {"values": json.dumps(list(values))})
-    return coords
-
-
 def run(
     config: SweepConfig | str | Path | Mapping[str, Any],
     out: str | Path,
@@ -326,6 +314,7 @@ def run(
     dask_local: int | None = None,
     resume: bool = False,
     overwrite: bool = False,
+    wait: bool = False,
     threads: int | None = None,
     chunk_size: int | str = "auto",
     quiet: bool = False,
@@ -344,13 +333,23 @@ def run(
         dask_local: with "dask", start a LocalCluster of this many worker processes instead.
         resume: require an existing folder to continue (an existing folder with the same config
             is continued anyway; this flag makes a missing one an error).
-        overwrite: delete an existing folder first and start fresh.
+        overwrite: delete the sweep in ``out`` first and start fresh.  Only a folder gdstab
+            owns (its marker), an empty one, or leftovers of an interrupted creation are
+            cleared, and only the entries gdstab wrote; ``.``, the home directory, the root and
+            folders with other files are refused (:mod:`gdstab.sweep.folders`).
+        wait: when another process is writing ``out``, wait for it instead of raising
+            :class:`~gdstab.sweep.folders.FolderBusyError`.
         threads: threads per cell for the local executor (default: all cores).
         chunk_size: trajectories per compiled engine call inside a cell ("auto" or an int).
-        quiet: no progress bar (there is none either when stderr is not a terminal).
+        quiet: no progress bar and no notes (there is no bar either when stderr is not a
+            terminal).
         max_cells: stop after computing this many cells (the rest is left for a later call).
         on_cell: callback ``on_cell(cell, done, total)`` after each computed cell (handed to
             the writer; the folder holds it once its marker exists).
+
+    SIGINT/SIGTERM (Ctrl-C) stop the sweep at the next segment boundary of the engine: the
+    cells completed so far are stored, and :class:`gdstab.interrupts.Interrupted` is raised
+    with the message "interrupted after N of M cells; rerun the same command to continue".
     """
     caller = "gdstab.sweep.run"
     cfg = config if isinstance(config, SweepConfig) else load_config(config)
@@ -370,27 +369,33 @@ def run(
         )
     if dask_local is not None:
         dask_local = positive_int(dask_local, "dask_local", caller)
-    folder = ResultsFolder(out)
-    layout = Layout.for_config(cfg)
-    if overwrite and folder.path.exists():
-        shutil.rmtree(folder.path)
-    if folder.exists():
-        folder.check_config(cfg)
-    elif resume:
-        raise StoreError(
-            f"The 'resume' flag was given but {str(folder.path)!r} holds no sweep to continue. "
-            f"Run without --resume to start it."
-        )
-    elif folder.path.exists() and any(folder.path.iterdir()) and not (folder.path / "cells").exists():
-        raise StoreError(
-            f"The results folder {str(folder.path)!r} exists and is not a gdstab sweep. "
-            f"Choose another --out folder (or pass --overwrite to replace it)."
-        )
-    else:
-        folder.create(cfg, layout, _provenance(cfg, layout), _coords(cfg, layout))
+    say = (lambda text: None) if quiet else (lambda text: print(f"gdstab sweep: {text}", file=sys.stderr, flush=True))
+    with interrupts.handled():
+        folder = ResultsFolder(out)
+        layout = Layout.for_config(cfg)
+        attrs = _provenance(cfg, layout)
+        interrupts.check("interrupted before the sweep started; nothing was written")
+        lock = folder.prepare(cfg, layout, attrs, overwrite=overwrite, resume=resume, wait=wait, say=say)
+        try:
+            for note in folder.notes:
+                say(note)
+            return _run_locked(cfg, folder, layout, executor, scheduler, dask_local, threads, chunk_size, quiet,
+                               max_cells, on_cell, say)
+        finally:
+            if lock is not None:
+                lock.release()
 
+
+def _run_locked(cfg, folder: ResultsFolder, layout: Layout, executor, scheduler, dask_local, threads, chunk_size,
+                quiet, max_cells, on_cell, say):
+    """The body of :func:`run` once the folder is ready and locked."""
     done = folder.completed_cells(layout, verify=True)
     todo = [c for c in layout.cells() if c not in done]
+    if folder.read_only:
+        return open_results(folder.path)
+    if not todo:  # complete: one line in runs.jsonl all the same (one per invocation)
+        _log(folder, layout, time.time(), 0, 0, done, "none", None, say)
+        return open_results(folder.path)
     # a sweep computed whole by this call returns the arrays it stored (the bytes written are
     # these arrays' bytes) instead of reading them back; a resumed one reads the store
     keep = not done and max_cells is None and layout.total_bytes() <= _KEEP_IN_MEMORY
@@ -402,68 +407,112 @@ def run(
     bar = _progress_bar(layout.n_cells, len(done), quiet)
     n_traj = 0
     computed = 0
+    interrupted: interrupts.Interrupted | None = None
     client = cluster = writer = None
     try:
         if executor == "local":
             results = _local(canonical, todo, threads, chunk_size)
         else:
-            from distributed import Client, LocalCluster
-
-            if dask_local:
-                cluster = LocalCluster(n_workers=dask_local, threads_per_worker=1, processes=True,
-                                       dashboard_address=None)
-                client = Client(cluster)
-            else:
-                if not isinstance(scheduler, str) or "://" not in scheduler:
-                    raise InvalidParameterError(
-                        f"The 'scheduler' parameter of gdstab.sweep.run must be a Dask scheduler address "
-                        f"such as tcp://host:8786. Got {scheduler!r} instead."
-                    )
-                try:
-                    client = Client(scheduler, timeout="10s")
-                except (OSError, TimeoutError, ValueError) as exc:
-                    raise InvalidParameterError(
-                        f"Cannot connect to the Dask scheduler at {scheduler!r} ({type(exc).__name__}: {exc}). "
-                        f"Start one with 'dask scheduler' (and workers with 'dask worker {scheduler}'), "
-                        f"or use --dask-local N for a local cluster."
-                    ) from None
+            client, cluster = _dask_client(scheduler, dask_local)
             nthreads = sum(client.nthreads().values()) or 1
             results = _dask(canonical, todo, client, 2 * nthreads, chunk_size)
         writer = _Writer(folder, layout)
-        for res in results:
-            cell = res["cell"]
-            if cell in done:  # a recomputed duplicate: already stored once
-                continue
-            writer.put(cell, res["arrays"], res["info"])  # stored while the next cell computes
-            if memory is not None:
-                folder.place(layout, cell, res["arrays"], memory)
-            done.add(cell)
-            computed += 1
-            n_traj += res["info"]["trajectories"]
-            if bar is not None:
-                bar.update(1)
-                el = time.time() - started
-                bar.set_postfix_str(f"{n_traj / el:.3g} traj/s" if el > 0 else "")
-            if on_cell is not None:
-                on_cell(cell, len(done), layout.n_cells)
-        writer.close()
+        try:
+            for res in results:
+                cell = res["cell"]
+                if cell in done:  # a recomputed duplicate: already stored once
+                    continue
+                writer.put(cell, res["arrays"], res["info"])  # stored while the next cell computes
+                if memory is not None:
+                    folder.place(layout, cell, res["arrays"], memory)
+                done.add(cell)
+                computed += 1
+                n_traj += res["info"]["trajectories"]
+                if bar is not None:
+                    bar.update(1)
+                    el = time.time() - started
+                    bar.set_postfix_str(f"{n_traj / el:.3g} traj/s" if el > 0 else "")
+                if on_cell is not None:
+                    on_cell(cell, len(done), layout.n_cells)
+                interrupts.check()
+        except interrupts.Interrupted as exc:
+            interrupted = exc
+        writer.close()  # every cell put so far is stored (or its error raised)
     finally:
         if writer is not None:
             writer.abandon()
         if bar is not None:
             bar.close()
-        if client is not None:
-            client.close()
-        if cluster is not None:
-            cluster.close()
+        _close_dask(client, cluster, quiet=interrupted is not None)
+        _log(folder, layout, started, computed, n_traj, done, executor, interrupted, say)
+    if interrupted is not None:
+        raise interrupts.Interrupted(
+            f"interrupted after {len(done)} of {layout.n_cells} cells; rerun the same command to continue",
+            interrupted.signum)
+    if memory is not None and computed == layout.n_cells:
+        return _in_memory(cfg, layout, memory)
+    return open_results(folder.path)
+
+
+def _log(folder: ResultsFolder, layout: Layout, started: float, computed: int, n_traj: int, done, executor: str,
+         interrupted, say) -> None:
+    """One line in runs.jsonl for this invocation (provenance only: a failure to write it is
+    reported and never hides the run's real outcome)."""
+    try:
         folder.log_run({
             "started": started, "finished": time.time(), "wall_time_s": time.time() - started,
             "cells_computed": computed, "trajectories": n_traj, "cells_done": len(done),
             "cells_total": layout.n_cells, "executor": executor,
+            **({"interrupted": True} if interrupted is not None else {}),
         })
-    if memory is not None and computed == layout.n_cells:
-        return _in_memory(cfg, layout, memory)
-    return open_results(folder.path)
+    except OSError as exc:
+        say(f"could not record the run in runs.jsonl ({exc.strerror}); the results are not affected")
+
+
+def _dask_client(scheduler, dask_local):
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    if dask_local:
+        cluster = LocalCluster(n_workers=dask_local, threads_per_worker=1, processes=True, dashboard_address=None,
+                               silence_logs=logging.ERROR)  # workers keep errors, not chatter
+        return Client(cluster), cluster
+    if not isinstance(scheduler, str) or "://" not in scheduler:
+        raise InvalidParameterError(
+            f"The 'scheduler' parameter of gdstab.sweep.run must be a Dask scheduler address "
+            f"such as tcp://host:8786. Got {scheduler!r} instead."
+        )
+    try:
+        return Client(scheduler, timeout="10s"), None
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise InvalidParameterError(
+            f"Cannot connect to the Dask scheduler at {scheduler!r} ({type(exc).__name__}: {exc}). "
+            f"Start one with 'dask scheduler' (and workers with 'dask worker {scheduler}'), "
+            f"or use --dask-local N for a local cluster."
+        ) from None
+
+
+def _close_dask(client, cluster, quiet: bool = False) -> None:
+    """Close the client (and a local cluster).  After an interrupt, Dask's own warnings about
+    the cancelled tasks and the workers it stops are silenced: the one line that matters is
+    gdstab's."""
+    import logging
+
+    loggers = [logging.getLogger(n) for n in ("distributed", "distributed.nanny", "distributed.worker",
+                                              "distributed.worker.state_machine", "distributed.core")]
+    levels = [lg.level for lg in loggers]
+    if quiet:
+        for lg in loggers:
+            lg.setLevel(logging.CRITICAL)
+    try:
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
 
 
 _KEEP_IN_MEMORY = 2 * 2**30  # larger sweeps are read back from the folder at the end
@@ -476,21 +525,37 @@ def _in_memory(cfg: SweepConfig, layout: Layout, arrays: Mapping[str, np.ndarray
 
     data_vars = {name: (layout.option_names + dims, arrays[name]) for name, (dims, _) in layout.variables().items()}
     attrs = json.loads(json.dumps(_provenance(cfg, layout)))  # as stored (JSON attributes)
-    return xr.Dataset(data_vars, coords=_coords(cfg, layout), attrs=attrs)
+    return xr.Dataset(data_vars, coords=coordinates(cfg, layout), attrs=attrs)
 
 
-def open_results(out: str | Path, *, load: bool = True):
-    """The Dataset of a results folder (``load=False`` keeps it lazy)."""
+def open_results(out: str | Path, *, load: bool = True, verify: bool = False):
+    """The Dataset of a results folder (``load=False`` keeps it lazy).
+
+    Only cells with a completion marker count as computed: the data of a cell without one (a
+    run killed between its data and its marker) reads as not computed.  With ``verify``, every
+    cell's data is also checked against its marker's CRC-32 and every metadata document against
+    the folder's checksums; what fails is reported in ``ds.attrs["verification"]`` (JSON) and
+    failing cells read as not computed.  Nothing in the folder is changed."""
     import xarray as xr
 
     folder = ResultsFolder(out)
     if not folder.path.exists():
         raise StoreError(f"The results folder {str(folder.path)!r} does not exist.")
+    if not folder.path.is_dir():
+        raise StoreError(f"The results folder {str(folder.path)!r} is a file, not a folder.")
     if not folder.exists():
         raise StoreError(
             f"The results folder {str(folder.path)!r} has no readable store {str(folder.zarr_path)!r}: "
             f"it is missing or incomplete. Run the sweep again (gdstab sweep CONFIG --out {folder.path}) "
             f"or point to another folder."
+        )
+    folder.read_only = True  # reading never removes a marker
+    bad_docs = folder.verify_metadata() if verify else []
+    if bad_docs:
+        raise StoreError(
+            f"The results folder {str(folder.path)!r} has {len(bad_docs)} damaged metadata document(s) "
+            f"({', '.join(bad_docs[:3])}). Run the sweep command again (gdstab sweep CONFIG --out {folder.path}): "
+            f"it rebuilds them from the config without touching a completed cell."
         )
     try:
         if not load:
@@ -502,12 +567,36 @@ def open_results(out: str | Path, *, load: bool = True):
         for name, var in ds.data_vars.items():
             values = folder.read_raw(name) if "scale_factor" not in var.encoding else None
             data[name] = values if values is not None and values.dtype == var.dtype else var.values
-        return ds.copy(data=data).load()
+        ds = ds.copy(data=data).load()
     except Exception as exc:
         raise StoreError(
             f"The store {str(folder.zarr_path)!r} cannot be read ({type(exc).__name__}: {exc}). "
-            f"Run the sweep again with --overwrite to rebuild it."
+            f"Run the sweep command again: it rebuilds damaged metadata from the config."
         ) from None
+    return _mask_unfinished(folder, ds, verify)
+
+
+def _mask_unfinished(folder: ResultsFolder, ds, verify: bool):
+    """Cells without a valid completion marker read as not computed (fill values)."""
+    layout = Layout.from_dataset(ds)
+    done = folder.completed_cells(layout, verify=verify, invalidate=False)
+    missing = [c for c in layout.cells() if c not in done]
+    marked = len(list(folder.cells_dir.glob("*.json"))) if folder.cells_dir.exists() else 0
+    if verify:
+        ds.attrs["verification"] = json.dumps({"cells_verified": len(done), "cells_failed": marked - len(done),
+                                               "cells_total": layout.n_cells, "metadata": "verified"})
+    if not missing:
+        return ds
+    for name, (dims, _) in layout.variables().items():
+        if name not in ds:
+            continue
+        values = ds[name].values
+        fill = np.nan if values.dtype.kind == "f" else 0
+        for cell in missing:
+            if name == "init_theta" and cell[1] != 0:
+                continue
+            values[layout.region(dims, cell)] = fill
+    return ds
 
 
 def summary(ds) -> list[dict[str, Any]]:
