@@ -443,32 +443,42 @@ class _Runner(NamedTuple):
 
 
 # host-side segmenting of the engine: each compiled call runs about this long (an interrupt is
-# honoured between calls), starting from SEGMENTS_FIRST segments of check_every steps
+# honoured between calls).  The first call of a runner does SEGMENTS_FIRST segments of
+# check_every steps; later calls (and later chunks) use the measured time per segment.
 CALL_SECONDS = 0.25
 SEGMENTS_FIRST = 4
+_SECONDS_PER_SEGMENT: dict = {}
 
 
 def _run_segmented(runner: "_Runner", theta, eta, kd, T, opts, every, steps: int, K: int):
     """Run one chunk to its end in compiled calls of about CALL_SECONDS each, checking for an
-    interrupt between calls (:mod:`gdstab.interrupts`).  Returns (state, bufs, t_end)."""
+    interrupt between calls (:mod:`gdstab.interrupts`).  Returns (state, bufs, t_end).  The
+    segments executed, and so every result, do not depend on how they are split into calls."""
     import time
 
+    import jax
     import jax.numpy as jnp
 
     from . import interrupts
 
     state, bufs = runner.start(theta)
-    t0 = jnp.asarray(0, jnp.int32)
-    n_seg = SEGMENTS_FIRST
+    t0 = 0
+    key = id(runner.run)
     while True:
         interrupts.check()
+        per = _SECONDS_PER_SEGMENT.get(key)
+        n_seg = SEGMENTS_FIRST if per is None else int(max(1, min(2**20, CALL_SECONDS / max(per, 1e-9))))
         tic = time.perf_counter()
-        t_stop = jnp.asarray(min(int(t0) + n_seg * K, steps + 1), jnp.int32)
-        state, bufs, t0, running = runner.run(state, bufs, t0, t_stop, eta, kd, T, opts, every)
-        if not bool(running):
-            return state, bufs, t0
+        t_stop = min(t0 + n_seg * K, steps + 1)
+        state, bufs, t_end, running = runner.run(state, bufs, jnp.asarray(t0, jnp.int32),
+                                                 jnp.asarray(t_stop, jnp.int32), eta, kd, T, opts, every)
+        t_end, running = jax.device_get((t_end, running))
         took = time.perf_counter() - tic
-        n_seg = int(max(1, min(n_seg * 16, n_seg * CALL_SECONDS / max(took, 1e-6))))
+        # the latest rate (a first call that compiled overestimates it once; the next call corrects it)
+        _SECONDS_PER_SEGMENT[key] = took / max(1, (int(t_end) - t0) // K)
+        if not bool(running):
+            return state, bufs, jnp.asarray(t_end)
+        t0 = int(t_end)
 
 
 def _run_jax(problem, theta0, eta, steps, criteria, chunk, record_every, dtype_name, on_chunk, threads,
