@@ -22,20 +22,20 @@ _NAMES = {
     "Problem": "gdstab.problems",
     "Criteria": "gdstab.dynamics",
     "Metrics": "gdstab.dynamics",
-    "Status": "gdstab.dynamics",
+    "Status": "gdstab.outcomes",
     "Trajectories": "gdstab.dynamics",
     "trajectories": "gdstab.dynamics",
     "gd_map": "gdstab.dynamics",
     "wilson_interval": "gdstab.stats",
     "Interrupted": "gdstab.interrupts",
 }
-_SUBMODULES = ("problems", "dynamics", "sweep", "stability", "spectrum", "orbits", "sharpness", "plots",
+_SUBMODULES = ("problems", "dynamics", "outcomes", "random", "results", "sweep", "stability", "spectrum", "orbits", "sharpness", "plots",
                "reproduce", "report", "experiments", "interrupts", "stats")
 
 __all__ = [*_NAMES, "__version__"]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     if name in _NAMES:
         value = getattr(importlib.import_module(_NAMES[name]), name)
     elif name in _SUBMODULES:

@@ -6,7 +6,6 @@ status 130 instead of a traceback, then runs :func:`gdstab.cli.main`."""
 
 from __future__ import annotations
 
-import sys
 
 
 def main(argv=None) -> int:

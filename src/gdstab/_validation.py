@@ -9,7 +9,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-__all__ = ["InvalidParameterError", "fail", "finite_float", "positive_int", "choice"]
+__all__ = ["InvalidParameterError", "fail", "finite_float", "positive_int", "choice", "check_batch"]
 
 
 class InvalidParameterError(ValueError):
@@ -73,3 +73,29 @@ def choice(value: Any, name: str, caller: str, options: Iterable[str]) -> str:
     if not isinstance(value, str) or value not in opts:
         raise fail(name, caller, "one of " + ", ".join(repr(o) for o in opts), value)
     return value
+
+
+def check_batch(problem, theta0, eta, caller: str) -> tuple[np.ndarray, np.ndarray]:
+    """Validated float64 initial points (B, d) of ``problem`` and step sizes (B,) (a scalar η
+    is broadcast): the one check of a batch of trajectories, at the public entry points."""
+    try:
+        th = np.asarray(theta0, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise fail("theta0", caller, f"an array of shape (B, {problem.dim}) of finite floats", theta0) from None
+    if th.ndim == 1 and th.shape[0] == problem.dim:
+        th = th[None, :]
+    if th.ndim != 2 or th.shape[1] != problem.dim or th.shape[0] == 0 or not np.all(np.isfinite(th)):
+        raise fail("theta0", caller, f"an array of shape (B, {problem.dim}) of finite floats with B >= 1", np.shape(th))
+    B = th.shape[0]
+    try:
+        et = np.asarray(eta, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise fail("eta", caller, "a finite float > 0 or an array of them", eta) from None
+    if et.ndim == 0:
+        et = np.full(B, float(et))
+    if et.shape != (B,):
+        raise fail("eta", caller, f"a finite float > 0 or an array of shape ({B},)", np.shape(et))
+    if not np.all(np.isfinite(et)) or np.any(et <= 0):
+        bad = et[~(np.isfinite(et) & (et > 0))][0]
+        raise fail("eta", caller, "a finite float > 0 (every entry)", float(bad))
+    return th, et

@@ -12,11 +12,14 @@ import argparse
 import json
 import sys
 import time
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from ._validation import InvalidParameterError
+from .cli_common import add_criteria_args, add_problem_args, build_problem, criteria_from_args
+from .cli_dynamics import register
+from . import random as gdstab_random
 
 _EPILOG_TRAJ = """\
 examples:
@@ -40,97 +43,31 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def _add_problem_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("problem (one of --problem or --loss)")
-    x = g.add_mutually_exclusive_group(required=True)
-    x.add_argument("--problem", metavar="NAME", help="a built-in problem (list them with 'gdstab problems')")
-    x.add_argument(
-        "--loss",
-        metavar="EXPR",
-        help="a loss expression such as '0.5*(1-x*y)**2': numbers, variables, + - * / ** ^, "
-        "parentheses and exp log sin cos tanh sigmoid sqrt abs (parsed, never evaluated as Python)",
-    )
-    g.add_argument(
-        "--option",
-        metavar="KEY=VALUE",
-        action="append",
-        default=[],
-        help="an option of --problem, e.g. --option spectrum=1,3 for quadratic (repeatable)",
-    )
-    g.add_argument("--vars", metavar="NAMES", help="with --loss: the coordinate order, e.g. x,y (default: natural sort)")
-    g.add_argument("--min-value", type=float, metavar="V", help="with --loss: the global minimum value L*, if known")
-
-
-def _build_problem(args) -> Any:
-    from . import problems
-    from .specs import parse_option
-
-    if args.problem is not None:
-        if args.vars is not None or args.min_value is not None:
-            raise InvalidParameterError("The '--vars' and '--min-value' flags go with --loss, not with --problem.")
-        types = problems.OPTION_TYPES.get(args.problem)
-        if types is None:
-            problems.get(args.problem)  # raises the standard message
-        opts = dict(parse_option(o, types, problem=args.problem) for o in args.option)
-        return problems.get(args.problem, **opts)
-    if args.option:
-        raise InvalidParameterError("The '--option' flag goes with --problem, not with --loss.")
-    variables = None if args.vars is None else [v.strip() for v in args.vars.split(",")]
-    return problems.Problem.from_expression(args.loss, variables, min_value=args.min_value)
-
-
-def _criteria_args(p: argparse.ArgumentParser) -> None:
-    from .dynamics import Criteria
-
-    d = Criteria()
-    g = p.add_argument_group("classification (gdstab.Criteria)")
-    g.add_argument("--tol", type=float, default=d.tol, help=f"displacement tolerance eta*|grad L| (default {d.tol:g})")
-    g.add_argument("--window", type=int, default=d.window, help=f"consecutive settled steps (default {d.window})")
-    g.add_argument("--f-tol", type=float, default=d.f_tol, help=f"L - L* below which a settled point is a minimum (default {d.f_tol:g})")
-    g.add_argument("--max-norm", type=float, default=d.max_norm, help=f"|theta| beyond which a trajectory diverged (default {d.max_norm:g})")
-    g.add_argument("--max-period", type=int, default=d.max_period, help=f"largest period detected; 1 disables (default {d.max_period})")
-    g.add_argument("--check-every", type=int, default=d.check_every, help=f"segment length of the period detector (default {d.check_every})")
-    g.add_argument("--period-checks", type=int, default=d.period_checks, help=f"segments that must agree on a period (default {d.period_checks})")
-
-
-def _criteria(args):
-    from .dynamics import Criteria
-
-    return Criteria(
-        tol=args.tol,
-        window=args.window,
-        f_tol=args.f_tol,
-        max_norm=args.max_norm,
-        max_period=args.max_period,
-        check_every=args.check_every,
-        period_checks=args.period_checks,
-    )
-
-
 def _fmt_frac(cell: dict) -> str:
     return f"{cell['fraction']:.3f} [{cell['low']:.3f},{cell['high']:.3f}]"
 
 
 def cmd_trajectories(args) -> int:
 
-    from .dynamics import Status, trajectories
+    from .dynamics import trajectories
+    from .outcomes import Status
     from .problems import parse_box
     from .specs import parse_eta
     from ._validation import positive_int
 
-    problem = _build_problem(args)
+    problem = build_problem(args)
     etas = parse_eta(args.eta, name="--eta", caller="gdstab trajectories")
     n = positive_int(args.inits, "--inits", "gdstab trajectories")
     steps = positive_int(args.steps, "--steps", "gdstab trajectories")
     seed = positive_int(args.seed, "--seed", "gdstab trajectories", minimum=0)
     box = problem.box if args.box is None else parse_box(args.box, problem.dim, caller="gdstab trajectories", name="--box")
-    criteria = _criteria(args)
+    criteria = criteria_from_args(args)
     if n * etas.size > 200_000_000:
         raise InvalidParameterError(
             f"The '--inits' parameter of gdstab trajectories times the number of step sizes must be <= 2e8. "
             f"Got {n} x {etas.size} instead."
         )
-    from .sweep.keys import init_points
+    from .random import init_points
 
     points = init_points(problem, seed, np.arange(n), box)  # the sweep layer's keys
     theta0 = np.tile(points, (etas.size, 1))
@@ -169,7 +106,7 @@ def cmd_trajectories(args) -> int:
 
 
 def _print_summary(rows, option_dims) -> None:
-    from .sweep import STATUS_CODES
+    from .outcomes import STATUS_CODES
 
     labels = [k for k in STATUS_CODES if k != "not_computed"]
     head = "".join(f"{d:>10}  " for d in option_dims)
@@ -237,20 +174,19 @@ def cmd_show(args) -> int:
 
 
 def cmd_stability(args) -> int:
-    import jax
 
     from . import stability
     from .specs import parse_eta
 
     from ._validation import positive_int
 
-    problem = _build_problem(args)
+    problem = build_problem(args)
     etas = parse_eta(args.eta, name="--eta", caller="gdstab stability")
     args.seed = positive_int(args.seed, "--seed", "gdstab stability", minimum=0)
     out: dict = {"problem": problem.name, "normalisation": problem.normalisation}
     m = problem.minima
     if m is not None and (m.sample is not None or m.curve is not None):
-        crit = stability.critical_step_sizes(problem, key=jax.random.key(args.seed))
+        crit = stability.critical_step_sizes(problem, key=gdstab_random.key(args.seed))
         out["critical"] = crit.to_dict()
     else:
         out["critical"] = None
@@ -262,7 +198,7 @@ def cmd_stability(args) -> int:
             a = stability.weakly_stable_arc_length(problem, float(eta))
             row["mws_length"] = {"total": a.total, "per_branch": list(a.per_branch)}
         elif m is not None and m.sample is not None:
-            f, lo, hi = stability.weakly_stable_fraction(problem, float(eta), key=jax.random.key(args.seed), n_samples=2000)
+            f, lo, hi = stability.weakly_stable_fraction(problem, float(eta), key=gdstab_random.key(args.seed), n_samples=2000)
             row["mws_fraction"] = {"fraction": f, "low": lo, "high": hi, "of": "minima drawn by the problem's sampler"}
         if args.point is not None:
             try:
@@ -304,7 +240,7 @@ def cmd_linear(args) -> int:
     import jax
 
     from . import stability
-    from .problems.linear import WALKS, balanced_point, is_balanced, linear_network, path_to_infinity
+    from .problems.linear import WALKS, balanced_point, gaussian_data, is_balanced, linear_network, path_to_infinity
     from .spectrum import hessian, smallest_nonzero_eigenvalue
     from ._validation import positive_int
 
@@ -324,14 +260,12 @@ def cmd_linear(args) -> int:
     else:
         n = positive_int(args.samples, "--samples", "gdstab linear")
         seed = positive_int(args.seed, "--seed", "gdstab linear", minimum=0)
-        rng = np.random.default_rng(seed)
-        X = rng.normal(size=(dims[0], n))
-        Y = rng.normal(size=(dims[-1], n))
+        X, Y = gaussian_data(dims, n, seed)
         source = f"Gaussian X, Y with {n} samples, seed {seed}"
     p = linear_network(dims, X, Y, normalisation=args.normalisation)
     t = p.options["target"]
     restarts = positive_int(args.restarts, "--restarts", "gdstab linear", minimum=0)
-    key = jax.random.key(positive_int(args.seed, "--seed", "gdstab linear", minimum=0))
+    key = gdstab_random.key(positive_int(args.seed, "--seed", "gdstab linear", minimum=0))
     pt = np.asarray(p.minima.sample(key, 1))[0]
     ev = np.linalg.eigvalsh(hessian(p, pt))
     nz = smallest_nonzero_eigenvalue(ev)
@@ -475,7 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EPILOG_TRAJ,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _add_problem_args(p)
+    add_problem_args(p)
     g = p.add_argument_group("run")
     g.add_argument("--eta", required=True, metavar="SPEC", help="step sizes: 0.5 | 0.1,0.5,0.9 | start:stop:num (inclusive)")
     g.add_argument("--box", metavar="SPEC", help="initialisation box: xmin,xmax,ymin,ymax,... or lo,hi for every coordinate (default: the problem's)")
@@ -484,7 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0, help="integer seed of the initial points (default 0; printed with the results)")
     g.add_argument("--backend", choices=("auto", "jax", "native"), default="auto", help="engine backend (default auto)")
     g.add_argument("--json", action="store_true", help="print the results as JSON")
-    _criteria_args(p)
+    add_criteria_args(p)
     p.set_defaults(func=cmd_trajectories)
 
     p = sub.add_parser(
@@ -540,7 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n  gdstab stability --problem hyperbola --eta 0.1,0.5,1.0 --point 1,1\n"
         "  gdstab stability --problem quadratic --option spectrum=1,3 --eta 0.5 --json\n",
     )
-    _add_problem_args(p)
+    add_problem_args(p)
     p.add_argument("--eta", required=True, metavar="SPEC", help="step sizes: 0.5 | 0.1,0.5 | start:stop:num")
     p.add_argument("--point", metavar="X,Y,...", help="a minimum at which to report the spectrum and verdicts")
     p.add_argument("--seed", type=int, default=0, help="seed of the samplers of minima (default 0)")
@@ -606,9 +540,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="print nothing")
     p.set_defaults(func=cmd_report)
 
-    from .cli_dynamics import register
-
-    register(sub, _add_problem_args, _criteria_args)  # orbit, lyapunov, basin, sharpness, critical-lr
+    register(sub)  # orbit, lyapunov, basin, sharpness, critical-lr
 
     p = sub.add_parser("problems", help="list the built-in problems, their normalisation and options")
     p.add_argument("--json", action="store_true", help="print as JSON")

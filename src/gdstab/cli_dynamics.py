@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 
 from ._validation import InvalidParameterError, fail, positive_int
+from .cli_common import add_criteria_args, add_problem_args, build_problem, criteria_from_args
+from . import random as gdstab_random
 
 
 def _point(text: str, dim: int, name: str, caller: str) -> np.ndarray:
@@ -42,7 +44,7 @@ def _single_eta(text: str, caller: str) -> float:
 def _inits(args, problem, caller: str) -> np.ndarray:
     """--init points (repeatable) or --inits N random points (the sweep layer's keys)."""
     from .problems import parse_box
-    from .sweep.keys import init_points
+    from .random import init_points
 
     if args.init:
         return np.stack([_point(t, problem.dim, "--init", caller) for t in args.init])
@@ -75,7 +77,9 @@ def _write(out: Path | None, stem: str, draw, ds, summary: dict[str, Any]) -> li
 
     plt.close(fig)
     if ds is not None:
-        ds.to_zarr(str(out / f"{stem}.zarr"), mode="w", consolidated=False)
+        from .results import save_dataset
+
+        save_dataset(ds, out / f"{stem}.zarr")
         paths.append(str(out / f"{stem}.zarr"))
     (out / f"{stem}.json").write_text(json.dumps(summary, indent=2, default=_json_default))
     paths.append(str(out / f"{stem}.json"))
@@ -107,11 +111,10 @@ def _emit(summary: dict[str, Any], as_json: bool, text_lines: list[str]) -> int:
 
 def cmd_orbit(args) -> int:
     from . import orbits
-    from .cli import _build_problem
     from .specs import parse_eta
 
     caller = "gdstab orbit"
-    problem = _build_problem(args)
+    problem = build_problem(args)
     etas = parse_eta(args.eta, name="--eta", caller=caller)
     inits = _inits(args, problem, caller)
     out = _out_dir(args)
@@ -157,11 +160,10 @@ def cmd_orbit(args) -> int:
 
 def cmd_lyapunov(args) -> int:
     from . import orbits
-    from .cli import _build_problem
     from .specs import parse_eta
 
     caller = "gdstab lyapunov"
-    problem = _build_problem(args)
+    problem = build_problem(args)
     etas = parse_eta(args.eta, name="--eta", caller=caller)
     inits = _inits(args, problem, caller)
     th = np.repeat(inits, etas.size, axis=0)
@@ -191,11 +193,10 @@ def cmd_lyapunov(args) -> int:
 
 def cmd_basin(args) -> int:
     from . import orbits
-    from .cli import _build_problem, _criteria
-    from .stats import wilson_interval
+    from .outcomes import fraction_rows
 
     caller = "gdstab basin"
-    problem = _build_problem(args)
+    problem = build_problem(args)
     eta = _single_eta(args.eta, caller)
     extent = _point(args.extent, 4, "--extent", caller)
     res = [positive_int(int(v), "--resolution", caller) for v in str(args.resolution).split(",")] \
@@ -211,15 +212,12 @@ def cmd_basin(args) -> int:
     out = _out_dir(args)
     t0 = time.perf_counter()
     ds = orbits.basin_map(problem, eta, extent=extent, resolution=res[0] if len(res) == 1 else tuple(res),
-                          center=center, directions=dirs, steps=args.steps, criteria=_criteria(args),
+                          center=center, directions=dirs, steps=args.steps, criteria=criteria_from_args(args),
                           classify=None if args.classify == "none" else args.classify)
     wall = time.perf_counter() - t0
     n = ds.status.size
-    fr = {}
-    for label, code in orbits.BASIN_CODES.items():
-        k = int((ds.status.values == code).sum())
-        f, lo, hi = wilson_interval(k, n)
-        fr[label] = {"count": k, "fraction": f, "low": lo, "high": hi}
+    fr = fraction_rows(ds.status.values)
+    fr.pop("n")
     classes = {int(c): int((ds.minimum_class.values == c).sum()) for c in np.unique(ds.minimum_class.values) if c >= 0}
     summary = {"problem": problem.name, "normalisation": problem.normalisation, "eta": eta, "steps": args.steps,
                "pixels": n, "extent": extent.tolist(), "center": ds.attrs["center"], "u": ds.attrs["direction_u"],
@@ -238,18 +236,16 @@ def cmd_basin(args) -> int:
 
 
 def cmd_sharpness(args) -> int:
-    import jax
 
     from . import sharpness
-    from .cli import _build_problem
 
     caller = "gdstab sharpness"
-    problem = _build_problem(args)
+    problem = build_problem(args)
     eta = _single_eta(args.eta, caller)
     th0 = _inits(args, problem, caller)[0]
     out = _out_dir(args)
     ds = sharpness.track_sharpness(problem, th0, eta, steps=args.steps, every=args.every,
-                                   key=jax.random.key(positive_int(args.seed, "--seed", caller, minimum=0)))
+                                   key=gdstab_random.key(positive_int(args.seed, "--seed", caller, minimum=0)))
     s = ds.sharpness.values
     fin = np.isfinite(s)
     summary = {"problem": problem.name, "normalisation": problem.normalisation, "eta": eta, "threshold": 2 / eta,
@@ -276,10 +272,9 @@ def cmd_sharpness(args) -> int:
 
 def cmd_critical(args) -> int:
     from . import sharpness
-    from .cli import _build_problem, _criteria
 
     caller = "gdstab critical-lr"
-    problem = _build_problem(args)
+    problem = build_problem(args)
     lo, hi = _point(args.eta_range, 2, "--eta-range", caller)
     out = _out_dir(args)
     progress = None
@@ -289,7 +284,7 @@ def cmd_critical(args) -> int:
     t0 = time.perf_counter()
     r = sharpness.critical_step_size(problem, eta_low=lo, eta_high=hi, inits=args.inits, steps=args.steps,
                                      seed=args.seed, box=args.box, fraction=args.fraction, rtol=args.rtol,
-                                     criteria=_criteria(args), progress=progress)
+                                     criteria=criteria_from_args(args), progress=progress)
     summary = {"problem": problem.name, "normalisation": problem.normalisation, **r.to_dict(),
                "wall_time_s": time.perf_counter() - t0}
     summary["files"] = _write(out, "critical", lambda plots: plots.critical_evidence(r), None, summary)
@@ -311,7 +306,7 @@ def cmd_critical(args) -> int:
 # ------------------------------------------------------------------------------- parsers
 
 
-def register(sub, add_problem_args, criteria_args) -> None:
+def register(sub) -> None:
     """Add the subcommands to the ``gdstab`` parser."""
 
     def common(p, *, inits_default: int):
@@ -385,7 +380,7 @@ def register(sub, add_problem_args, criteria_args) -> None:
                    help="minimum classes of converged pixels: none, or the sign pattern of the final point")
     p.add_argument("--out", metavar="DIR", help="write basin.png/.pdf/.svg, basin.zarr and basin.json into DIR")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
-    criteria_args(p)
+    add_criteria_args(p)
     p.set_defaults(func=cmd_basin)
 
     p = sub.add_parser(
@@ -428,5 +423,5 @@ def register(sub, add_problem_args, criteria_args) -> None:
     p.add_argument("--out", metavar="DIR", help="write critical.png/.pdf/.svg and critical.json into DIR")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
-    criteria_args(p)
+    add_criteria_args(p)
     p.set_defaults(func=cmd_critical)

@@ -39,7 +39,6 @@ closed-form toys, float64 on the CPU).  ``"auto"`` picks native where it applies
 from __future__ import annotations
 
 import collections
-import enum
 import functools
 import math
 import os
@@ -49,7 +48,8 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 
 from . import interrupts
-from ._validation import InvalidParameterError, choice, fail, finite_float, positive_int
+from .outcomes import Status, fraction_rows
+from ._validation import InvalidParameterError, check_batch, choice, fail, finite_float, positive_int
 from .problems.base import Problem
 from .stats import wilson_interval
 
@@ -64,20 +64,6 @@ __all__ = [
     "trace_count",
     "sgd_batch_indices",
 ]
-
-
-class Status(enum.IntEnum):
-    """What happened to a trajectory (stored as int8 in results)."""
-
-    CONVERGED = 1
-    DIVERGED = 2
-    PERIODIC = 3
-    BOUNDED = 4
-    STATIONARY = 5
-
-    @property
-    def label(self) -> str:
-        return self.name.lower()
 
 
 # a p-cycle's largest one-step displacement over a period may shrink by at most this relative
@@ -197,16 +183,8 @@ class Trajectories:
 
     def summary(self) -> list[dict[str, Any]]:
         """Per distinct η: the number of trajectories and, per status, the fraction with its
-        Wilson 95% interval."""
-        rows = []
-        for eta in np.unique(self.eta):
-            mask = self.eta == eta
-            row: dict[str, Any] = {"eta": float(eta), "n": int(mask.sum())}
-            for s in Status:
-                p, lo, hi = self.fraction(s, mask)
-                row[s.label] = {"fraction": p, "low": lo, "high": hi, "count": self.count(s, mask)}
-            rows.append(row)
-        return rows
+        Wilson 95% interval (:func:`gdstab.outcomes.fraction_rows`)."""
+        return [{"eta": float(eta), **fraction_rows(self.status[self.eta == eta])} for eta in np.unique(self.eta)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -218,31 +196,6 @@ def gd_map(problem: Problem, theta, eta):
     return problem.gd_map(theta, eta)
 
 
-def _batch(problem: Problem, theta0, eta, caller: str) -> tuple[np.ndarray, np.ndarray]:
-    """Validated float64 initial points (B, d) and step sizes (B,) (a scalar η is broadcast)."""
-    try:
-        th = np.asarray(theta0, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise fail("theta0", caller, f"an array of shape (B, {problem.dim}) of finite floats", theta0) from None
-    if th.ndim == 1 and th.shape[0] == problem.dim:
-        th = th[None, :]
-    if th.ndim != 2 or th.shape[1] != problem.dim or th.shape[0] == 0 or not np.all(np.isfinite(th)):
-        raise fail("theta0", caller, f"an array of shape (B, {problem.dim}) of finite floats with B >= 1", np.shape(th))
-    B = th.shape[0]
-    try:
-        et = np.asarray(eta, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise fail("eta", caller, "a finite float > 0 or an array of them", eta) from None
-    if et.ndim == 0:
-        et = np.full(B, float(et))
-    if et.shape != (B,):
-        raise fail("eta", caller, f"a finite float > 0 or an array of shape ({B},)", np.shape(et))
-    if not np.all(np.isfinite(et)) or np.any(et <= 0):
-        bad = et[~(np.isfinite(et) & (et > 0))][0]
-        raise fail("eta", caller, "a finite float > 0 (every entry)", float(bad))
-    return th, et
-
-
 def iterate(problem: Problem, theta0, eta, *, steps: int) -> np.ndarray:
     """All iterates θ_0 … θ_T of GD, without classification: an array (T + 1, B, d) in float64.
 
@@ -252,7 +205,7 @@ def iterate(problem: Problem, theta0, eta, *, steps: int) -> np.ndarray:
     import jax.numpy as jnp
 
     steps = positive_int(steps, "steps", "iterate")
-    th, et = _batch(problem, theta0, eta, "iterate")
+    th, et = check_batch(problem, theta0, eta, "iterate")
     with jax.enable_x64(True):
         G = jax.vmap(problem.gd_map)
 
@@ -661,7 +614,7 @@ def trajectories(
             ``grad_norm`` are full-batch values.
         keys: with SGD, one PRNG key per trajectory ((B,) typed keys or (B, 2) uint32 key
             data) for its shuffles; the sweep layer derives them
-            (:func:`gdstab.sweep.keys.trajectory_key`).
+            (:func:`gdstab.random.trajectory_key`).
 
     Returns a :class:`Trajectories`; diverging trajectories are results, never exceptions.
     SIGINT/SIGTERM stop the run at the next segment boundary of the engine (within about
@@ -680,7 +633,7 @@ def trajectories(
     backend = choice(backend, "backend", caller, ("auto", "jax", "native"))
     if record_every is not None:
         record_every = positive_int(record_every, "record_every", caller)
-    th, et = _batch(problem, theta0, eta, caller)
+    th, et = check_batch(problem, theta0, eta, caller)
     B = th.shape[0]
     key_data = None
     if batch_size is not None:
@@ -764,7 +717,7 @@ def _sgd_inputs(problem: Problem, batch_size, keys, B: int, caller: str) -> np.n
     if keys is None:
         raise InvalidParameterError(
             f"The 'keys' parameter of {caller} is needed with SGD: one PRNG key per trajectory ({B}), "
-            f"e.g. from gdstab.sweep.keys.trajectory_key."
+            f"e.g. from gdstab.random.trajectory_key."
         )
     try:
         if hasattr(keys, "dtype") and jax.dtypes.issubdtype(keys.dtype, jax.dtypes.prng_key):

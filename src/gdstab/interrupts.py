@@ -21,6 +21,7 @@ import contextlib
 import ctypes
 import signal
 import threading
+from collections.abc import Iterator
 
 
 __all__ = ["Interrupted", "requested", "check", "polling", "handled", "install", "clear", "report", "NATIVE_FLAG",

@@ -30,7 +30,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ._validation import fail, finite_float, positive_int
-from .dynamics import _batch
+from ._validation import check_batch
+from .outcomes import status_codes
 from .problems.base import Problem
 
 __all__ = [
@@ -167,7 +168,7 @@ def orbit_diagram(
     etas = np.asarray(etas, dtype=np.float64).reshape(-1)
     if etas.size == 0 or not np.all(np.isfinite(etas)) or np.any(etas <= 0):
         raise fail("etas", caller, "a non-empty array of finite floats > 0", etas)
-    th0, _ = _batch(problem, inits, 1.0, caller)
+    th0, _ = check_batch(problem, inits, 1.0, caller)
     transient = positive_int(transient, "transient", caller, minimum=0)
     max_period = positive_int(max_period, "max_period", caller)
     record = positive_int(record, "record", caller)
@@ -351,7 +352,7 @@ def lyapunov(
     import jax.numpy as jnp
 
     caller = "lyapunov"
-    th0, et = _batch(problem, theta0, eta, caller)
+    th0, et = check_batch(problem, theta0, eta, caller)
     d = th0.shape[1]
     steps = positive_int(steps, "steps", caller)
     transient = positive_int(transient, "transient", caller, minimum=0)
@@ -419,13 +420,7 @@ def lyapunov(
 
 # ------------------------------------------------------------------------------ basin maps
 
-def _basin_codes() -> dict[str, int]:
-    from .dynamics import Status
-
-    return {s.label: int(s) for s in Status}
-
-
-BASIN_CODES = _basin_codes()  # the engine's status codes
+BASIN_CODES = status_codes(include_not_computed=False)  # the engine's status codes (gdstab.outcomes)
 
 
 def _plane(problem: Problem, center, directions, caller: str) -> tuple[np.ndarray, np.ndarray]:

@@ -91,7 +91,8 @@ def _captions(summary: dict) -> dict[str, str]:
 def check_folder(out: str | Path) -> dict:
     """Validate a results folder: returns its summary or raises :class:`ReportError` naming the
     missing or corrupt file and what to do."""
-    from .reproduce import STORES, _open_store
+    from .figures import STORES
+    from .results import open_store
 
     out = Path(out)
     spath = out / "summary.json"
@@ -118,7 +119,7 @@ def check_folder(out: str | Path) -> dict:
                 f"to recompute it."
             )
         try:
-            _open_store(store)
+            open_store(store)
         except Exception as exc:  # noqa: BLE001 - any failure to read is reported with the file
             raise ReportError(
                 f"The data store {str(store)!r} of {target} is corrupt ({type(exc).__name__}: {exc}). Delete it and "
@@ -156,7 +157,7 @@ def _verdict(entry: dict) -> str:
 
 def write_report(out: str | Path) -> Path:
     """Write ``out/report.html`` from ``out/summary.json`` and the stored figures/data."""
-    from .reproduce import FIGURE_NAMES, draw
+    from .figures import FIGURE_NAMES, draw
 
     out = Path(out)
     summary = check_folder(out)

@@ -25,32 +25,12 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ._validation import InvalidParameterError
+from .figures import FIGURE_NAMES, STORES, draw, net_run
+from .results import open_store, save_dataset
 
 __all__ = ["TARGETS", "reproduce", "draw", "STORES"]
 
 TARGETS = ("fig1", "fig2", "fig3", "fig4", "fig5", "fig6", "linear", "nonsingular", "orbit", "eos", "basin")
-
-#: the data a target's figure is drawn from (relative to DIR/data)
-STORES = {
-    "fig1": "fig1.zarr",
-    "fig2": "fig2.zarr",
-    "fig3": "nets_gd",
-    "fig4": "nets_sgd",
-    "fig5": "nets_gd",
-    "fig6": "nets_sgd",
-    "linear": "linear_check.zarr",
-    "nonsingular": "nonsingular.zarr",
-    "orbit": "orbit.zarr",
-    "eos": "eos.zarr",
-    "basin": "basin.zarr",
-}
-
-FIGURE_NAMES = {
-    "fig1": "fig1", "fig2": "fig2", "fig3": "fig3", "fig4": "fig4", "fig5": "fig5", "fig6": "fig6",
-    "linear": "linear_trapping", "nonsingular": "nonsingular", "orbit": "orbit_diagram", "eos": "edge_of_stability",
-    "basin": "basin_map",
-}
-
 
 def parse_targets(targets: Sequence[str]) -> list[str]:
     want: list[str] = []
@@ -67,67 +47,9 @@ def parse_targets(targets: Sequence[str]) -> list[str]:
     return want
 
 
-def _open_store(path: Path):
-    """A stored Dataset (a gdstab sweep folder or a plain Zarr store), loaded."""
-    import xarray as xr
-
-    if (path / "cells").exists():
-        from .sweep import open_results
-
-        return open_results(path)
-    return xr.open_zarr(path, consolidated=False).load()
-
-
-def _net_run(target: str, scale: str):
-    """The network run (GD or SGD family) behind a figure target."""
-    from .experiments import NET_RUNS
-
-    return NET_RUNS[scale]["gd" if target in ("fig3", "fig5") else "sgd"]
-
-
-def draw(target: str, out: str | Path, scale: str) -> list[Path]:
-    """Redraw the figure of ``target`` from the data stored in ``out/data`` (no computation)."""
-    from . import plots
-
-    out = Path(out)
-    ds = _open_store(out / "data" / STORES[target])
-    stem = out / "figures" / FIGURE_NAMES[target]
-    if target == "fig1":
-        fig = plots.fig1(ds)
-    elif target == "fig2":
-        fig = plots.fig2(ds)
-    elif target in ("fig3", "fig4"):
-        from .experiments import convergence_table
-
-        run = _net_run(target, scale)
-        title = f"{run.family}: converging trajectories ({scale} scale)"
-        fig = plots.net_convergence(convergence_table(ds), title, run.caption())
-    elif target in ("fig5", "fig6"):
-        from .experiments import heatmap_data
-
-        run = _net_run(target, scale)
-        hm = heatmap_data(ds)
-        fig = plots.net_heatmaps(hm, f"{hm.attrs['depth']} hidden layers, {run.family}", run.caption())
-    elif target == "linear":
-        fig = plots.linear_trapping(ds)
-    elif target == "orbit":
-        fig = plots.orbit_diagram(ds, ds.lyapunov.values)
-    elif target == "eos":
-        fig = plots.sharpness_trace(ds)
-    elif target == "basin":
-        fig = plots.basin_map(ds)
-    else:
-        fig = plots.nonsingular(ds)
-    paths = plots.save(fig, stem)
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return paths
-
-
 def _store_ok(path: Path) -> bool:
     try:
-        _open_store(path)
+        open_store(path)
         return True
     except Exception:  # noqa: BLE001 - a missing or damaged store is recomputed
         return False
@@ -141,18 +63,18 @@ def _compute(target: str, out: Path, scale: str, quiet: bool, summary: dict) -> 
     keys = summary.setdefault("key_numbers", {})
     if target == "fig1":
         d1 = experiments.compute_fig1(scale)
-        d1.to_zarr(data / "fig1.zarr", mode="w", consolidated=False)
+        save_dataset(d1, data / "fig1.zarr")
         if "eta_E" not in keys:
             keys.update(experiments.key_numbers_fig12(None))
     elif target == "fig2":
         fig2 = experiments.compute_fig2(out, scale, quiet=quiet)
-        fig2.to_zarr(data / "fig2.zarr", mode="w", consolidated=False)
+        save_dataset(fig2, data / "fig2.zarr")
         fig2[["ws_length_total", "ws_length_normalised", "trapping_fraction", "trapping_low", "trapping_high",
               "trapping_count", "trajectories"]].to_dataframe().to_csv(data / "fig2.csv")
         keys.update(experiments.key_numbers_fig12(fig2))
     elif target in ("fig3", "fig4", "fig5", "fig6"):
         which = "gd" if target in ("fig3", "fig5") else "sgd"
-        run = _net_run(target, scale)
+        run = net_run(target, scale)
         if not quiet:
             print(f"{target}: {run.describe()}", file=sys.stderr)
         ds = experiments.compute_nets(out, which, scale, quiet=quiet)
@@ -166,7 +88,7 @@ def _compute(target: str, out: Path, scale: str, quiet: bool, summary: dict) -> 
         rows = compute_linear_table()
         _write_csv(data / "linear_table.csv", rows)
         chk = compute_linear_check(scale)
-        chk.to_zarr(data / "linear_check.zarr", mode="w", consolidated=False)
+        save_dataset(chk, data / "linear_check.zarr")
         for r in rows:
             entry = {"value": r["inf_lambda_max"],
                      "definition": f"inf over M of lambda_max for the linear network {tuple(r['dims'])} "
@@ -186,13 +108,13 @@ def _compute(target: str, out: Path, scale: str, quiet: bool, summary: dict) -> 
         from .experiments import beyond
 
         ds = getattr(beyond, f"compute_{target}")(scale)
-        ds.to_zarr(data / STORES[target], mode="w", consolidated=False)
+        save_dataset(ds, data / STORES[target])
         keys.update(getattr(beyond, f"key_numbers_{target}")(ds))
     elif target == "nonsingular":
         from .experiments.paper_linear import compute_nonsingular
 
         ns = compute_nonsingular(scale)
-        ns.to_zarr(data / "nonsingular.zarr", mode="w", consolidated=False)
+        save_dataset(ns, data / "nonsingular.zarr")
         ns.to_dataframe().to_csv(data / "nonsingular.csv")
         labels = ns.attrs["case_labels"].split(" | ")
         for i, lab in enumerate(labels):

@@ -40,6 +40,7 @@ import numpy as np
 
 from ._validation import InvalidParameterError, fail, finite_float, positive_int
 from .problems.base import Problem
+from . import random as gdstab_random
 
 __all__ = ["track_sharpness", "CriticalStepSize", "critical_step_size"]
 
@@ -281,10 +282,11 @@ def critical_step_size(
         rtol: stop when η_hi / η_lo − 1 <= rtol.
         progress: optional callback ``progress(eta, converged, n)`` after each evaluation.
     """
-    from .dynamics import Status, trajectories
+    from .dynamics import trajectories
+    from .outcomes import Status
     from .problems import parse_box
     from .stats import wilson_interval
-    from .sweep.keys import init_points
+    from .random import init_points
 
     caller = "critical_step_size"
     lo = finite_float(eta_low, "eta_low", caller, low=0.0)
@@ -305,9 +307,8 @@ def critical_step_size(
     evidence: dict[float, dict[str, Any]] = {}
     best: dict[str, Any] = {"s": math.inf, "theta": None, "eta": math.nan}
 
-    import jax
 
-    lanczos_key = jax.random.key(seed)
+    lanczos_key = gdstab_random.key(seed)
 
     def evaluate(eta: float) -> bool:
         res = trajectories(problem, points, eta, steps=steps, backend=backend, **kw)

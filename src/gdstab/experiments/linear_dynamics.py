@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+from .. import random as gdstab_random
 
 __all__ = ["compute_linear_trapping"]
 
@@ -18,18 +19,18 @@ def compute_linear_trapping(dims: Sequence[int], X, Y, etas: Sequence[float], *,
     """Trapping fraction per η (Wilson 95% intervals) and η* for ``linear_network(dims, X, Y)``.
 
     Initial points: uniform in [−box, box]^{d_θ}, the same for every η (keys of the sweep layer)."""
-    import jax
     import xarray as xr
 
-    from ..dynamics import Criteria, Status, trajectories
+    from ..dynamics import Criteria, trajectories
+    from ..outcomes import Status
     from ..problems.linear import balanced_point, linear_network
     from ..stability import minimise_sharpness_on_minima
-    from ..stats import wilson_interval
-    from ..sweep.keys import init_points
+    from ..outcomes import fraction_table
+    from ..random import init_points
 
     p = linear_network(dims, X, Y, normalisation=normalisation, box=box)
     t = p.options["target"]
-    starts = [balanced_point(dims, t.W_star, t.rank)] + list(np.asarray(p.minima.sample(jax.random.key(seed), 4)))
+    starts = [balanced_point(dims, t.W_star, t.rank)] + list(np.asarray(p.minima.sample(gdstab_random.key(seed), 4)))
     lmax, _, _, _ = minimise_sharpness_on_minima(p, starts)
     eta_star = 2.0 / lmax
     etas = np.asarray(etas, dtype=np.float64)
@@ -37,13 +38,12 @@ def compute_linear_trapping(dims: Sequence[int], X, Y, etas: Sequence[float], *,
     res = trajectories(p, np.tile(th0, (etas.size, 1)), np.repeat(etas, inits), steps=steps,
                        criteria=criteria or Criteria())
     st = res.status.reshape(etas.size, inits)
-    conv = (st == Status.CONVERGED).sum(axis=1)
-    wil = np.array([wilson_interval(int(k), inits) for k in conv])
+    tab = fraction_table(st, ("eta",), statuses=("converged",))
     return xr.Dataset(
         {
-            "trapping_fraction": ("eta", wil[:, 0]),
-            "trapping_low": ("eta", wil[:, 1]),
-            "trapping_high": ("eta", wil[:, 2]),
+            "trapping_fraction": ("eta", tab.converged_fraction.values),
+            "trapping_low": ("eta", tab.converged_low.values),
+            "trapping_high": ("eta", tab.converged_high.values),
             "diverged_fraction": ("eta", (st == Status.DIVERGED).mean(axis=1)),
         },
         coords={"eta": etas},

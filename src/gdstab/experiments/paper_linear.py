@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from .. import random as gdstab_random
 
 __all__ = ["LINEAR_CASES", "compute_linear_table", "compute_linear_check", "compute_nonsingular", "NONSINGULAR"]
 
@@ -62,7 +63,7 @@ def compute_linear_table(*, seed: int = 0, restarts: int = 4) -> list[dict[str, 
         X, Y, s = _case_data(dims, kind, seed)
         p = linear_network(dims, X, Y, normalisation="sum")
         t = p.options["target"]
-        key = jax.random.key(seed)
+        key = gdstab_random.key(seed)
         pt = np.asarray(p.minima.sample(key, 1))[0]
         ev = np.linalg.eigvalsh(hessian(p, pt))
         nz = smallest_nonzero_eigenvalue(ev)
@@ -126,7 +127,6 @@ def _tanh_problem(seed: int):
 def compute_nonsingular(scale: str = "small", *, seed: int = 4):
     """Fractions of random points with |det(I − ηH)| < ε for two losses: an xarray Dataset
     (case, eps) with counts, fractions, the fitted slope and its standard error."""
-    import jax
     import xarray as xr
 
     from ..problems.linear import linear_network
@@ -142,7 +142,7 @@ def compute_nonsingular(scale: str = "small", *, seed: int = 4):
     ]
     counts, fracs, slopes, errs, labels, etas = [], [], [], [], [], []
     for i, (label, prob, eta, box) in enumerate(cases):
-        r = singular_set_fraction(prob, eta, eps, key=jax.random.key(seed + i), n=n, box=box)
+        r = singular_set_fraction(prob, eta, eps, key=gdstab_random.key(seed + i), n=n, box=box)
         counts.append(r.counts)
         fracs.append(r.fraction)
         slopes.append(r.slope)

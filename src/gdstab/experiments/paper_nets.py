@@ -144,23 +144,11 @@ def compute_nets(out: str | Path, which: str, scale: str = "small", *, quiet: bo
 
 def convergence_table(ds):
     """Per (depth, η): counts and fractions of each outcome with Wilson intervals (a Dataset)."""
-    import xarray as xr
+    from ..outcomes import fraction_table
 
-    from ..stats import wilson_interval
-    from ..sweep import STATUS_CODES
-
-    st = ds["status"].values  # (depth, eta, init)
-    n = (st != 0).sum(axis=-1)
-    data = {"trajectories": (("depth", "eta"), n)}
-    for name in ("converged", "diverged", "bounded", "stationary"):
-        k = (st == STATUS_CODES[name]).sum(axis=-1)
-        w = np.array([[wilson_interval(int(a), int(b)) if b else (np.nan,) * 3 for a, b in zip(r1, r2)]
-                      for r1, r2 in zip(k, n)])
-        data[f"{name}_count"] = (("depth", "eta"), k)
-        data[f"{name}_fraction"] = (("depth", "eta"), w[..., 0])
-        data[f"{name}_low"] = (("depth", "eta"), w[..., 1])
-        data[f"{name}_high"] = (("depth", "eta"), w[..., 2])
-    return xr.Dataset(data, coords={"depth": ds.depth.values, "eta": ds.eta.values})
+    return fraction_table(ds["status"].values, ("depth", "eta"),  # status: (depth, eta, init)
+                          {"depth": ds.depth.values, "eta": ds.eta.values},
+                          statuses=("converged", "diverged", "bounded", "stationary"))
 
 
 def heatmap_data(ds, depth: int | None = None):

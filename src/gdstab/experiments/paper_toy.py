@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from .. import random as gdstab_random
 
 __all__ = ["FIG1", "FIG2", "compute_fig1", "compute_fig2", "key_numbers_fig12", "PAPER_MWS_LENGTH_AT_0_1"]
 
@@ -133,7 +134,7 @@ def compute_fig2(out: str | Path, scale: str = "small", *, quiet: bool = True, e
     from .. import sweep
     from ..problems import hyperbola
     from ..stability import weakly_stable_arc_length
-    from ..stats import wilson_interval
+    from ..outcomes import fraction_table
 
     cfg = FIG2[scale]
     p = hyperbola()
@@ -141,20 +142,17 @@ def compute_fig2(out: str | Path, scale: str = "small", *, quiet: bool = True, e
     ref = weakly_stable_arc_length(p, 0.1)
     ds_sw = sweep.run(sweep.load_config(_sweep_config(cfg)), Path(out) / "data" / "fig2_trapping",
                       quiet=quiet, executor=executor, **executor_kw)
-    st = ds_sw["status"].values  # (eta, init)
-    conv = (st == sweep.STATUS_CODES["converged"]).sum(axis=1)
-    n = (st != 0).sum(axis=1)
-    wil = np.array([wilson_interval(int(k), int(m)) for k, m in zip(conv, n)])
+    tab = fraction_table(ds_sw["status"].values, ("eta",), statuses=("converged",))  # status: (eta, init)
     return xr.Dataset(
         {
             "ws_length": (("eta", "branch"), lengths),
             "ws_length_total": ("eta", lengths.sum(axis=1)),
             "ws_length_normalised": ("eta", lengths.sum(axis=1) / ref.total),
-            "trapping_fraction": ("eta", wil[:, 0]),
-            "trapping_low": ("eta", wil[:, 1]),
-            "trapping_high": ("eta", wil[:, 2]),
-            "trapping_count": ("eta", conv),
-            "trajectories": ("eta", n),
+            "trapping_fraction": ("eta", tab.converged_fraction.values),
+            "trapping_low": ("eta", tab.converged_low.values),
+            "trapping_high": ("eta", tab.converged_high.values),
+            "trapping_count": ("eta", tab.converged_count.values),
+            "trajectories": ("eta", tab.trajectories.values),
         },
         coords={"eta": np.asarray(cfg.etas), "branch": [0, 1]},
         attrs={
@@ -174,13 +172,12 @@ def compute_fig2(out: str | Path, scale: str = "small", *, quiet: bool = True, e
 def key_numbers_fig12(fig2=None) -> dict[str, Any]:
     """The key numbers of Figures 1–2, each with its definition (and the paper's value where it
     gives one)."""
-    import jax
 
     from ..problems import hyperbola
     from ..stability import critical_step_sizes, weakly_stable_arc_length
 
     p = hyperbola()
-    crit = critical_step_sizes(p, key=jax.random.key(0))
+    crit = critical_step_sizes(p, key=gdstab_random.key(0))
     ws = weakly_stable_arc_length(p, 0.1)
     out: dict[str, Any] = {
         "eta_E": {"value": crit.eta_E, "paper": 1.0,

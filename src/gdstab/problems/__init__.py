@@ -12,7 +12,7 @@ from .._validation import InvalidParameterError
 from .base import Minima, NativeKernel, Problem, parse_box
 from .expression import ExpressionError, parse_expression
 from .data import DataError, Digits, mnist, read_idx, write_idx
-from .linear import linear_network
+from .linear import gaussian_data, linear_network, linear_problem
 from .mlp import mlp, mlp_problem
 from .toy import hyperbola, quad_quartic, quadratic, quartic, rosenbrock, saddle_quartic, zhu
 
@@ -34,6 +34,8 @@ __all__ = [
     "zhu",
     "rosenbrock",
     "linear_network",
+    "linear_problem",
+    "gaussian_data",
     "mlp",
     "mnist",
     "Digits",
@@ -51,6 +53,7 @@ _REGISTRY: dict[str, Callable[..., Problem]] = {
     "zhu": zhu,
     "rosenbrock": rosenbrock,
     "mlp": mlp_problem,
+    "linear": linear_problem,
 }
 
 #: option name -> type ("float", "int", "floats", "matrix") per problem, for typed configs and the CLI
@@ -62,6 +65,7 @@ OPTION_TYPES: dict[str, dict[str, str]] = {
     "quad_quartic": {},
     "zhu": {},
     "rosenbrock": {"a": "float", "b": "float"},
+    "linear": {"dims": "ints", "samples": "int", "data_seed": "int", "normalisation": "string"},
     "mlp": {
         "depth": "int",
         "width": "int",

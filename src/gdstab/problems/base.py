@@ -9,7 +9,7 @@ import numpy as np
 
 from .._validation import InvalidParameterError, fail
 
-__all__ = ["Problem", "Minima", "NativeKernel", "parse_box"]
+__all__ = ["Problem", "Minima", "NativeKernel", "parse_box", "gauss_newton_projector"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -116,7 +116,7 @@ class Problem:
         ``(n, dim)``.  Pure (jit/vmap-able with a static box); float64 when JAX's x64 mode is on
         (gdstab's entry points turn it on), else float32 unless ``dtype`` says otherwise.
         Problems with a :attr:`sampler` use it when ``box`` is None.
-        The sweep layer derives one key per initialisation (:mod:`gdstab.sweep.keys`)."""
+        The sweep layer derives one key per initialisation (:mod:`gdstab.random`)."""
         import jax
         import jax.numpy as jnp
 
@@ -305,3 +305,44 @@ def parse_box(box: Any, dim: int, *, caller: str, name: str = "box") -> tuple[tu
     if any(lo >= hi for lo, hi in pairs):
         raise fail(name, caller, expected, raw)
     return pairs
+
+
+def gauss_newton_projector(equations: Callable, iters: int = 60) -> Callable:
+    """``project(theta)``: Gauss–Newton iterations θ ← θ − J⁺ F(θ) on the defining equations
+    F(θ) = 0 of M, until ‖F‖ reaches rounding level (at most ``iters`` iterations); lands on a
+    point of M near θ (not always the nearest one)."""
+    import jax
+    import jax.numpy as jnp
+
+    jac = jax.jacfwd(equations)
+
+    def project(theta):
+        th0 = jnp.asarray(theta)
+
+        def resid(th):
+            f = jnp.atleast_1d(equations(th))
+            return f, jnp.sqrt(jnp.sum(f * f))
+
+        def body(c):
+            th, _, _, i = c
+            f, r = resid(th)
+            j = jnp.atleast_2d(jac(th))
+            # minimum-norm step J⁺F = Jᵀ (J Jᵀ)⁺ F through the small m × m Gram matrix (m
+            # equations ≪ d unknowns: an eigh of J Jᵀ instead of an SVD of J)
+            lam, U = jnp.linalg.eigh(j @ j.T)
+            cut = jnp.finfo(th0.dtype).eps * j.shape[1] * jnp.max(jnp.abs(lam))
+            inv = jnp.where(lam > cut, 1.0 / jnp.where(lam > cut, lam, 1.0), 0.0)
+            new = th - j.T @ (U @ (inv * (U.T @ f)))
+            _, r_new = resid(new)
+            return new, r, r_new, i + 1
+
+        def cond(c):
+            _, r_old, r, i = c
+            eps = 64 * jnp.finfo(th0.dtype).eps * (1.0 + jnp.sqrt(jnp.sum(th0 * th0)))
+            return (i < iters) & (r > eps)  # stop once converged to rounding level
+
+        _, r0 = resid(th0)
+        th, _, _, _ = jax.lax.while_loop(cond, body, (th0, jnp.inf, r0, 0))
+        return th
+
+    return project

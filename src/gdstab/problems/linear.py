@@ -19,8 +19,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .._validation import InvalidParameterError, choice, fail
-from .base import Minima, Problem
+from .._validation import InvalidParameterError, choice, fail, positive_int
+from .base import Minima, Problem, gauss_newton_projector
 
 __all__ = ["linear_network", "LinearTarget", "NORMALISATIONS", "balanced_point", "gauge", "path_to_infinity",
            "is_balanced", "WALKS"]
@@ -124,7 +124,6 @@ def linear_network(
     def equations(theta):
         return (product(theta) - jnp.asarray(Wstar, dtype=theta.dtype)).reshape(-1)
 
-    from .toy import _gauss_newton_projector
 
     curvature = None
     if target.filling:
@@ -144,7 +143,7 @@ def linear_network(
         description=f"mu_d^-1(W*), a smooth manifold of dimension {target.dim_M}",
         dim=target.dim_M,
         sample=lambda key, n_: _sample_minima(key, n_, dims, Wstar, target.rank),
-        project=_gauss_newton_projector(equations, iters=100),
+        project=gauss_newton_projector(equations, iters=100),
         residual=lambda theta: jnp.linalg.norm(equations(theta)),
         equations=equations,
         curvature=curvature,
@@ -293,3 +292,31 @@ def is_balanced(dims, theta, tol: float = 1e-8) -> bool:
         if np.linalg.norm(a - b) > tol * max(1.0, np.linalg.norm(a)):
             return False
     return True
+
+
+def gaussian_data(dims: Sequence[int], samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian data X (d_0 × n), Y (d_h × n) from ``numpy.random.default_rng(seed)`` (X drawn
+    first): the default data of ``gdstab linear`` and of the registered problem ``"linear"``."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(int(dims[0]), samples))
+    Y = rng.normal(size=(int(dims[-1]), samples))
+    return X, Y
+
+
+def linear_problem(dims: Sequence[int] = (2, 3, 2), samples: int = 20, data_seed: int = 0,
+                   normalisation: str = "sum") -> Problem:
+    """The registered problem ``"linear"``: a deep linear network with layer widths ``dims`` on
+    :func:`gaussian_data` (``samples`` samples from ``data_seed``), for sweeps and the CLI."""
+    caller = "problem 'linear'"
+    samples = positive_int(samples, "samples", caller)
+    data_seed = positive_int(data_seed, "data_seed", caller, minimum=0)
+    try:
+        dims = tuple(int(v) for v in dims)
+    except (TypeError, ValueError):
+        raise fail("dims", caller, "a sequence of at least two ints >= 1", dims) from None
+    if len(dims) < 2 or any(v < 1 for v in dims):
+        raise fail("dims", caller, "a sequence of at least two ints >= 1", dims)
+    X, Y = gaussian_data(dims, samples, data_seed)
+    return linear_network(dims, X, Y, normalisation=normalisation,
+                          name=f"linear {'-'.join(map(str, dims))} ({samples} Gaussian samples, seed {data_seed})")
+

@@ -4,55 +4,14 @@ Hessian spectrum on M in closed form (tests compare these with autodiff)."""
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from .._validation import InvalidParameterError, fail, finite_float, positive_int
-from .base import Minima, NativeKernel, Problem
+from .base import Minima, NativeKernel, Problem, gauss_newton_projector
 
 __all__ = ["hyperbola", "saddle_quartic", "quadratic", "quartic", "quad_quartic", "zhu", "rosenbrock"]
-
-
-def _gauss_newton_projector(equations: Callable, iters: int = 60) -> Callable:
-    """``project(theta)``: Gauss–Newton iterations θ ← θ − J⁺ F(θ) on the defining equations
-    F(θ) = 0 of M, until ‖F‖ reaches rounding level (at most ``iters`` iterations); lands on a
-    point of M near θ (not always the nearest one)."""
-    import jax
-    import jax.numpy as jnp
-
-    jac = jax.jacfwd(equations)
-
-    def project(theta):
-        th0 = jnp.asarray(theta)
-
-        def resid(th):
-            f = jnp.atleast_1d(equations(th))
-            return f, jnp.sqrt(jnp.sum(f * f))
-
-        def body(c):
-            th, _, _, i = c
-            f, r = resid(th)
-            j = jnp.atleast_2d(jac(th))
-            # minimum-norm step J⁺F = Jᵀ (J Jᵀ)⁺ F through the small m × m Gram matrix (m
-            # equations ≪ d unknowns: an eigh of J Jᵀ instead of an SVD of J)
-            lam, U = jnp.linalg.eigh(j @ j.T)
-            cut = jnp.finfo(th0.dtype).eps * j.shape[1] * jnp.max(jnp.abs(lam))
-            inv = jnp.where(lam > cut, 1.0 / jnp.where(lam > cut, lam, 1.0), 0.0)
-            new = th - j.T @ (U @ (inv * (U.T @ f)))
-            _, r_new = resid(new)
-            return new, r, r_new, i + 1
-
-        def cond(c):
-            _, r_old, r, i = c
-            eps = 64 * jnp.finfo(th0.dtype).eps * (1.0 + jnp.sqrt(jnp.sum(th0 * th0)))
-            return (i < iters) & (r > eps)  # stop once converged to rounding level
-
-        _, r0 = resid(th0)
-        th, _, _, _ = jax.lax.while_loop(cond, body, (th0, jnp.inf, r0, 0))
-        return th
-
-    return project
 
 
 def _square_box(d: int, half: float = 2.0) -> tuple[tuple[float, float], ...]:
@@ -89,7 +48,7 @@ def hyperbola() -> Problem:
         description="{(x, y) : x*y = 1} (two branches, x > 0 and x < 0)",
         dim=1,
         sample=sample,
-        project=_gauss_newton_projector(lambda th: th[0] * th[1] - 1.0),
+        project=gauss_newton_projector(lambda th: th[0] * th[1] - 1.0),
         hessian_eigenvalues=eig,
         residual=lambda th: jnp.abs(th[0] * th[1] - 1.0),
         # branch 0: (e^s, e^-s), branch 1: (-e^s, -e^-s)
@@ -135,7 +94,7 @@ def saddle_quartic() -> Problem:
         description="{(x, y) : y = x or y = -x}",
         dim=1,
         sample=sample,
-        project=_gauss_newton_projector(lambda th: th[1] ** 2 - th[0] ** 2),
+        project=gauss_newton_projector(lambda th: th[1] ** 2 - th[0] ** 2),
         hessian_eigenvalues=eig,
         residual=lambda th: jnp.abs(th[1] ** 2 - th[0] ** 2),
         # branch 0: y = x, branch 1: y = -x (each a full line through the origin)
@@ -320,7 +279,7 @@ def zhu() -> Problem:
         description="{(x, y) : x^2 y^2 = 1} (four branches)",
         dim=1,
         sample=sample,
-        project=_gauss_newton_projector(lambda th: th[0] ** 2 * th[1] ** 2 - 1.0),
+        project=gauss_newton_projector(lambda th: th[0] ** 2 * th[1] ** 2 - 1.0),
         hessian_eigenvalues=lambda th: jnp.array([0.0, 2.0 * (th[0] ** 2 + th[1] ** 2)]),
         residual=lambda th: jnp.abs(th[0] ** 2 * th[1] ** 2 - 1.0),
         # four branches (±e^s, ±e^-s)

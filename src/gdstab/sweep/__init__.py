@@ -3,11 +3,11 @@
 ``run(config, out=DIR)`` runs (or resumes) a sweep and returns an ``xarray.Dataset``;
 ``load_config`` reads the TOML schema documented in :mod:`gdstab.sweep.config`;
 ``open_results`` reads a results folder; ``summary`` gives fractions with Wilson intervals.
-This package is the only place in gdstab that splits PRNG keys (:mod:`gdstab.sweep.keys`).
+Keys come from :mod:`gdstab.random`, the one place in gdstab where seeds become keys.
 """
 
 from .config import ConfigError, ProblemSpec, SweepConfig, load_config
-from .keys import init_keys, init_points, trajectory_key
+from ..random import init_keys, init_points, trajectory_key
 from .run import STATUS_CODES, compute_cell, open_results, run, summary
 from .store import Layout, ResultsFolder, StoreError, StoreMismatchError
 

@@ -13,14 +13,14 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 
 from .. import interrupts
+from ..outcomes import STATUS_CODES, fraction_rows
 from .._validation import InvalidParameterError, choice, positive_int
 from .config import SweepConfig, load_config
-from .keys import init_points
+from ..random import init_points
 from .store import Layout, ResultsFolder, StoreError, coordinates
 
 __all__ = ["run", "open_results", "summary", "compute_cell", "STATUS_CODES"]
 
-STATUS_CODES = {"not_computed": 0, "converged": 1, "diverged": 2, "periodic": 3, "bounded": 4, "stationary": 5}
 
 
 # --------------------------------------------------------------------------------- one cell
@@ -82,7 +82,7 @@ def compute_cell(
     theta0 = np.tile(points, (k, 1)) if k > 1 else points
     sgd = {}
     if cfg.batch_size:
-        from .keys import trajectory_keys
+        from ..random import trajectory_keys
 
         sl = layout.init_slice(b)
         idx = np.arange(sl.start, sl.stop)
@@ -602,8 +602,6 @@ def _mask_unfinished(folder: ResultsFolder, ds, verify: bool):
 def summary(ds) -> list[dict[str, Any]]:
     """Per option point and step size: trajectories computed and, per status, the fraction
     with its Wilson 95% interval (cells not computed yet are left out)."""
-    from ..stats import wilson_interval
-
     status = ds["status"]
     option_dims = [d for d in status.dims if d not in ("eta", "init")]
     rows = []
@@ -612,15 +610,5 @@ def summary(ds) -> list[dict[str, Any]]:
         sub = stacked.isel(point=p)
         opts = {d: sub.coords[d].item() for d in option_dims}
         for e in range(sub.sizes["eta"]):
-            s = np.asarray(sub.isel(eta=e).values)
-            computed = s != STATUS_CODES["not_computed"]
-            n = int(computed.sum())
-            row: dict[str, Any] = {**opts, "eta": float(sub.coords["eta"][e]), "n": n}
-            for label, code in STATUS_CODES.items():
-                if code == 0:
-                    continue
-                k = int((s == code).sum())
-                f, lo, hi = wilson_interval(k, n)
-                row[label] = {"count": k, "fraction": f, "low": lo, "high": hi}
-            rows.append(row)
+            rows.append({**opts, "eta": float(sub.coords["eta"][e]), **fraction_rows(sub.isel(eta=e).values)})
     return rows

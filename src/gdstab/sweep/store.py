@@ -230,18 +230,25 @@ def skeleton(cfg: SweepConfig, layout: Layout, attrs: Mapping[str, Any]) -> dict
     chunk_of = {"eta": layout.cell_etas, "init": layout.cell_inits, "coord": layout.dim,
                 "record": max(1, layout.n_records)}
     odims = layout.option_names
-    docs = {"data.zarr/zarr.json": _json_bytes({"attributes": _jsonable(dict(attrs)), "zarr_format": 3,
-                                                 "node_type": "group"})}
+    arrays, chunks_raw = {}, {}
     for name, (dims, dtype) in layout.variables().items():
         shape = layout.option_shape + tuple(sizes[d] for d in dims)
         chunks = (1,) * len(odims) + tuple(max(1, chunk_of[d]) for d in dims)
-        docs[f"data.zarr/{name}/zarr.json"] = _json_bytes(_array_doc(odims + dims, shape, chunks, np.dtype(dtype)))
+        arrays[name] = _array_doc(odims + dims, shape, chunks, np.dtype(dtype))
     for name, spec in coordinates(cfg, layout).items():
         dim, values = spec[0], np.asarray(spec[1])
-        docs[f"data.zarr/{name}/zarr.json"] = _json_bytes(
-            _array_doc((dim,), values.shape, values.shape, values.dtype, spec[2] if len(spec) > 2 else None))
+        arrays[name] = _array_doc((dim,), values.shape, values.shape, values.dtype, spec[2] if len(spec) > 2 else None)
         if values.size:  # one chunk: the coordinate's raw bytes
-            docs[f"data.zarr/{name}/c/0"] = np.ascontiguousarray(values, dtype=values.dtype.newbyteorder("<")).tobytes()
+            chunks_raw[f"data.zarr/{name}/c/0"] = np.ascontiguousarray(
+                values, dtype=values.dtype.newbyteorder("<")).tobytes()
+    # the group document carries every array's document too (consolidated metadata, as
+    # xarray writes it), so that a plain xarray.open_zarr(path) opens the store without warnings
+    docs = {"data.zarr/zarr.json": _json_bytes({
+        "attributes": _jsonable(dict(attrs)), "zarr_format": 3,
+        "consolidated_metadata": {"kind": "inline", "must_understand": False, "metadata": arrays},
+        "node_type": "group"})}
+    docs.update({f"data.zarr/{name}/zarr.json": _json_bytes(doc) for name, doc in arrays.items()})
+    docs.update(chunks_raw)
     docs["config.toml"] = cfg.to_toml().encode()
     return docs
 

@@ -1,0 +1,99 @@
+"""The shape of the house (docs/architecture.md): imports of gdstab's own modules form no cycle,
+and no module imports another module's underscore name.  Read from the source (AST), so every
+import counts, those inside functions included."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "gdstab"
+
+
+def _modules() -> dict[str, Path]:
+    mods = {}
+    for p in SRC.rglob("*.py"):
+        parts = list(p.relative_to(SRC.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        mods[".".join(parts)] = p
+    return mods
+
+
+def _imports(mods: dict[str, Path]):
+    """(importing module, imported module, imported name or None, line) for every import of a
+    gdstab module anywhere in the source."""
+    for mod, path in mods.items():
+        package = mod.split(".") if path.name == "__init__.py" else mod.split(".")[:-1]
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                for a in node.names:
+                    if a.name.split(".")[0] == "gdstab":
+                        yield mod, a.name, None, node.lineno
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package[: len(package) - (node.level - 1)]
+                    target = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    target = node.module or ""
+                if target.split(".")[0] != "gdstab":
+                    continue
+                for a in node.names:
+                    sub = f"{target}.{a.name}"
+                    if sub in mods:  # `from . import folders`: the submodule itself
+                        yield mod, sub, None, node.lineno
+                    else:
+                        yield mod, target, a.name, node.lineno
+
+
+def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index, low, on, stack, out = {}, {}, set(), [], []
+    counter = [0]
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in edges.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in list(edges):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_the_import_graph_has_no_cycle():
+    mods = _modules()
+    edges: dict[str, set[str]] = {}
+    for mod, target, _, _ in _imports(mods):
+        if target != mod and target in mods:
+            edges.setdefault(mod, set()).add(target)
+    assert _cycles(edges) == []
+
+
+def test_the_cycle_finder_finds_a_cycle():  # the check above can fail
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_no_module_imports_another_modules_private_name():
+    mods = _modules()
+    bad = [f"{mod}:{line} imports {name} from {target}" for mod, target, name, line in _imports(mods)
+           if name and name.startswith("_") and not name.startswith("__") and target != mod]
+    assert bad == []
