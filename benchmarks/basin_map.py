@@ -1,6 +1,6 @@
 """Benchmark: basin map of ½(1 − xy)² at one step size (issue #8).
 
-2048 × 2048 pixels of [−2, 2]², η = 0.9, T = 1000, default criteria: gdstab.orbits.basin_map
+2048 × 2048 pixels of [−2, 2]², η = 0.9, T = 1000, default criteria: gdstab.basins.basin_map
 (all pixels in one vectorised engine call: the compiled toy kernel on all cores, and the JAX
 engine) against the naive NumPy-vectorised loop (gdstab._reference.numpy_engine, one array
 operation per step over all pixels, decided pixels dropped at segment boundaries) on a
@@ -23,21 +23,21 @@ def main() -> int:
     import jax
 
     jax.config.update("jax_enable_x64", True)
-    from gdstab import Criteria, orbits, problems
+    from gdstab import Criteria, basins, problems
     from gdstab._reference import TOY_GRADS_NP, numpy_engine
 
     print(describe())
     p = problems.get("hyperbola")
     eta, T = 0.9, 1000
-    orbits.basin_map(p, eta, resolution=64, steps=T)  # warm-up
-    orbits.basin_map(p, eta, resolution=64, steps=T, backend="jax")
+    basins.basin_map(p, eta, resolution=64, steps=T)  # warm-up
+    basins.basin_map(p, eta, resolution=64, steps=T, backend="jax")
     rates = {}
     for name, n, kw in (("gdstab native kernel", 2048, {}), ("gdstab JAX engine", 512, {"backend": "jax"})):
         t0 = time.perf_counter()
-        ds = orbits.basin_map(p, eta, resolution=n, steps=T, **kw)
+        ds = basins.basin_map(p, eta, resolution=n, steps=T, **kw)
         wall = time.perf_counter() - t0
         rates[name] = n * n / wall
-        frac = {k: float((ds.status.values == c).mean()) for k, c in orbits.BASIN_CODES.items()}
+        frac = {k: float((ds.status.values == c).mean()) for k, c in basins.BASIN_CODES.items()}
         print(f"{name:<22} {n} x {n}: {wall:7.2f} s, {rates[name]:.3g} pixels/s; "
               + ", ".join(f"{k} {v:.3f}" for k, v in frac.items() if v))
     n = 512
@@ -48,7 +48,7 @@ def main() -> int:
     st, step, per, _ = numpy_engine(TOY_GRADS_NP["hyperbola"], th, np.full(n * n, eta), T, Criteria())
     wall = time.perf_counter() - t0
     rates["NumPy loop"] = n * n / wall
-    ref = orbits.basin_map(p, eta, resolution=n, steps=T)
+    ref = basins.basin_map(p, eta, resolution=n, steps=T)
     same = np.array_equal(ref.decision_step.values.ravel(), step)
     print(f"{'NumPy loop':<22} {n} x {n}: {wall:7.2f} s, {rates['NumPy loop']:.3g} pixels/s (decision steps equal "
           f"to gdstab's: {same})")

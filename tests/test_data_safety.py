@@ -27,7 +27,7 @@ import xarray as xr
 from gdstab import sweep
 from gdstab.cli import main as cli_main
 from gdstab.sweep import folders, load_config
-from gdstab.sweep.folders import FolderBusyError, ForeignFolderError, StoreError
+from gdstab.sweep.folders import FolderBusyError, ForeignFolderError
 
 GD = Path(sys.executable).parent / "gdstab"
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gdstab import orbits, problems, trajectories
+from gdstab import basins, orbits, problems, trajectories
 from gdstab._validation import InvalidParameterError
 
 HYP = problems.get("hyperbola")  # L = ½(1 − xy)²
@@ -172,7 +172,7 @@ def test_orbit_observable_loss_and_variable_names():
 
 
 def test_basin_map_equals_the_engine_pixel_by_pixel():
-    ds = orbits.basin_map(HYP, 0.6, extent=(-2, 2, -1.5, 1.5), resolution=(40, 30), steps=500, classify="sign")
+    ds = basins.basin_map(HYP, 0.6, extent=(-2, 2, -1.5, 1.5), resolution=(40, 30), steps=500, classify="sign")
     assert ds.status.shape == (30, 40)
     a, b = np.meshgrid(ds.a.values, ds.b.values)
     r = trajectories(HYP, np.stack([a.ravel(), b.ravel()], axis=1), 0.6, steps=500)
@@ -188,9 +188,9 @@ def test_basin_map_equals_the_engine_pixel_by_pixel():
 def test_basin_map_on_a_plane_through_a_point():
     q = problems.get("quadratic", spectrum=[1.0, 2.0, 4.0])
     u, v = [1.0, 1.0, 0.0], [0.0, 1.0, -1.0]
-    ds = orbits.basin_map(q, 0.45, center=[0.1, 0.2, 0.3], directions=[u, v], resolution=8, steps=2000)
+    ds = basins.basin_map(q, 0.45, center=[0.1, 0.2, 0.3], directions=[u, v], resolution=8, steps=2000)
     assert np.all(ds.status.values == 1)  # η < 2/λ_max = 0.5: every pixel converges
-    ds2 = orbits.basin_map(q, 0.55, center=[0.1, 0.2, 0.3], directions=[u, v], resolution=8, steps=2000)
+    ds2 = basins.basin_map(q, 0.55, center=[0.1, 0.2, 0.3], directions=[u, v], resolution=8, steps=2000)
     assert np.all(ds2.status.values != 1)  # beyond 2/λ_max nothing with a λ_max component converges
 
 
@@ -202,16 +202,16 @@ def test_basin_map_on_a_plane_through_a_point():
 ])
 def test_basin_map_refuses_degenerate_planes(directions, match):
     with pytest.raises(InvalidParameterError, match=f"'directions'.*{match}"):
-        orbits.basin_map(HYP, 0.5, directions=directions, resolution=4)
+        basins.basin_map(HYP, 0.5, directions=directions, resolution=4)
 
 
 def test_basin_map_bad_extent_and_center():
     with pytest.raises(InvalidParameterError, match="'extent'"):
-        orbits.basin_map(HYP, 0.5, extent=(1, -1, 0, 1), resolution=4)
+        basins.basin_map(HYP, 0.5, extent=(1, -1, 0, 1), resolution=4)
     with pytest.raises(InvalidParameterError, match="'center'"):
-        orbits.basin_map(HYP, 0.5, center=[0.0, 0.0, 0.0], resolution=4)
+        basins.basin_map(HYP, 0.5, center=[0.0, 0.0, 0.0], resolution=4)
     with pytest.raises(InvalidParameterError, match="'eta'"):
-        orbits.basin_map(HYP, -0.5, resolution=4)
+        basins.basin_map(HYP, -0.5, resolution=4)
 
 
 def test_non_finite_model_outputs_are_statuses():
@@ -228,8 +228,8 @@ def test_non_finite_model_outputs_are_statuses():
 
     t = sharpness.track_sharpness(p, start[0], 0.3, steps=20, every=5)
     assert t.attrs["status"] == "diverged"
-    b = orbits.basin_map(p, 0.3, extent=(-4, 1, -1, 1), resolution=(6, 3), steps=200)
-    assert b.a.values[0] == -4 and np.all(b.status.values[:, 0] == orbits.BASIN_CODES["diverged"])
+    b = basins.basin_map(p, 0.3, extent=(-4, 1, -1, 1), resolution=(6, 3), steps=200)
+    assert b.a.values[0] == -4 and np.all(b.status.values[:, 0] == basins.BASIN_CODES["diverged"])
 
 
 def test_basin_map_on_a_plane_through_network_parameters():
@@ -246,7 +246,7 @@ def test_basin_map_on_a_plane_through_network_parameters():
     with jax.enable_x64(True):
         center = np.asarray(p.init(jax.random.key(0), 1))[0]
     u, v = rng.normal(size=(2, p.dim))
-    ds = orbits.basin_map(p, 0.2, center=center, directions=[u, v], extent=(-1, 1, -1, 1), resolution=(5, 4),
+    ds = basins.basin_map(p, 0.2, center=center, directions=[u, v], extent=(-1, 1, -1, 1), resolution=(5, 4),
                           steps=300)
     assert ds.status.shape == (4, 5)
     th0 = center[None] + ds.a.values[None, :, None] * u + ds.b.values[:, None, None] * v  # (b, a, d)

@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from gdstab import problems, sharpness, spectrum
+from gdstab import critical, problems, sharpness, spectrum
 from gdstab._validation import InvalidParameterError
 from gdstab.problems.linear import linear_network
 
@@ -100,7 +100,7 @@ def test_diverging_run_is_a_status():
 
 def test_critical_step_size_of_a_quadratic_is_two_over_lambda_max():
     q = problems.get("quadratic", spectrum=[1.0, 3.0])
-    r = sharpness.critical_step_size(q, eta_low=0.01, eta_high=10.0, inits=16, steps=40_000, rtol=1e-3)
+    r = critical.critical_step_size(q, eta_low=0.01, eta_high=10.0, inits=16, steps=40_000, rtol=1e-3)
     lo, hi = r.interval
     assert lo <= 2 / 3 <= hi and hi / lo - 1 < 0.03
     assert r.fraction_interval[0] <= 2 / 3 <= r.fraction_interval[1]
@@ -113,7 +113,7 @@ def test_critical_step_size_of_a_quadratic_is_two_over_lambda_max():
 
 def test_critical_step_size_of_the_hyperbola_is_one():
     h = problems.get("hyperbola")
-    r = sharpness.critical_step_size(h, eta_low=0.1, eta_high=3.0, inits=64, steps=50_000, rtol=1e-3)
+    r = critical.critical_step_size(h, eta_low=0.1, eta_high=3.0, inits=64, steps=50_000, rtol=1e-3)
     lo, hi = r.interval
     assert lo <= 1.0 <= hi and hi - lo < 0.01
     # the flattest minimum reached is near (1, 1): sharpness x² + y² >= 2 on M
@@ -126,10 +126,10 @@ def test_critical_step_size_of_the_hyperbola_is_one():
 def test_critical_step_size_bad_brackets():
     q = problems.get("quadratic", spectrum=[1.0, 3.0])
     with pytest.raises(InvalidParameterError, match="'eta_high'.*raise it"):
-        sharpness.critical_step_size(q, eta_low=0.01, eta_high=0.5, inits=4, steps=2000)
+        critical.critical_step_size(q, eta_low=0.01, eta_high=0.5, inits=4, steps=2000)
     with pytest.raises(InvalidParameterError, match="'eta_low'.*lower it"):
-        sharpness.critical_step_size(q, eta_low=0.9, eta_high=5.0, inits=4, steps=2000)
+        critical.critical_step_size(q, eta_low=0.9, eta_high=5.0, inits=4, steps=2000)
     with pytest.raises(InvalidParameterError, match="'eta_high'"):
-        sharpness.critical_step_size(q, eta_low=0.5, eta_high=0.5)
+        critical.critical_step_size(q, eta_low=0.5, eta_high=0.5)
     with pytest.raises(InvalidParameterError, match="'fraction'"):
-        sharpness.critical_step_size(q, eta_low=0.1, eta_high=5.0, fraction=1.0)
+        critical.critical_step_size(q, eta_low=0.1, eta_high=5.0, fraction=1.0)

@@ -29,7 +29,8 @@ _NAMES = {
     "wilson_interval": "gdstab.stats",
     "Interrupted": "gdstab.interrupts",
 }
-_SUBMODULES = ("problems", "dynamics", "outcomes", "random", "results", "sweep", "stability", "spectrum", "orbits", "sharpness", "plots",
+_SUBMODULES = ("problems", "dynamics", "outcomes", "random", "results", "sweep", "stability", "spectrum", "orbits",
+               "basins", "sharpness", "critical", "plots",
                "reproduce", "report", "experiments", "interrupts", "stats")
 
 __all__ = [*_NAMES, "__version__"]

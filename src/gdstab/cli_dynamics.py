@@ -192,7 +192,7 @@ def cmd_lyapunov(args) -> int:
 
 
 def cmd_basin(args) -> int:
-    from . import orbits
+    from . import basins
     from .outcomes import fraction_rows
 
     caller = "gdstab basin"
@@ -211,7 +211,7 @@ def cmd_basin(args) -> int:
         dirs = np.stack([_point(args.u, problem.dim, "--u", caller), _point(args.v, problem.dim, "--v", caller)])
     out = _out_dir(args)
     t0 = time.perf_counter()
-    ds = orbits.basin_map(problem, eta, extent=extent, resolution=res[0] if len(res) == 1 else tuple(res),
+    ds = basins.basin_map(problem, eta, extent=extent, resolution=res[0] if len(res) == 1 else tuple(res),
                           center=center, directions=dirs, steps=args.steps, criteria=criteria_from_args(args),
                           classify=None if args.classify == "none" else args.classify)
     wall = time.perf_counter() - t0
@@ -271,7 +271,7 @@ def cmd_sharpness(args) -> int:
 
 
 def cmd_critical(args) -> int:
-    from . import sharpness
+    from . import critical
 
     caller = "gdstab critical-lr"
     problem = build_problem(args)
@@ -282,7 +282,7 @@ def cmd_critical(args) -> int:
         def progress(eta, k, n):
             sys.stderr.write(f"  eta {eta:.6g}: {k}/{n} converged\n")
     t0 = time.perf_counter()
-    r = sharpness.critical_step_size(problem, eta_low=lo, eta_high=hi, inits=args.inits, steps=args.steps,
+    r = critical.critical_step_size(problem, eta_low=lo, eta_high=hi, inits=args.inits, steps=args.steps,
                                      seed=args.seed, box=args.box, fraction=args.fraction, rtol=args.rtol,
                                      criteria=criteria_from_args(args), progress=progress)
     summary = {"problem": problem.name, "normalisation": problem.normalisation, **r.to_dict(),

@@ -239,11 +239,11 @@ def orbit_diagram(ds, lyap=None, axes=None):
 
 
 def basin_map(ds, axes=None):
-    """Basin map from :func:`gdstab.orbits.basin_map`: outcome per pixel (converged by minimum
+    """Basin map from :func:`gdstab.basins.basin_map`: outcome per pixel (converged by minimum
     class, periodic, bounded, diverged) and the step at which it was decided."""
     from matplotlib.colors import ListedColormap
 
-    from .orbits import BASIN_CODES
+    from .basins import BASIN_CODES
 
     plt = _plt()
     if axes is None:
@@ -315,7 +315,7 @@ def sharpness_trace(ds, axes=None):
 
 
 def critical_evidence(result, ax=None):
-    """The evidence of :func:`gdstab.sharpness.critical_step_size`: converging fraction (Wilson
+    """The evidence of :func:`gdstab.critical.critical_step_size`: converging fraction (Wilson
     95% intervals) against η, the interval of the estimate shaded."""
     fig, ax = _axes(ax, (6.5, 4))
     ev = result.evidence

@@ -1,31 +1,11 @@
-"""Sharpness along training and a critical step size for any model.
+"""Sharpness along training, for any model.
 
 * :func:`track_sharpness` -- run GD (or SGD) from one point and record, every ``every`` steps,
   the loss, ‖∇L‖ and the sharpness λ_max(H) (Lanczos on Hessian-vector products, warm-started
   from the previous top eigenvector) next to the stability threshold 2/η: the edge of
   stability made visible.  Works for any :class:`Problem`, user JAX models included.
-* :func:`critical_step_size` -- two estimates, with their evidence, of the step size beyond
-  which GD stops converging for a model:
 
-  (a) **fraction**: the largest η at which random initialisations still converge.  The
-      predicate C(η) = "more than ``fraction`` of ``inits`` random initialisations converge"
-      (with ``fraction = 0``: at least one does) is evaluated on the same initial points at
-      every η, and η is bisected (geometrically) between a step size where C holds and one
-      where it fails until they are within ``rtol``.  The interval [η_lo, η_hi] is the error
-      bar: convergence was seen at η_lo and not at η_hi; every evaluated η is reported with its
-      count and Wilson 95% interval.  Assumes C switches once on the bracket.
-  (b) **sharpness**: the sharpness s of every minimum reached is computed (dense Hessian for
-      d <= 256, Lanczos above); a minimum of sharpness s is linearly stable for η <= 2/s, so
-      the flattest minimum reached, s_min, stays stable up to η_b = 2/s_min, where the curve
-      of reached sharpness crosses 2/η.  Interval: [η_lo, η_b] (reached at η_lo, stable up to
-      η_b).  Since s_min >= inf_M λ_max, η_b is at most the sharp critical step size
-      η* = 2 / inf_M λ_max of the theory.
-
-  Combined: the estimate is η_b (when it is at least η_lo, else the midpoint of (a)) and the
-  interval [η_lo, max(η_hi, η_b)]: convergence was seen at η_lo, and above both η_hi and η_b
-  neither the Monte Carlo nor the stability of the minima reached gives evidence of
-  convergence.  (a) alone is biased low: near the critical step size convergence takes about
-  1 / (1 − |1 − ηλ|) steps and the converging fraction can be small.
+The empirical critical step size built on it is in :mod:`gdstab.critical`.
 """
 
 from __future__ import annotations
@@ -33,19 +13,16 @@ from __future__ import annotations
 import functools
 import math
 import time
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
-from ._validation import InvalidParameterError, fail, finite_float, positive_int
+from ._validation import fail, finite_float, positive_int
 from .problems.base import Problem
-from . import random as gdstab_random
 
-__all__ = ["track_sharpness", "CriticalStepSize", "critical_step_size"]
+__all__ = ["track_sharpness", "sharpness_at"]
 
 
-def _sharpness(problem: Problem, theta: np.ndarray, *, v0=None, key=None, tol: float = 1e-8, max_iter: int = 100):
+def sharpness_at(problem: Problem, theta: np.ndarray, *, v0=None, key=None, tol: float = 1e-8, max_iter: int = 100):
     """λ_max of the Hessian at θ and its eigenvector: dense for small d, else Lanczos."""
     import jax
     import jax.numpy as jnp
@@ -171,7 +148,7 @@ def track_sharpness(
                 break
             loss[r], gnorm[r] = val, gn
             t0 = time.perf_counter()
-            lam, v, ok, n = _sharpness(problem, th_np, v0=v if warm_start else None, key=key, tol=tol,
+            lam, v, ok, n = sharpness_at(problem, th_np, v0=v if warm_start else None, key=key, tol=tol,
                                        max_iter=max_iter)
             t_sharp += time.perf_counter() - t0
             sharp[r], conv[r], mvs[r] = lam, ok, n
@@ -203,164 +180,3 @@ def track_sharpness(
 
 
 # ------------------------------------------------------------------------------ critical η
-
-
-@dataclass(frozen=True)
-class CriticalStepSize:
-    """Result of :func:`critical_step_size` (see the module docstring for the definitions).
-
-    Attributes:
-        eta: the combined estimate; interval: the combined interval.
-        eta_fraction: (a), the geometric midpoint of ``fraction_interval``.
-        fraction_interval: (η_lo, η_hi): C(η_lo) held, C(η_hi) failed, within ``rtol``.
-        eta_sharpness: (b), 2 / min_sharpness.
-        sharpness_interval: (min(η_lo, η_b), max(η_lo, η_b)).
-        min_sharpness: the flattest minimum reached over all evaluated step sizes, and
-        argmin: where (a point of parameter space), reached at ``argmin_eta``.
-        evidence: one dict per evaluated η (sorted): n, converged, fraction with Wilson
-            interval, the smallest and largest sharpness of the minima reached.
-        settings: inits, steps, seed, fraction, rtol, box.
-    """
-
-    eta: float
-    interval: tuple[float, float]
-    eta_fraction: float
-    fraction_interval: tuple[float, float]
-    eta_sharpness: float
-    sharpness_interval: tuple[float, float]
-    min_sharpness: float
-    argmin: np.ndarray
-    argmin_eta: float
-    evidence: list[dict[str, Any]] = field(default_factory=list)
-    settings: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "eta": self.eta,
-            "interval": list(self.interval),
-            "eta_fraction": self.eta_fraction,
-            "fraction_interval": list(self.fraction_interval),
-            "eta_sharpness": self.eta_sharpness,
-            "sharpness_interval": list(self.sharpness_interval),
-            "min_sharpness": self.min_sharpness,
-            "argmin": np.asarray(self.argmin).tolist(),
-            "argmin_eta": self.argmin_eta,
-            "evidence": self.evidence,
-            "settings": self.settings,
-        }
-
-
-def critical_step_size(
-    problem: Problem,
-    *,
-    eta_low: float,
-    eta_high: float,
-    inits: int = 64,
-    steps: int = 20_000,
-    seed: int = 0,
-    box=None,
-    fraction: float = 0.0,
-    rtol: float = 1e-3,
-    criteria=None,
-    backend: str = "auto",
-    progress=None,
-) -> CriticalStepSize:
-    """Estimate, with error bars, the step size beyond which GD stops converging for
-    ``problem`` (definitions (a) and (b) in the module docstring).
-
-    Main argument:
-        problem: any :class:`Problem`.
-
-    Other arguments (keyword-only):
-        eta_low, eta_high: the bracket: C must hold at eta_low and fail at eta_high.
-        inits: random initialisations per step size (the same points at every η: drawn from
-            ``box`` (default the problem's) with the sweep layer's keys for ``seed``).
-        steps, criteria, backend: passed to :func:`gdstab.trajectories`; near the critical
-            step size convergence is slow (the contraction factor |1 − ηλ| tends to 1), so
-            ``steps`` bounds how close to it convergence can be seen.
-        fraction: the predicate's threshold in [0, 1).
-        rtol: stop when η_hi / η_lo − 1 <= rtol.
-        progress: optional callback ``progress(eta, converged, n)`` after each evaluation.
-    """
-    from .dynamics import trajectories
-    from .outcomes import Status
-    from .problems import parse_box
-    from .stats import wilson_interval
-    from .random import init_points
-
-    caller = "critical_step_size"
-    lo = finite_float(eta_low, "eta_low", caller, low=0.0)
-    hi = finite_float(eta_high, "eta_high", caller, low=0.0)
-    if hi <= lo:
-        raise fail("eta_high", caller, f"a float > eta_low = {lo:g}", eta_high)
-    inits = positive_int(inits, "inits", caller)
-    steps = positive_int(steps, "steps", caller)
-    seed = positive_int(seed, "seed", caller, minimum=0)
-    fraction = finite_float(fraction, "fraction", caller, low=0.0, low_inclusive=True)
-    if fraction >= 1:
-        raise fail("fraction", caller, "a float in [0, 1)", fraction)
-    rtol = finite_float(rtol, "rtol", caller, low=0.0)
-    if box is not None:
-        box = parse_box(box, problem.dim, caller=caller, name="box")
-    points = init_points(problem, seed, np.arange(inits), box)
-    kw = {} if criteria is None else {"criteria": criteria}
-    evidence: dict[float, dict[str, Any]] = {}
-    best: dict[str, Any] = {"s": math.inf, "theta": None, "eta": math.nan}
-
-
-    lanczos_key = gdstab_random.key(seed)
-
-    def evaluate(eta: float) -> bool:
-        res = trajectories(problem, points, eta, steps=steps, backend=backend, **kw)
-        conv = np.asarray(res.status) == int(Status.CONVERGED)
-        k = int(conv.sum())
-        f, a, b = wilson_interval(k, inits)
-        reached = np.asarray(res.theta)[conv]
-        sharp = [_sharpness(problem, th, key=lanczos_key)[0] for th in reached]
-        for s, th in zip(sharp, reached):
-            if s < best["s"]:
-                best.update(s=s, theta=th, eta=eta)
-        evidence[eta] = {
-            "eta": eta, "n": inits, "converged": k, "fraction": f, "low": a, "high": b,
-            "min_sharpness": min(sharp) if sharp else None, "max_sharpness": max(sharp) if sharp else None,
-            "two_over_eta": 2.0 / eta,
-        }
-        if progress is not None:
-            progress(eta, k, inits)
-        return k > fraction * inits
-
-    if not evaluate(lo):
-        raise InvalidParameterError(
-            f"The 'eta_low' parameter of {caller} must be a step size at which more than {fraction:g} of the "
-            f"initialisations converge. Got {lo:g}, where {evidence[lo]['converged']} of {inits} converged instead; "
-            f"lower it (or raise 'steps')."
-        )
-    if evaluate(hi):
-        raise InvalidParameterError(
-            f"The 'eta_high' parameter of {caller} must be a step size at which at most {fraction:g} of the "
-            f"initialisations converge. Got {hi:g}, where {evidence[hi]['converged']} of {inits} converged instead; "
-            f"raise it."
-        )
-    while hi / lo - 1.0 > rtol:
-        mid = math.sqrt(lo * hi)
-        if evaluate(mid):
-            lo = mid
-        else:
-            hi = mid
-    eta_b = 2.0 / best["s"] if best["s"] > 0 else math.inf
-    eta_a = math.sqrt(lo * hi)
-    return CriticalStepSize(
-        eta=eta_b if lo <= eta_b < math.inf else eta_a,
-        interval=(lo, max(hi, eta_b) if eta_b < math.inf else hi),
-        eta_fraction=eta_a,
-        fraction_interval=(lo, hi),
-        eta_sharpness=eta_b,
-        sharpness_interval=(min(lo, eta_b), max(lo, eta_b)),
-        min_sharpness=best["s"],
-        argmin=np.asarray(best["theta"]),
-        argmin_eta=best["eta"],
-        evidence=[evidence[e] for e in sorted(evidence)],
-        settings={"inits": inits, "steps": steps, "seed": seed, "fraction": fraction, "rtol": rtol,
-                  "box": [list(b) for b in (box or problem.box or [])], "problem": problem.name,
-                  "normalisation": problem.normalisation},
-    )

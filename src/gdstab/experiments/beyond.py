@@ -107,12 +107,12 @@ def key_numbers_eos(ds) -> dict[str, Any]:
 
 
 def compute_basin(scale: str):
-    from .. import orbits, problems, sharpness
+    from .. import basins, critical, problems
 
     c = BASIN[scale]
     p = problems.get("hyperbola")
-    ds = orbits.basin_map(p, 0.9, extent=(-2, 2, -2, 2), resolution=c.resolution, steps=c.steps, classify="sign")
-    r = sharpness.critical_step_size(p, eta_low=0.1, eta_high=3.0, inits=c.critical_inits, steps=c.critical_steps,
+    ds = basins.basin_map(p, 0.9, extent=(-2, 2, -2, 2), resolution=c.resolution, steps=c.steps, classify="sign")
+    r = critical.critical_step_size(p, eta_low=0.1, eta_high=3.0, inits=c.critical_inits, steps=c.critical_steps,
                                      rtol=1e-3)
     ds.attrs.update({
         "critical_eta": r.eta, "critical_low": r.interval[0], "critical_high": r.interval[1],
@@ -124,7 +124,7 @@ def compute_basin(scale: str):
 
 
 def key_numbers_basin(ds) -> dict[str, Any]:
-    from ..orbits import BASIN_CODES
+    from ..basins import BASIN_CODES
 
     st = ds.status.values
     a = ds.attrs
@@ -137,7 +137,7 @@ def key_numbers_basin(ds) -> dict[str, Any]:
         "critical_step_size_hyperbola": {
             "value": float(a["critical_eta"]), "interval": [float(a["critical_low"]), float(a["critical_high"])],
             "closed_form": 1.0,
-            "definition": f"gdstab.sharpness.critical_step_size on 1/2 (1 - xy)^2 ({a['critical_inits']} inits uniform "
+            "definition": f"gdstab.critical.critical_step_size on 1/2 (1 - xy)^2 ({a['critical_inits']} inits uniform "
                           f"in [-2, 2]^2, T = {a['critical_steps']}, bisection to 1e-3): combined estimate and interval; "
                           "the theory's sharp critical step size is 2 / inf_M lambda_max = 1",
         },

@@ -1,0 +1,152 @@
+"""Basin maps: where gradient descent goes from every point of a 2-D slice of parameter space.
+
+:func:`basin_map` runs one trajectory per pixel of a plane through parameter space (any
+problem, networks included), all pixels in one engine call, and returns per pixel the status,
+the decision step, the period, the final loss and, optionally, which minimum was reached.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ._validation import fail, finite_float, positive_int
+from .outcomes import status_codes
+from .problems.base import Problem
+
+__all__ = ["BASIN_CODES", "basin_map"]
+
+BASIN_CODES = status_codes(include_not_computed=False)  # the engine's status codes (gdstab.outcomes)
+
+
+def _plane(problem: Problem, center, directions, caller: str) -> tuple[np.ndarray, np.ndarray]:
+    d = problem.dim
+    if center is None:
+        c = np.zeros(d)
+    else:
+        c = np.asarray(center, dtype=np.float64).reshape(-1) if np.ndim(center) else None
+        if c is None or c.shape != (d,) or not np.all(np.isfinite(c)):
+            raise fail("center", caller, f"{d} finite floats (a point of parameter space)", center)
+    if directions is None:
+        if d < 2:
+            raise fail("directions", caller, "two direction vectors (the problem has fewer than 2 coordinates)", None)
+        D = np.eye(d)[:2]
+    else:
+        try:
+            D = np.asarray(directions, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise fail("directions", caller, f"an array (2, {d}) of two finite direction vectors", directions) from None
+        if D.shape != (2, d) or not np.all(np.isfinite(D)):
+            raise fail("directions", caller, f"an array (2, {d}) of two finite direction vectors", f"shape {D.shape}")
+    n1, n2 = np.linalg.norm(D, axis=1)
+    if n1 == 0 or n2 == 0:
+        raise fail("directions", caller, "two non-zero direction vectors",
+                   f"a zero vector (norms {n1:g}, {n2:g})")
+    cos = abs(float(D[0] @ D[1])) / (n1 * n2)
+    if 1.0 - cos <= 1e-10:
+        raise fail("directions", caller, "two linearly independent (non-parallel) direction vectors",
+                   f"parallel vectors (|cos angle| = {cos:.12g})")
+    return c, D
+
+
+def basin_map(
+    problem: Problem,
+    eta: float,
+    *,
+    extent: Sequence[float] = (-2.0, 2.0, -2.0, 2.0),
+    resolution: int | Sequence[int] = 256,
+    center=None,
+    directions=None,
+    steps: int = 2000,
+    criteria=None,
+    classify: str | Callable | None = None,
+    backend: str = "auto",
+    threads: int | None = None,
+):
+    """Basin map of GD at one step size on the plane θ(a, b) = center + a·u + b·v.
+
+    Main arguments:
+        problem: any :class:`Problem`.
+        eta: the step size.
+
+    Other arguments (keyword-only):
+        extent: (a_min, a_max, b_min, b_max) of the plane's coordinates.
+        resolution: pixels per side, or (n_a, n_b).
+        center: the plane's origin (default 0); directions: (2, d) array [u, v] (default the
+            first two coordinate axes).  Zero or parallel directions are refused.
+        steps, criteria, backend, threads: passed to :func:`gdstab.trajectories` (all pixels in
+            one vectorised call; the compiled kernel for the built-in toys).
+        classify: which minimum a converged pixel reached: ``None`` (one class), ``"sign"``
+            (the sign pattern of the final point's coordinates, e.g. the branches of xy = 1), or
+            a function (N, d) final points -> (N,) ints.
+
+    Returns an ``xarray.Dataset`` with dims (b, a): ``status`` (codes in ``BASIN_CODES``),
+    ``decision_step`` (time to decide), ``period``, ``minimum_class`` (−1 where not converged),
+    ``final_loss``; coords a, b; attrs with the plane and the settings."""
+    import xarray as xr
+
+    from .dynamics import trajectories
+
+    caller = "basin_map"
+    eta = finite_float(eta, "eta", caller, low=0.0)
+    try:
+        ext = [float(v) for v in extent]
+    except (TypeError, ValueError):
+        raise fail("extent", caller, "(a_min, a_max, b_min, b_max) finite floats with min < max", extent) from None
+    if len(ext) != 4 or not all(math.isfinite(v) for v in ext) or ext[0] >= ext[1] or ext[2] >= ext[3]:
+        raise fail("extent", caller, "(a_min, a_max, b_min, b_max) finite floats with min < max", extent)
+    if isinstance(resolution, (int, np.integer)) and not isinstance(resolution, bool):
+        na = nb = positive_int(resolution, "resolution", caller)
+    else:
+        try:
+            na, nb = (positive_int(r, "resolution", caller) for r in resolution)
+        except (TypeError, ValueError):
+            raise fail("resolution", caller, "an int >= 1 or a pair (n_a, n_b)", resolution) from None
+    c, D = _plane(problem, center, directions, caller)
+    a = np.linspace(ext[0], ext[1], na)
+    b = np.linspace(ext[2], ext[3], nb)
+    A, Bm = np.meshgrid(a, b)  # (nb, na)
+    theta0 = c[None, :] + A.reshape(-1, 1) * D[0][None, :] + Bm.reshape(-1, 1) * D[1][None, :]
+    kw = {} if criteria is None else {"criteria": criteria}
+    res = trajectories(problem, theta0, eta, steps=steps, backend=backend, threads=threads, **kw)
+    status = np.asarray(res.status, dtype=np.int8)
+    conv = status == BASIN_CODES["converged"]
+    cls = np.full(status.shape, -1, dtype=np.int32)
+    if classify is not None and conv.any():
+        if classify == "sign":
+            signs = (res.theta[conv] > 0).astype(np.int64)
+            cls[conv] = (signs * (2 ** np.arange(problem.dim))[None, :]).sum(axis=1)
+        elif callable(classify):
+            labels = np.asarray(classify(res.theta[conv])).reshape(-1)
+            if labels.shape != (int(conv.sum()),):
+                raise fail("classify", caller, "a function returning one int per converged point", labels.shape)
+            cls[conv] = labels.astype(np.int32)
+        else:
+            raise fail("classify", caller, "None, 'sign' or a function (N, d) -> (N,) ints", classify)
+    elif conv.any():
+        cls[conv] = 0
+    shape = (nb, na)
+    return xr.Dataset(
+        {
+            "status": (("b", "a"), status.reshape(shape), {"codes": str(BASIN_CODES)}),
+            "decision_step": (("b", "a"), np.asarray(res.step).reshape(shape)),
+            "period": (("b", "a"), np.asarray(res.period).reshape(shape)),
+            "minimum_class": (("b", "a"), cls.reshape(shape)),
+            "final_loss": (("b", "a"), np.asarray(res.loss).reshape(shape)),
+        },
+        coords={"a": a, "b": b},
+        attrs={
+            "problem": problem.name,
+            "normalisation": problem.normalisation,
+            "eta": eta,
+            "steps": int(steps),
+            "center": c.tolist(),
+            "direction_u": D[0].tolist(),
+            "direction_v": D[1].tolist(),
+            "backend": res.backend,
+            "classify": classify if isinstance(classify, str) else ("none" if classify is None else "custom"),
+            "status_codes": str(BASIN_CODES),
+        },
+    )
