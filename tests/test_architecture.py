@@ -97,3 +97,36 @@ def test_no_module_imports_another_modules_private_name():
     bad = [f"{mod}:{line} imports {name} from {target}" for mod, target, name, line in _imports(mods)
            if name and name.startswith("_") and not name.startswith("__") and target != mod]
     assert bad == []
+
+
+def test_a_new_reproduce_target_is_one_registry_record(tmp_path, monkeypatch):
+    """What docs/architecture.md promises: a target is one :class:`Target` record (in its own
+    experiment module, listed in the registry); reproduce, the figures and the report read the
+    registry and need no edit."""
+    import numpy as np
+    import xarray as xr
+
+    from gdstab.experiments import registry
+    from gdstab.experiments.target import Target
+    from gdstab.reproduce import reproduce
+    from gdstab.results import save_dataset
+
+    def compute(out, scale, quiet, keys):
+        ds = xr.Dataset({"y": ("x", np.arange(5.0) ** 2)}, coords={"x": np.arange(5)})
+        save_dataset(ds, out / "data" / "demo.zarr")
+        keys["demo_sum"] = {"value": float(ds.y.sum()), "definition": "sum of squares 0..4"}
+
+    def draw(ds, scale):
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots()
+        ax.plot(ds.x, ds.y)
+        return fig
+
+    demo = Target("demo", "demo.zarr", "demo_figure", compute, draw, lambda scale: f"A demo target ({scale}).")
+    monkeypatch.setitem(registry.TARGETS, "demo", demo)
+    summary = reproduce(["demo"], tmp_path / "out", quiet=True)
+    assert summary["key_numbers"]["demo_sum"]["value"] == 30.0
+    assert (tmp_path / "out" / "figures" / "demo_figure.png").stat().st_size > 0
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "A demo target (small)." in page and "id='demo'" in page

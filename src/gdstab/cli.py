@@ -516,8 +516,9 @@ def build_parser() -> argparse.ArgumentParser:
         "critical step size). Rerunning resumes: finished targets are "
         "not recomputed. The small scale (default) takes about 4 minutes on a 2-core CPU.",
     )
-    p.add_argument("targets", nargs="*", metavar="TARGET",
-                   help="all (default), fig1, fig2, fig3, fig4, fig5, fig6, linear, nonsingular, orbit, eos, basin")
+    from .experiments import registry  # the targets' names come from the registry
+
+    p.add_argument("targets", nargs="*", metavar="TARGET", help="all (default), " + ", ".join(registry.names()))
     p.add_argument("--out", required=True, help="results folder")
     p.add_argument("--scale", choices=("small", "paper"), default="small", help="small (default, a laptop CPU) or paper sizes")
     p.add_argument("--overwrite", action="store_true",

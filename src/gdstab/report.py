@@ -48,50 +48,16 @@ def machine_info() -> dict[str, Any]:
 
 
 def _captions(summary: dict) -> dict[str, str]:
-    from .experiments import FIG1, FIG2, NET_RUNS
+    from .experiments import registry
 
     scale = summary.get("scale", "small")
-    f1, f2 = FIG1[scale], FIG2[scale]
-    nets = NET_RUNS[scale]
-    cap = {
-        "fig1": f"Figure 1. GD on L(x, y) = 1/2 (1 - xy)^2, {f1.steps} steps from a grid of starts: at eta = 0.4 the "
-                f"paths end on the weakly stable minima M_WS = {{xy = 1, x^2 + y^2 <= 2/eta}} (red); at eta = 1.1 "
-                f"M_WS is empty and GD does not converge.",
-        "fig2": f"Figure 2. Length of M_WS against eta (exact arc length, normalised at eta = 0.1) and the trapping "
-                f"fraction: {f2.inits} initialisations uniform in {list(f2.box)} per eta, T = {f2.steps} steps, "
-                f"seed {f2.seed}, converged = eta*|grad L| <= 1e-8 for 8 steps with L <= 1e-8; Wilson 95% bars.",
-        "fig3": "Figure 3. Percentage of trajectories that converge against eta, one curve per depth (solid; dashed: "
-                "diverged). " + nets["gd"].caption() + ".",
-        "fig4": "Figure 4. The same for ReLU + cross-entropy trained by SGD. "
-                + nets["sgd"].caption() + ".",
-        "fig5": "Figure 5. Mean over initialisations of the loss (a) and of eta*|grad L| (b) at each recorded step, "
-                f"{max(nets['gd'].depths)} hidden layers, full-batch GD (logarithmic colour; black: some trajectory "
-                "diverged). " + nets["gd"].caption() + ".",
-        "fig6": "Figure 6. As Figure 5 for SGD with ReLU + cross-entropy (minibatch loss and eta*|minibatch grad|). "
-                + nets["sgd"].caption() + ".",
-        "linear": "Deep linear network 2-3-2 with whitened data: fraction of initialisations (uniform in [-1, 1]^12) "
-                  "from which GD converges, against eta, with the sharp critical step size eta* = 2 / inf_M lambda_max "
-                  "marked; beyond eta* no minimum is linearly stable.",
-        "nonsingular": "Non-singularity of the GD map: fraction of random points with |det(I - eta H)| < eps against "
-                       "eps (log-log). Slope 1 means a measure-zero singular set crossed linearly (Theorems 15, 20).",
-        "orbit": "Beyond the paper. Orbit diagram of GD on 1/2 (1 - xy)^2: x on the attractor (iterates after a "
-                 "transient, two initialisations) against eta, bifurcation points dotted; below, the largest Lyapunov "
-                 "exponent (Jacobian-vector products of G). The 2-cycle born at eta = 1 doubles at sqrt(5) - 1, "
-                 "then the cascade leads to chaos (positive exponent) with periodic windows.",
-        "eos": "Beyond the paper. Edge of stability on 1/4 (x^2 y^2 - 1)^2 (Zhu et al. 2022): GD from (4, 0.1) at "
-               "eta = 0.1; the sharpness (largest Hessian eigenvalue) rises above 2/eta = 20, the loss spikes, and GD "
-               "settles at a minimum just below 2/eta, flatter than the gradient-flow minimum from the same point.",
-        "basin": "Beyond the paper. Basin map of GD on 1/2 (1 - xy)^2 at eta = 0.9: outcome per starting point "
-                 "(converged to the branch x, y > 0 or x, y < 0 of xy = 1, or diverged) and the step at which it was "
-                 "decided.",
-    }
-    return cap
+    return {name: t.caption(scale) for name, t in registry.TARGETS.items()}
 
 
 def check_folder(out: str | Path) -> dict:
     """Validate a results folder: returns its summary or raises :class:`ReportError` naming the
     missing or corrupt file and what to do."""
-    from .figures import STORES
+    from .experiments import registry
     from .results import open_store
 
     out = Path(out)
@@ -110,9 +76,9 @@ def check_folder(out: str | Path) -> dict:
             f"(stored sweeps are resumed, not recomputed)."
         ) from None
     for target, info in summary.get("experiments", {}).items():
-        if target not in STORES:
+        if target not in registry.TARGETS:
             continue
-        store = out / "data" / STORES[target]
+        store = out / "data" / registry.get(target).store
         if not store.exists():
             raise ReportError(
                 f"The data store {str(store)!r} of {target} is missing. Rerun 'gdstab reproduce {target} --out {out}' "
@@ -157,7 +123,8 @@ def _verdict(entry: dict) -> str:
 
 def write_report(out: str | Path) -> Path:
     """Write ``out/report.html`` from ``out/summary.json`` and the stored figures/data."""
-    from .figures import FIGURE_NAMES, draw
+    from .experiments import registry
+    from .figures import draw
 
     out = Path(out)
     summary = check_folder(out)
@@ -165,13 +132,13 @@ def write_report(out: str | Path) -> Path:
     captions = _captions(summary)
     parts = []
     for target, info in summary.get("experiments", {}).items():
-        if target not in FIGURE_NAMES:
+        if target not in registry.TARGETS:
             continue
-        png = out / "figures" / (FIGURE_NAMES[target] + ".png")
+        stem = registry.get(target).figure
+        png = out / "figures" / (stem + ".png")
         if not png.is_file() or png.stat().st_size == 0:
             draw(target, out, scale)  # from the stored data
         data = base64.b64encode(png.read_bytes()).decode()
-        stem = FIGURE_NAMES[target]
         wall = info.get("wall_time_s")
         parts.append(
             f"<figure id='{target}'><img alt='{target}' src='data:image/png;base64,{data}'>"

@@ -25,24 +25,27 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ._validation import InvalidParameterError
-from .figures import FIGURE_NAMES, STORES, draw, net_run
-from .results import open_store, save_dataset
+from .experiments import registry
+from .figures import STORES, draw
+from .results import open_store
 
 __all__ = ["TARGETS", "reproduce", "draw", "STORES"]
 
-TARGETS = ("fig1", "fig2", "fig3", "fig4", "fig5", "fig6", "linear", "nonsingular", "orbit", "eos", "basin")
+#: the targets, in the order they run (from :mod:`gdstab.experiments.registry`)
+TARGETS = registry.names()
 
 def parse_targets(targets: Sequence[str]) -> list[str]:
+    names = registry.names()
     want: list[str] = []
     for t in targets or ["all"]:
         if t == "all":
-            want += [x for x in TARGETS if x not in want]
-        elif t in TARGETS:
+            want += [x for x in names if x not in want]
+        elif t in names:
             if t not in want:
                 want.append(t)
         else:
             raise InvalidParameterError(
-                f"The targets of gdstab reproduce must be among all, {', '.join(TARGETS)}. Got {t!r} instead."
+                f"The targets of gdstab reproduce must be among all, {', '.join(names)}. Got {t!r} instead."
             )
     return want
 
@@ -57,83 +60,7 @@ def _store_ok(path: Path) -> bool:
 
 def _compute(target: str, out: Path, scale: str, quiet: bool, summary: dict) -> None:
     """Compute (or resume) the data of one target and add its key numbers to ``summary``."""
-    from . import experiments
-
-    data = out / "data"
-    keys = summary.setdefault("key_numbers", {})
-    if target == "fig1":
-        d1 = experiments.compute_fig1(scale)
-        save_dataset(d1, data / "fig1.zarr")
-        if "eta_E" not in keys:
-            keys.update(experiments.key_numbers_fig12(None))
-    elif target == "fig2":
-        fig2 = experiments.compute_fig2(out, scale, quiet=quiet)
-        save_dataset(fig2, data / "fig2.zarr")
-        fig2[["ws_length_total", "ws_length_normalised", "trapping_fraction", "trapping_low", "trapping_high",
-              "trapping_count", "trajectories"]].to_dataframe().to_csv(data / "fig2.csv")
-        keys.update(experiments.key_numbers_fig12(fig2))
-    elif target in ("fig3", "fig4", "fig5", "fig6"):
-        which = "gd" if target in ("fig3", "fig5") else "sgd"
-        run = net_run(target, scale)
-        if not quiet:
-            print(f"{target}: {run.describe()}", file=sys.stderr)
-        ds = experiments.compute_nets(out, which, scale, quiet=quiet)
-        table = experiments.convergence_table(ds)
-        table.to_dataframe().to_csv(data / ("fig3.csv" if which == "gd" else "fig4.csv"))
-        experiments.heatmap_data(ds).to_dataframe().to_csv(data / ("fig5.csv" if which == "gd" else "fig6.csv"))
-        keys.update(experiments.key_numbers_nets({which: table}, scale))
-    elif target == "linear":
-        from .experiments.paper_linear import compute_linear_check, compute_linear_table
-
-        rows = compute_linear_table()
-        _write_csv(data / "linear_table.csv", rows)
-        chk = compute_linear_check(scale)
-        save_dataset(chk, data / "linear_check.zarr")
-        for r in rows:
-            entry = {"value": r["inf_lambda_max"],
-                     "definition": f"inf over M of lambda_max for the linear network {tuple(r['dims'])} "
-                                   f"({r['data']} data, L = ||Y - W X||^2, no 1/2), by optimisation over M; "
-                                   f"eta* = 2 / value = {r['eta_star']:.10g}; dim M = {r['dim_M']}, rank {r['rank']}"}
-            if r["closed_form"] is not None:
-                entry["closed_form"] = r["closed_form"]
-            keys[f"linear_inf_lambda_max_{'x'.join(map(str, r['dims']))}"] = entry
-        beyond = chk.trapping_fraction.values[chk.eta.values > chk.attrs["eta_star"] * (1 + 1e-9)]
-        keys["linear_trapping_above_eta_star"] = {
-            "value": float(beyond.max()) if beyond.size else float("nan"),
-            "definition": f"largest trapping fraction at eta > eta* = {chk.attrs['eta_star']:.6g} for the whitened "
-                          f"2-3-2 network ({chk.attrs['inits']} inits uniform in [-1, 1]^12, T = {chk.attrs['steps']}); "
-                          f"the theory says 0 (up to a measure-zero set)",
-        }
-    elif target in ("orbit", "eos", "basin"):
-        from .experiments import beyond
-
-        ds = getattr(beyond, f"compute_{target}")(scale)
-        save_dataset(ds, data / STORES[target])
-        keys.update(getattr(beyond, f"key_numbers_{target}")(ds))
-    elif target == "nonsingular":
-        from .experiments.paper_linear import compute_nonsingular
-
-        ns = compute_nonsingular(scale)
-        save_dataset(ns, data / "nonsingular.zarr")
-        ns.to_dataframe().to_csv(data / "nonsingular.csv")
-        labels = ns.attrs["case_labels"].split(" | ")
-        for i, lab in enumerate(labels):
-            keys[f"nonsingular_slope_{'linear' if i == 0 else 'tanh_mlp'}"] = {
-                "value": float(ns.slope.values[i]), "stderr": float(ns.slope_stderr.values[i]),
-                "definition": f"log-log slope of P(|det(I - eta H)| < eps) in eps for {lab}, eta = "
-                              f"{float(ns.eta.values[i]):g}, {ns.attrs['points']} points; 1 = measure-zero "
-                              f"singular set with simple zeros (Theorems 15, 20)",
-            }
-
-
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    import csv
-
-    with open(path, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: (json.dumps(v) if isinstance(v, list) else v) for k, v in r.items()})
+    registry.get(target).compute(out, scale, quiet, summary.setdefault("key_numbers", {}))
 
 
 #: the top-level entries of a reproduce folder besides the marker and the lock (the order in
@@ -253,9 +180,10 @@ def _reproduce_locked(want, out: Path, scale: str, quiet: bool, on_target, say) 
     t_all = time.perf_counter()
     for target in want:
         t0 = time.perf_counter()
-        store = out / "data" / STORES[target]
+        t = registry.get(target)
+        store = out / "data" / t.store
         done = experiments_done.get(target, {}).get("complete") and _store_ok(store)
-        partner = {"fig3": "fig5", "fig5": "fig3", "fig4": "fig6", "fig6": "fig4"}.get(target)
+        partner = t.shares
         if partner and experiments_done.get(partner, {}).get("complete") and _store_ok(store):
             done = True  # the shared network sweep is complete
         if not done:
@@ -270,8 +198,8 @@ def _reproduce_locked(want, out: Path, scale: str, quiet: bool, on_target, say) 
                     f"rerun the same command to continue", exc.signum) from None
         draw(target, out, scale)
         experiments_done[target] = {
-            "scale": scale, "complete": True, "figure": f"figures/{FIGURE_NAMES[target]}",
-            "data": f"data/{STORES[target]}",
+            "scale": scale, "complete": True, "figure": f"figures/{t.figure}",
+            "data": f"data/{t.store}",
             "wall_time_s": (experiments_done.get(target, {}).get("wall_time_s", 0.0) if done
                             else time.perf_counter() - t0),
         }

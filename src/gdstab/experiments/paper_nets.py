@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from .target import Target
+
 __all__ = ["NET_RUNS", "NetRun", "net_sweep_config", "compute_nets", "convergence_table", "key_numbers_nets",
            "heatmap_data"]
 
@@ -200,3 +202,74 @@ def key_numbers_nets(tables: dict[str, Any], scale: str) -> dict[str, Any]:
                              + "; our eta follows the MSE normalisation stated in the definition")
         out[f"{fig}_largest_converging_eta"] = entry
     return out
+
+
+# ------------------------------------------------------------------ gdstab reproduce targets
+
+
+def _which(target: str) -> str:
+    return "gd" if target in ("fig3", "fig5") else "sgd"
+
+
+def _reproduce(target: str):
+    def compute(out: Path, scale: str, quiet: bool, keys: dict) -> None:
+        import sys
+
+        which = _which(target)
+        data = Path(out) / "data"
+        if not quiet:
+            print(f"{target}: {NET_RUNS[scale][which].describe()}", file=sys.stderr)
+        ds = compute_nets(out, which, scale, quiet=quiet)
+        table = convergence_table(ds)
+        table.to_dataframe().to_csv(data / ("fig3.csv" if which == "gd" else "fig4.csv"))
+        heatmap_data(ds).to_dataframe().to_csv(data / ("fig5.csv" if which == "gd" else "fig6.csv"))
+        keys.update(key_numbers_nets({which: table}, scale))
+
+    return compute
+
+
+def _draw_convergence(target: str):
+    def draw(ds, scale: str):
+        from .. import plots
+
+        run = NET_RUNS[scale][_which(target)]
+        return plots.net_convergence(convergence_table(ds), f"{run.family}: converging trajectories ({scale} scale)",
+                                     run.caption())
+
+    return draw
+
+
+def _draw_heatmaps(target: str):
+    def draw(ds, scale: str):
+        from .. import plots
+
+        run = NET_RUNS[scale][_which(target)]
+        hm = heatmap_data(ds)
+        return plots.net_heatmaps(hm, f"{hm.attrs['depth']} hidden layers, {run.family}", run.caption())
+
+    return draw
+
+
+_CAPTIONS = {
+    "fig3": lambda nets: "Figure 3. Percentage of trajectories that converge against eta, one curve per depth (solid; "
+                         "dashed: diverged). " + nets["gd"].caption() + ".",
+    "fig4": lambda nets: "Figure 4. The same for ReLU + cross-entropy trained by SGD. " + nets["sgd"].caption() + ".",
+    "fig5": lambda nets: "Figure 5. Mean over initialisations of the loss (a) and of eta*|grad L| (b) at each recorded "
+                         f"step, {max(nets['gd'].depths)} hidden layers, full-batch GD (logarithmic colour; black: some "
+                         "trajectory diverged). " + nets["gd"].caption() + ".",
+    "fig6": lambda nets: "Figure 6. As Figure 5 for SGD with ReLU + cross-entropy (minibatch loss and eta*|minibatch "
+                         "grad|). " + nets["sgd"].caption() + ".",
+}
+
+
+def _caption(target: str):
+    return lambda scale: _CAPTIONS[target](NET_RUNS[scale])
+
+
+TARGETS = (
+    Target("fig3", "nets_gd", "fig3", _reproduce("fig3"), _draw_convergence("fig3"), _caption("fig3"), shares="fig5"),
+    Target("fig4", "nets_sgd", "fig4", _reproduce("fig4"), _draw_convergence("fig4"), _caption("fig4"), shares="fig6"),
+    Target("fig5", "nets_gd", "fig5", _reproduce("fig5"), _draw_heatmaps("fig5"), _caption("fig5"), shares="fig3"),
+    Target("fig6", "nets_sgd", "fig6", _reproduce("fig6"), _draw_heatmaps("fig6"), _caption("fig6"), shares="fig4"),
+)
+

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 from .. import random as gdstab_random
+from .target import Target
 
 __all__ = ["FIG1", "FIG2", "compute_fig1", "compute_fig2", "key_numbers_fig12", "PAPER_MWS_LENGTH_AT_0_1"]
 
@@ -202,3 +203,58 @@ def key_numbers_fig12(fig2=None) -> dict[str, Any]:
                                               fig2.trapping_low.values, fig2.trapping_high.values)},
         }
     return out
+
+
+# ------------------------------------------------------------------ gdstab reproduce targets
+
+
+def _reproduce_fig1(out: Path, scale: str, quiet: bool, keys: dict) -> None:
+    from ..results import save_dataset
+
+    save_dataset(compute_fig1(scale), Path(out) / "data" / "fig1.zarr")
+    if "eta_E" not in keys:
+        keys.update(key_numbers_fig12(None))
+
+
+def _reproduce_fig2(out: Path, scale: str, quiet: bool, keys: dict) -> None:
+    from ..results import save_dataset
+
+    data = Path(out) / "data"
+    fig2 = compute_fig2(out, scale, quiet=quiet)
+    save_dataset(fig2, data / "fig2.zarr")
+    fig2[["ws_length_total", "ws_length_normalised", "trapping_fraction", "trapping_low", "trapping_high",
+          "trapping_count", "trajectories"]].to_dataframe().to_csv(data / "fig2.csv")
+    keys.update(key_numbers_fig12(fig2))
+
+
+def _draw_fig1(ds, scale: str):
+    from .. import plots
+
+    return plots.fig1(ds)
+
+
+def _draw_fig2(ds, scale: str):
+    from .. import plots
+
+    return plots.fig2(ds)
+
+
+def _caption_fig1(scale: str) -> str:
+    f1 = FIG1[scale]
+    return (f"Figure 1. GD on L(x, y) = 1/2 (1 - xy)^2, {f1.steps} steps from a grid of starts: at eta = 0.4 the "
+            f"paths end on the weakly stable minima M_WS = {{xy = 1, x^2 + y^2 <= 2/eta}} (red); at eta = 1.1 "
+            f"M_WS is empty and GD does not converge.")
+
+
+def _caption_fig2(scale: str) -> str:
+    f2 = FIG2[scale]
+    return (f"Figure 2. Length of M_WS against eta (exact arc length, normalised at eta = 0.1) and the trapping "
+            f"fraction: {f2.inits} initialisations uniform in {list(f2.box)} per eta, T = {f2.steps} steps, "
+            f"seed {f2.seed}, converged = eta*|grad L| <= 1e-8 for 8 steps with L <= 1e-8; Wilson 95% bars.")
+
+
+TARGETS = (
+    Target("fig1", "fig1.zarr", "fig1", _reproduce_fig1, _draw_fig1, _caption_fig1),
+    Target("fig2", "fig2.zarr", "fig2", _reproduce_fig2, _draw_fig2, _caption_fig2),
+)
+
