@@ -117,6 +117,16 @@ def _print_summary(rows, option_dims) -> None:
         print(f"{lead}{row['eta']:>10.6g}  {row['n']:>8}  {cells}")
 
 
+def _add_folder_args(p: argparse.ArgumentParser, what: str) -> None:
+    """--overwrite and --wait, for the commands that write a results folder."""
+    p.add_argument("--overwrite", action="store_true",
+                   help=f"delete {what} in DIR first and start fresh: only a folder gdstab wrote (its marker "
+                   "gdstab-folder.json), an empty one or the leftovers of an interrupted creation, and only gdstab's "
+                   "own files; '.', the home directory, / and folders holding other files are refused")
+    p.add_argument("--wait", action="store_true",
+                   help="if another gdstab process is writing DIR, wait for it (default: say who holds it and exit)")
+
+
 def cmd_sweep(args) -> int:
     from . import sweep
 
@@ -439,12 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", metavar="ADDRESS", help="with --executor dask: a running scheduler, tcp://host:port")
     p.add_argument("--dask-local", type=int, metavar="N", help="with --executor dask: start a local cluster of N worker processes")
     p.add_argument("--resume", action="store_true", help="only continue an existing sweep (error if DIR holds none)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="delete the sweep in DIR first and start fresh: only a folder gdstab wrote (its marker "
-                   "gdstab-folder.json), an empty one or the leftovers of an interrupted creation, and only gdstab's "
-                   "own files; '.', the home directory, / and folders holding other files are refused")
-    p.add_argument("--wait", action="store_true",
-                   help="if another gdstab process is writing DIR, wait for it (default: say who holds it and exit)")
+    _add_folder_args(p, "the sweep")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_sweep)
@@ -521,12 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("targets", nargs="*", metavar="TARGET", help="all (default), " + ", ".join(registry.names()))
     p.add_argument("--out", required=True, help="results folder")
     p.add_argument("--scale", choices=("small", "paper"), default="small", help="small (default, a laptop CPU) or paper sizes")
-    p.add_argument("--overwrite", action="store_true",
-                   help="delete the results in DIR first and start fresh: only a folder gdstab wrote (its marker "
-                   "gdstab-folder.json) or an empty one, and only gdstab's own files; '.', the home directory, / and "
-                   "folders holding other files are refused")
-    p.add_argument("--wait", action="store_true",
-                   help="if another gdstab process is writing DIR, wait for it (default: say who holds it and exit)")
+    _add_folder_args(p, "the results")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_reproduce)
 

@@ -75,12 +75,7 @@ def linear_network(
     import jax.numpy as jnp
 
     caller = "linear_network"
-    try:
-        dims = tuple(int(v) for v in dims)
-    except (TypeError, ValueError):
-        raise fail("dims", caller, "a sequence of at least two ints >= 1", dims) from None
-    if len(dims) < 2 or any(v < 1 for v in dims):
-        raise fail("dims", caller, "a sequence of at least two ints >= 1", dims)
+    dims = _check_dims(dims, caller)
     normalisation = choice(normalisation, "normalisation", caller, NORMALISATIONS)
     X = np.asarray(X, dtype=np.float64)
     Y = np.asarray(Y, dtype=np.float64)
@@ -294,6 +289,16 @@ def is_balanced(dims, theta, tol: float = 1e-8) -> bool:
     return True
 
 
+def _check_dims(dims, caller: str) -> tuple[int, ...]:
+    try:
+        dims = tuple(int(v) for v in dims)
+    except (TypeError, ValueError):
+        raise fail("dims", caller, "a sequence of at least two ints >= 1", dims) from None
+    if len(dims) < 2 or any(v < 1 for v in dims):
+        raise fail("dims", caller, "a sequence of at least two ints >= 1", dims)
+    return dims
+
+
 def gaussian_data(dims: Sequence[int], samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Gaussian data X (d_0 × n), Y (d_h × n) from ``numpy.random.default_rng(seed)`` (X drawn
     first): the default data of ``gdstab linear`` and of the registered problem ``"linear"``."""
@@ -310,12 +315,7 @@ def linear_problem(dims: Sequence[int] = (2, 3, 2), samples: int = 20, data_seed
     caller = "problem 'linear'"
     samples = positive_int(samples, "samples", caller)
     data_seed = positive_int(data_seed, "data_seed", caller, minimum=0)
-    try:
-        dims = tuple(int(v) for v in dims)
-    except (TypeError, ValueError):
-        raise fail("dims", caller, "a sequence of at least two ints >= 1", dims) from None
-    if len(dims) < 2 or any(v < 1 for v in dims):
-        raise fail("dims", caller, "a sequence of at least two ints >= 1", dims)
+    dims = _check_dims(dims, caller)
     X, Y = gaussian_data(dims, samples, data_seed)
     return linear_network(dims, X, Y, normalisation=normalisation,
                           name=f"linear {'-'.join(map(str, dims))} ({samples} Gaussian samples, seed {data_seed})")
