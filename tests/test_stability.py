@@ -51,6 +51,22 @@ def test_zhu_critical_step_size():
     assert r.eta_star == pytest.approx(0.5, rel=1e-9)
 
 
+def test_a_hessian_that_vanishes_on_m_gives_infinite_critical_step_sizes():
+    """1/2 (y^2 - x^2)^2: on M = {y = +-x} the Hessian is grad f grad f^T with f = y^2 - x^2, so
+    its one non-zero eigenvalue at (s, +-s) is |grad f|^2 = 8 s^2 (checked against the dense
+    Hessian below), which tends to 0 at the origin: inf_M lambda_min+ = 0 and eta_E = inf, like
+    eta* (issue #16: it was printed as 1.756e24 from a round-off-sized eigenvalue)."""
+    p = problems.get("saddle_quartic")
+    for s in (0.5, 1e-3, -2.0):
+        ev = np.linalg.eigvalsh(np.asarray(jax.hessian(p.loss)(jnp.array([s, s]))))
+        assert ev[-1] == pytest.approx(8 * s * s, rel=1e-12) and abs(ev[0]) <= 1e-12 * ev[-1]
+    c = stability.critical_step_sizes(p, key=jax.random.key(0))
+    assert c.eta_E == math.inf and c.inf_lambda_min_pos == 0.0
+    assert c.eta_star == math.inf and "tend to 0" in c.note
+    h = stability.critical_step_sizes(problems.get("hyperbola"), key=jax.random.key(0))
+    assert h.eta_E == pytest.approx(1.0, rel=1e-9) and h.note == ""  # a positive infimum is untouched
+
+
 @pytest.mark.parametrize("eta", [0.1, 0.3, 0.6, 0.95])
 def test_hyperbola_weakly_stable_arc_length(eta):
     r = stability.weakly_stable_arc_length(problems.get("hyperbola"), eta)

@@ -231,6 +231,8 @@ def cmd_stability(args) -> int:
     else:
         print(f"critical  eta* = 2 / inf_M lambda_max = {c['eta_star']:.10g} (inf {c['inf_lambda_max']:.10g} at {np.round(c['argmin_lambda_max'], 8).tolist()})")
         print(f"          eta_E = 2 / inf_M lambda_min+ = {c['eta_E']:.10g} (inf {c['inf_lambda_min_pos']:.10g} at {np.round(c['argmin_lambda_min_pos'], 8).tolist()})")
+        if c.get("note"):
+            print(f"          note: {c['note']}")
     for row in rows:
         line = f"eta {row['eta']:<8g} 2/eta = {row['threshold_2_over_eta']:<10.6g}"
         if "mws_length" in row:

@@ -158,7 +158,13 @@ def minimum_stability(
 
 @dataclass(frozen=True)
 class CriticalStepSizes:
-    """η* = 2 / inf_M λ_max and η_E = 2 / inf_M λ_min⁺, with the minimisers found."""
+    """η* = 2 / inf_M λ_max and η_E = 2 / inf_M λ_min⁺, with the minimisers found.
+
+    ``curvature_scale`` is the largest eigenvalue modulus met at the points of M searched
+    that lie in the problem's initialisation box (all points searched, for a problem without a
+    box): the curvature the problem works at.  An infimum at or below ``rank_tol`` ·
+    ``curvature_scale`` is reported as 0 (the Hessian vanishes there, or its non-zero
+    eigenvalues tend to 0 along M), so that its step size is ∞, and ``note`` says so."""
 
     eta_star: float
     eta_E: float
@@ -168,6 +174,8 @@ class CriticalStepSizes:
     argmin_lambda_min_pos: np.ndarray
     method: str
     evaluations: int
+    curvature_scale: float = math.nan
+    note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -196,11 +204,21 @@ def critical_step_sizes(problem, *, key, n_samples: int = 2000, rank_tol: float 
         )
     n_samples = positive_int(n_samples, "n_samples", "critical_step_sizes")
     evals = 0
+    scale = 0.0  # the largest |eigenvalue| met on M inside the box
+    box = None if problem.box is None else np.asarray(problem.box, dtype=np.float64)
+
+    def inside(points) -> np.ndarray:
+        pts = np.atleast_2d(np.asarray(points, dtype=np.float64))
+        if box is None:
+            return np.ones(pts.shape[0], bool)
+        return np.all((pts >= box[:, 0]) & (pts <= box[:, 1]), axis=1)
 
     def lam(theta) -> tuple[float, float]:
-        nonlocal evals
+        nonlocal evals, scale
         evals += 1
         ev = _eigenvalues(problem, theta)
+        if ev.size and inside(theta)[0]:
+            scale = max(scale, float(np.abs(ev).max()))
         nz = smallest_nonzero_eigenvalue(ev, rank_tol=rank_tol).value
         return float(ev[-1]), float(nz) if np.isfinite(nz) else np.inf
 
@@ -214,6 +232,10 @@ def critical_step_sizes(problem, *, key, n_samples: int = 2000, rank_tol: float 
         for b in range(nb):
             vals = np.stack(_curve_lambdas(problem, param, b, grid, rank_tol), axis=1)
             evals += grid.size
+            with jax.enable_x64(True):
+                on_box = inside(np.asarray(jax.vmap(lambda t: param(t, b))(grid)))
+            if on_box.any():
+                scale = max(scale, float(np.nanmax(np.abs(vals[on_box, 0]))))
             for which in (0, 1):
                 i = int(np.argmin(vals[:, which]))
                 a, c = grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)]
@@ -261,6 +283,18 @@ def critical_step_sizes(problem, *, key, n_samples: int = 2000, rank_tol: float 
                     best[which] = (float(r.fun), np.asarray(m.project(jnp.asarray(r.x)), dtype=np.float64))
         method = "sampled"
     lmax, lmin = best[0][0], best[1][0]
+    # the relative rank cut of each Hessian cannot see a Hessian that vanishes as a whole:
+    # against the curvature met on M, eigenvalues below rank_tol times it are zero
+    floor = rank_tol * scale
+    notes = []
+    if lmax <= floor:
+        lmax = 0.0
+        notes.append("inf lambda_max is 0 (the Hessian vanishes on M)")
+    if lmin <= floor:
+        notes.append(f"inf lambda_min+ is 0: the non-zero eigenvalues tend to 0 along M (found {lmin:.3g} <= "
+                     f"rank_tol x largest curvature on M = {floor:.3g})" if np.isfinite(lmin) and lmin > 0
+                     else "inf lambda_min+ is 0")
+        lmin = 0.0
     return CriticalStepSizes(
         eta_star=2.0 / lmax if lmax > 0 else math.inf,
         eta_E=2.0 / lmin if lmin > 0 else math.inf,
@@ -270,6 +304,8 @@ def critical_step_sizes(problem, *, key, n_samples: int = 2000, rank_tol: float 
         argmin_lambda_min_pos=best[1][1],
         method=method,
         evaluations=evals,
+        curvature_scale=scale,
+        note="; ".join(notes),
     )
 
 
