@@ -62,6 +62,39 @@ def test_sharpness_zhu_edge_of_stability(capsys):
     assert data["status"] == "ok" and data["first_step_above_threshold"] is not None
 
 
+def test_a_diverged_sharpness_run_reports_its_status_and_only_measured_values(capsys):
+    """Issue #16 item 5.  An independent NumPy GD loop on 1/4 (x^2 y^2 - 1)^2 from (4, 0.1) at
+    eta = 0.5 says where the run leaves the finite numbers: the report must say "diverged" in
+    that window and give no final loss or sharpness (the values at step 0 are not results)."""
+    import numpy as np
+
+    th = np.array([4.0, 0.1])
+    first_bad = None
+    with np.errstate(all="ignore"):
+        for t in range(1, 20001):
+            x, y = th
+            r = x * x * y * y - 1.0
+            th = th - 0.5 * np.array([r * x * y * y, r * x * x * y])
+            if not np.all(np.isfinite(th)):
+                first_bad = t
+                break
+    assert first_bad is not None and first_bad <= 100
+    code, out, err = run(capsys, "sharpness", "--problem", "zhu", "--init", "4,0.1", "--eta", "0.5", "--steps",
+                         "20000", "--every", "100", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["status"] == "diverged" and data["diverged_between"] == [0, 100]
+    assert data["final_loss"] is None and data["final_sharpness"] is None
+    assert data["measured"]["records"] == 1 and data["measured"]["last_step"] == 0
+    code, out, err = run(capsys, "sharpness", "--problem", "zhu", "--init", "4,0.1", "--eta", "0.5", "--steps",
+                         "20000", "--every", "100")
+    lines = out.splitlines()
+    status = next(i for i, l in enumerate(lines) if l.startswith("status"))
+    assert "DIVERGED between steps 0 and 100" in lines[status]
+    assert status < next(i for i, l in enumerate(lines) if l.startswith("sharpness"))
+    assert "final" not in out.split("status")[1]
+
+
 def test_critical_lr_json(capsys):
     code, out, err = run(capsys, "critical-lr", "--problem", "quadratic", "--option", "spectrum=1,3",
                          "--eta-range", "0.01,10", "--inits", "8", "--steps", "40000", "--json")

@@ -246,28 +246,57 @@ def cmd_sharpness(args) -> int:
     out = _out_dir(args)
     ds = sharpness.track_sharpness(problem, th0, eta, steps=args.steps, every=args.every,
                                    key=gdstab_random.key(positive_int(args.seed, "--seed", caller, minimum=0)))
-    s = ds.sharpness.values
-    fin = np.isfinite(s)
     summary = {"problem": problem.name, "normalisation": problem.normalisation, "eta": eta, "threshold": 2 / eta,
-               "theta0": np.asarray(th0).tolist(), "steps": args.steps, "every": args.every, "status": ds.attrs["status"],
-               "final_loss": float(ds.loss.values[fin][-1]) if fin.any() else None,
-               "final_sharpness": float(s[fin][-1]) if fin.any() else None,
-               "max_sharpness": float(s[fin].max()) if fin.any() else None,
-               "first_step_above_threshold": int(ds.step.values[fin][np.argmax(s[fin] > 2 / eta)])
-               if fin.any() and (s[fin] > 2 / eta).any() else None,
-               "theta_last": ds.theta_last.values.tolist(),
+               "theta0": np.asarray(th0).tolist(), "steps": args.steps, "every": args.every,
+               **_sharpness_outcome(ds, eta), "theta_last": ds.theta_last.values.tolist(),
                "wall_train_s": ds.attrs["wall_train_s"], "wall_sharpness_s": ds.attrs["wall_sharpness_s"],
                "method": ds.attrs["method"]}
     summary["files"] = _write(out, "sharpness", lambda plots: plots.sharpness_trace(ds), ds, summary)
+    m = summary["measured"]
     lines = [f"problem   {problem.name}: {problem.normalisation}",
              f"run       GD from {np.round(summary['theta0'], 4).tolist()} at eta = {eta:g}, {args.steps} steps, "
-             f"sharpness every {args.every} ({summary['method']})",
-             f"status    {summary['status']}",
-             f"2/eta     {2 / eta:.6g}",
-             f"sharpness start {s[0]:.6g}, max {summary['max_sharpness']}, final {summary['final_sharpness']} "
-             f"(first above 2/eta at step {summary['first_step_above_threshold']})",
-             f"loss      final {summary['final_loss']}"]
+             f"sharpness every {args.every} ({summary['method']})"]
+    if summary["status"] == "diverged":
+        a, b = summary["diverged_between"]
+        lines.append(f"status    DIVERGED between steps {a} and {b} (non-finite iterate); only the "
+                     f"{m['records']} record(s) before it were measured")
+    else:
+        lines.append(f"status    {summary['status']} (all {m['records']} records measured)")
+    lines += [f"2/eta     {2 / eta:.6g}",
+              f"sharpness at step 0 {m['first_sharpness']:.6g}, max {m['max_sharpness']:.6g} (step {m['max_step']}), "
+              f"last measured {m['last_sharpness']:.6g} (step {m['last_step']})",
+              "          first above 2/eta at step " + (str(summary["first_step_above_threshold"])
+                                                       if summary["first_step_above_threshold"] is not None
+                                                       else "- (not in the records measured)"),
+              f"loss      last measured {m['last_loss']:.6g} (step {m['last_step']})"
+              + ("" if summary["status"] == "diverged" else f"; final {summary['final_loss']:.6g}")]
     return _emit(summary, args.json, lines)
+
+
+def _sharpness_outcome(ds, eta: float) -> dict[str, Any]:
+    """The status of a sharpness run first, then only values that were measured: a diverged
+    run has no final loss or sharpness, only the records before it diverged."""
+    s = ds.sharpness.values
+    fin = np.isfinite(s)
+    steps = ds.step.values[fin]
+    out: dict[str, Any] = {"status": ds.attrs["status"]}
+    if "diverged_between" in ds.attrs:
+        out["diverged_between"] = [int(v) for v in ds.attrs["diverged_between"]]
+    if not fin.any():  # pragma: no cover - the start is always measured (finite theta0 is validated)
+        out["measured"] = {"records": 0}
+        return out
+    k = int(np.argmax(s[fin]))
+    out["measured"] = {"records": int(fin.sum()), "first_sharpness": float(s[fin][0]),
+                       "max_sharpness": float(s[fin][k]), "max_step": int(steps[k]),
+                       "last_sharpness": float(s[fin][-1]), "last_loss": float(ds.loss.values[fin][-1]),
+                       "last_step": int(steps[-1])}
+    above = s[fin] > 2 / eta
+    out["first_step_above_threshold"] = int(steps[np.argmax(above)]) if above.any() else None
+    ok = out["status"] != "diverged"
+    out["final_loss"] = float(ds.loss.values[fin][-1]) if ok else None
+    out["final_sharpness"] = float(s[fin][-1]) if ok else None
+    out["max_sharpness"] = float(s[fin][k])
+    return out
 
 
 def cmd_critical(args) -> int:

@@ -129,6 +129,7 @@ def track_sharpness(
     rec_steps = np.arange(n_rec) * every
     t_train = t_sharp = 0.0
     status = "ok"
+    diverged_between = None  # (last finite record, first non-finite record) steps
     with jax.enable_x64(True):
         vg, advance = _compiled(problem, every, batch_size or 0)
         kd = jax.random.key_data(key) if batch_size else None
@@ -145,6 +146,7 @@ def track_sharpness(
             th_np = np.asarray(theta)
             if not (math.isfinite(val) and math.isfinite(gn) and np.all(np.isfinite(th_np))):
                 status = "diverged"
+                diverged_between = [int((r - 1) * every), int(r * every)]
                 break
             loss[r], gnorm[r] = val, gn
             t0 = time.perf_counter()
@@ -172,6 +174,8 @@ def track_sharpness(
             "every": every,
             "batch_size": int(batch_size or 0),
             "status": status,
+            # a diverged run: the iterate was finite at the first step and not at the second
+            **({"diverged_between": diverged_between} if diverged_between else {}),
             "wall_train_s": t_train,
             "wall_sharpness_s": t_sharp,
             "method": "dense Hessian" if problem.dim <= 256 else f"Lanczos (tol {tol:g}, warm start)",
