@@ -238,3 +238,40 @@ def test_parsed_tree_means_what_it_says(tree, x, y):
     # the canonical rendering parses back to the same meaning
     again = parse_expression(e.canonical(), ["x", "y"])
     assert float(again.to_jax()(jnp.array([x, y]))) == pytest.approx(got, rel=1e-12, abs=1e-12)
+
+
+# --- long flat chains and deep nesting: one clear answer or one clear refusal, never a
+# RecursionError (issue #16 item 11: chains of ~1 000 terms overflowed Python's stack) ---
+
+
+@pytest.mark.parametrize("op", ["+", "-", "*", "/"])
+def test_a_flat_chain_up_to_the_length_limit_parses_evaluates_and_differentiates(op):
+    from gdstab.problems.expression import MAX_LENGTH
+
+    n = (MAX_LENGTH + 1) // 2  # "x op x op ... x" fills the limit
+    text = op.join(["x"] * n)
+    assert len(text) <= MAX_LENGTH
+    x = 1.0001
+    p = Problem.from_expression(text, ["x"])
+    v, g = jax.value_and_grad(p.loss)(jnp.array([x]))
+    # independent: the same left-to-right arithmetic in Python floats, and the closed-form slope
+    ref = x
+    for _ in range(n - 1):
+        ref = {"+": ref + x, "-": ref - x, "*": ref * x, "/": ref / x}[op]
+    slope = {"+": n, "-": 2 - n, "*": n * x ** (n - 1), "/": (2 - n) * x ** (1 - n)}[op]
+    assert float(v) == ref  # bit for bit: the chain is evaluated left to right
+    assert float(g[0]) == pytest.approx(slope, rel=1e-9)
+
+
+@pytest.mark.parametrize("make", [
+    lambda k: "(" * k + "x" + ")" * k,
+    lambda k: "-" * k + "x",
+    lambda k: "sin(" * k + "x" + ")" * k,
+    lambda k: "**".join(["x"] * (k + 1)),
+], ids=["parentheses", "unary minus", "function calls", "powers"])
+def test_nesting_at_the_depth_limit_works_and_one_more_level_is_refused(make):
+    ok = Problem.from_expression(make(MAX_DEPTH - 1), ["x"])
+    v, g = jax.value_and_grad(ok.loss)(jnp.array([0.9]))
+    assert np.isfinite(float(v)) and np.isfinite(float(g[0]))
+    with pytest.raises(ExpressionError, match="nested deeper"):
+        parse_expression(make(MAX_DEPTH + 1), ["x"])

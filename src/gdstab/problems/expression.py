@@ -52,6 +52,8 @@ MAX_DEPTH = 100
 MAX_VARIABLES = 64
 MAX_EXPONENT = 100.0
 
+_BINARY = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b, "/": lambda a, b: a / b}
+
 
 class ExpressionError(InvalidParameterError):
     """A loss expression that does not follow the grammar; ``position`` is the 0-based index
@@ -172,7 +174,18 @@ class Call:
     pos: int
 
 
-Node = Num | Var | Neg | Bin | Call
+@dataclass(frozen=True)
+class Chain:
+    """A left-associative chain ``first op1 x1 op2 x2 ...`` of + and - (or of * and /), kept
+    flat so that a long chain costs no recursion depth anywhere (parsing, rendering, tracing,
+    differentiation) and is evaluated left to right, exactly as the nested form."""
+
+    first: "Node"
+    rest: tuple[tuple[str, "Node"], ...]
+    pos: int
+
+
+Node = Num | Var | Neg | Bin | Call | Chain
 
 
 class _Parser:
@@ -210,18 +223,18 @@ class _Parser:
         return node
 
     def expr(self) -> Node:
-        node = self.term()
+        first, rest = self.term(), []
         while self.peek().kind == "op" and self.peek().text in "+-" and len(self.peek().text) == 1:
             op = self.take()
-            node = Bin(op.text, node, self.term(), op.pos)
-        return node
+            rest.append((op.text, self.term()))
+        return Chain(first, tuple(rest), first.pos) if rest else first
 
     def term(self) -> Node:
-        node = self.unary()
+        first, rest = self.unary(), []
         while self.peek().kind == "op" and self.peek().text in ("*", "/"):
             op = self.take()
-            node = Bin(op.text, node, self.unary(), op.pos)
-        return node
+            rest.append((op.text, self.unary()))
+        return Chain(first, tuple(rest), first.pos) if rest else first
 
     def unary(self) -> Node:
         tok = self.peek()
@@ -325,19 +338,32 @@ def _constant_value(node: Node, text: str) -> float | None:
             }[node.func](v)
         except (OverflowError, ValueError):
             return math.nan
+    if isinstance(node, Chain):
+        value = _constant_value(node.first, text)
+        for op, operand in node.rest:
+            b = _constant_value(operand, text)
+            if value is None or b is None:
+                return None
+            value = _arith(op, value, b)
+        return value
     assert isinstance(node, Bin)
     a = _constant_value(node.left, text)
     b = _constant_value(node.right, text)
     if a is None or b is None:
         return None
+    return _arith(node.op, a, b)
+
+
+def _arith(op: str, a: float, b: float) -> float:
+    """``a op b`` in float arithmetic (overflow -> inf, undefined -> nan)."""
     try:
-        if node.op == "+":
+        if op == "+":
             return a + b
-        if node.op == "-":
+        if op == "-":
             return a - b
-        if node.op == "*":
+        if op == "*":
             return a * b
-        if node.op == "/":
+        if op == "/":
             return a / b if b != 0 else math.nan
         # a ** b with a bounded exponent (checked by the parser before we get here)
         if abs(b) > MAX_EXPONENT:
@@ -359,6 +385,10 @@ def _variables(node: Node, out: list[str]) -> None:
     elif isinstance(node, Bin):
         _variables(node.left, out)
         _variables(node.right, out)
+    elif isinstance(node, Chain):
+        _variables(node.first, out)
+        for _, operand in node.rest:
+            _variables(operand, out)
 
 
 def _natural_key(name: str) -> tuple:
@@ -374,6 +404,11 @@ def _render(node: Node) -> str:
         return f"(-{_render(node.operand)})"
     if isinstance(node, Call):
         return f"{node.func}({_render(node.arg)})"
+    if isinstance(node, Chain):  # rendered as the nested left-associative form
+        text = _render(node.first)
+        for op, operand in node.rest:
+            text = f"({text} {op} {_render(operand)})"
+        return text
     return f"({_render(node.left)} {node.op} {_render(node.right)})"
 
 
@@ -420,6 +455,17 @@ class Expression:
             if isinstance(node, Call):
                 f, fn = build(node.arg), funcs[node.func]
                 return lambda th: fn(f(th))
+            if isinstance(node, Chain):
+                f0 = build(node.first)
+                rest = [(_BINARY[op], build(operand)) for op, operand in node.rest]
+
+                def chain(th):
+                    value = f0(th)
+                    for op, f in rest:  # left to right, as the nested form
+                        value = op(value, f(th))
+                    return value
+
+                return chain
             lf, rf = build(node.left), build(node.right)
             if node.op == "+":
                 return lambda th: lf(th) + rf(th)
