@@ -550,6 +550,12 @@ def test_a_full_disk_is_one_line_and_loses_nothing(tmp_path, capsys):
         cfg = tmp_path / "big.toml"
         text = SMALL.replace("inits = 600", "inits = 6000").replace("cell_inits = 100", "cell_inits = 500")
         cfg.write_text(text)
+        # a new folder on a disk too small for the results is refused before anything is written
+        assert _cli("sweep", cfg, "--out", mnt / "new", "--quiet") == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "GiB free" in err and not (mnt / "new").exists()
+        # an existing (empty) folder is used as it is: the disk fills up during the run
+        (mnt / "res").mkdir()
         assert _cli("sweep", cfg, "--out", mnt / "res", "--quiet") == 1
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "No space left on device" in err and "completed results are kept" in err

@@ -9,7 +9,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-__all__ = ["InvalidParameterError", "fail", "finite_float", "positive_int", "choice", "check_batch"]
+__all__ = ["InvalidParameterError", "fail", "finite_float", "positive_int", "choice", "check_batch", "check_memory"]
 
 
 class InvalidParameterError(ValueError):
@@ -99,3 +99,24 @@ def check_batch(problem, theta0, eta, caller: str) -> tuple[np.ndarray, np.ndarr
         bad = et[~(np.isfinite(et) & (et > 0))][0]
         raise fail("eta", caller, "a finite float > 0 (every entry)", float(bad))
     return th, et
+
+
+def physical_memory() -> int:
+    """Bytes of physical memory (0 where the platform does not say)."""
+    import os
+
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - platforms without sysconf
+        return 0
+
+
+def check_memory(nbytes: float, name: str, caller: str, what: str, value) -> None:
+    """Refuse, before allocating, an input that needs more than half of the physical memory
+    (``nbytes`` for ``what``), naming the parameter, the memory it would need and what there is."""
+    have = physical_memory()
+    if have and nbytes > have / 2:
+        raise InvalidParameterError(
+            f"The {name!r} parameter of {caller} asks for {what} of {nbytes / 2**30:.3g} GiB, more than half of "
+            f"this machine's {have / 2**30:.3g} GiB of memory. Got {_show(value)} instead; choose a smaller value.")
+

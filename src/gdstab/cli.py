@@ -81,7 +81,7 @@ def cmd_trajectories(args) -> int:
             "problem": problem.name,
             "normalisation": problem.normalisation,
             "options": dict(problem.options),
-            "box": [list(b) for b in box],
+            "box": None if box is None else [list(b) for b in box],
             "inits": n,
             "steps": steps,
             "seed": seed,
@@ -94,7 +94,9 @@ def cmd_trajectories(args) -> int:
         sys.stdout.write("\n")
         return 0
     print(f"problem   {problem.name}: {problem.normalisation}")
-    print(f"inits     {n} uniform in {', '.join(f'[{lo:g}, {hi:g}]' for lo, hi in box)}, seed {seed}")
+    where = (f"uniform in {', '.join(f'[{lo:g}, {hi:g}]' for lo, hi in box)}" if box is not None
+             else "from the problem's own initialiser")
+    print(f"inits     {n} {where}, seed {seed}")
     print(f"steps     T = {steps}; tol {criteria.tol:g}, window {criteria.window}, max period {criteria.max_period}")
     print(f"backend   {res.backend}, {wall:.2f} s for {len(res)} trajectories")
     labels = [s.label for s in Status]
@@ -248,6 +250,26 @@ def cmd_stability(args) -> int:
     return 0
 
 
+def _load_xy(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """Arrays X and Y of a .npz file for ``--data``, numeric and finite, or one clear error."""
+    import zipfile
+
+    expected = "a .npz file with numeric arrays 'X' (d_0 x n) and 'Y' (d_h x n)"
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            X, Y = np.asarray(f["X"]), np.asarray(f["Y"])
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, TypeError) as exc:
+        raise InvalidParameterError(
+            f"The '--data' parameter of gdstab linear must be {expected}. Got {path!r} ({type(exc).__name__}: "
+            f"{str(exc)[:160]}) instead.") from None
+    for name, a in (("X", X), ("Y", Y)):
+        if a.dtype.kind not in "iuf" or not np.all(np.isfinite(a)):
+            raise InvalidParameterError(
+                f"The '--data' parameter of gdstab linear must be {expected}. Got an array {name!r} of dtype "
+                f"{a.dtype} {'with non-finite values ' if a.dtype.kind in 'iuf' else ''}in {path!r} instead.")
+    return X.astype(np.float64), Y.astype(np.float64)
+
+
 def cmd_linear(args) -> int:
     import jax
 
@@ -261,13 +283,7 @@ def cmd_linear(args) -> int:
     except ValueError:
         raise InvalidParameterError(f"The '--dims' parameter of gdstab linear must be comma-separated ints such as 2,3,2. Got {args.dims!r} instead.") from None
     if args.data is not None:
-        try:
-            with np.load(args.data) as f:
-                X, Y = f["X"], f["Y"]
-        except (OSError, KeyError, ValueError) as exc:
-            raise InvalidParameterError(
-                f"The '--data' file {args.data!r} must be a .npz with arrays 'X' (d_0 x n) and 'Y' (d_h x n): {exc}."
-            ) from None
+        X, Y = _load_xy(args.data)
         source = f"data from {args.data}"
     else:
         n = positive_int(args.samples, "--samples", "gdstab linear")

@@ -75,6 +75,10 @@ _PERSIST2 = (1.0 - PERSISTENCE) ** 2
 _RAW_SETTLED, _RAW_DIVERGED, _RAW_PERIODIC, _RAW_BOUNDED = 1, 2, 3, 4
 
 
+#: the largest segment of the period detector (check_every): the engines run whole segments
+MAX_CHECK_EVERY = 100_000
+
+
 @dataclass(frozen=True)
 class Criteria:
     """When a trajectory counts as converged, diverged, periodic or bounded.
@@ -90,7 +94,8 @@ class Criteria:
             η∇L is non-finite.  (The compiled toy kernels check θ and η∇L only: for their
             polynomial losses ‖θ‖ ≤ 1e30 keeps L finite, so the verdicts are the same.)
         max_period: largest period detected (default 8; 1 disables period detection).
-        check_every: segment length of the period detector (default 32; > max_period).
+        check_every: segment length of the period detector (default 32; > max_period, at most
+            ``MAX_CHECK_EVERY`` = 100 000: the engines run whole segments).
         period_checks: consecutive segments that must show the same period (default 3).
     """
 
@@ -111,6 +116,10 @@ class Criteria:
         object.__setattr__(self, "max_period", positive_int(self.max_period, "max_period", c))
         object.__setattr__(self, "check_every", positive_int(self.check_every, "check_every", c, minimum=2))
         object.__setattr__(self, "period_checks", positive_int(self.period_checks, "period_checks", c))
+        # a segment of check_every steps is the smallest unit of work of the engines
+        for name, limit in (("check_every", MAX_CHECK_EVERY), ("window", 2**31 - 1), ("period_checks", 2**31 - 1)):
+            if getattr(self, name) > limit:
+                raise fail(name, c, f"an int <= {limit}", getattr(self, name))
         if self.check_every <= self.max_period:
             raise fail("check_every", c, f"an int > max_period ({self.max_period})", self.check_every)
 

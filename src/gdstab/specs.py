@@ -115,3 +115,36 @@ def parse_option(text: str, types: dict[str, str], *, problem: str) -> tuple[str
     except ValueError:
         raise fail(key, f"problem {problem!r}", _KIND_TEXT[kind], value) from None
     return key, v
+
+
+def check_option(value: Any, kind: str, key: str, caller: str) -> Any:
+    """A problem option read from a config (TOML values), checked against its declared
+    ``kind`` (as :func:`parse_option` for text); returned unchanged when it fits."""
+    def number(v, integer=False):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(float(v)):
+            return False
+        return isinstance(v, int) if integer else True
+
+    ok = {
+        "float": lambda v: number(v),
+        "int": lambda v: number(v, integer=True),
+        "floats": lambda v: isinstance(v, list) and bool(v) and all(number(x) for x in v),
+        "ints": lambda v: isinstance(v, list) and bool(v) and all(number(x, integer=True) for x in v),
+        "matrix": lambda v: isinstance(v, list) and bool(v) and all(isinstance(r, list) and r and all(number(x) for x in r)
+                                                                     for r in v) and len({len(r) for r in v}) == 1,
+        "string": lambda v: isinstance(v, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v) is not None,
+    }[kind]
+    if not ok(value):
+        raise fail(key, caller, _KIND_VALUE[kind], value)
+    return value
+
+
+_KIND_VALUE = {
+    "float": "a finite float",
+    "int": "an int",
+    "floats": "a non-empty list of finite floats",
+    "ints": "a non-empty list of ints",
+    "matrix": "a matrix: a list of equal-length lists of finite floats",
+    "string": "a word of letters, digits and '_' (e.g. gelu)",
+}
+

@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .._validation import InvalidParameterError, choice, fail, positive_int
+from .._validation import InvalidParameterError, check_memory, choice, fail, positive_int
 from .base import Minima, Problem, gauss_newton_projector
 
 __all__ = ["linear_network", "LinearTarget", "NORMALISATIONS", "balanced_point", "gauge", "path_to_infinity",
@@ -296,6 +296,8 @@ def _check_dims(dims, caller: str) -> tuple[int, ...]:
         raise fail("dims", caller, "a sequence of at least two ints >= 1", dims) from None
     if len(dims) < 2 or any(v < 1 for v in dims):
         raise fail("dims", caller, "a sequence of at least two ints >= 1", dims)
+    d_theta = sum(a * b for a, b in zip(dims[:-1], dims[1:]))
+    check_memory(8.0 * d_theta * d_theta, "dims", caller, f"a dense Hessian of {d_theta} parameters", dims)
     return dims
 
 

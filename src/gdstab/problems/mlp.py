@@ -26,7 +26,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .._validation import choice, fail, positive_int
+from .._validation import check_memory, choice, fail, positive_int
 from .base import Problem
 
 __all__ = ["mlp", "ACTIVATIONS", "LOSSES", "mlp_shapes"]
@@ -109,6 +109,11 @@ def mlp(
     caller = "mlp"
     depth = positive_int(depth, "depth", caller)
     width = positive_int(width, "width", caller)
+    # parameters of the largest layers (784 inputs): refused before anything is allocated;
+    # training an ensemble needs several copies of them and of the activations
+    n_params = 785 * width + (depth - 1) * (width + 1) * width + (width + 1) * 10
+    check_memory(8.0 * n_params * 8, "width" if width * width >= depth else "depth", caller,
+                 f"{n_params:.3g} parameters (width {width}, depth {depth})", width if width * width >= depth else depth)
     activation = choice(activation, "activation", caller, ACTIVATIONS)
     loss = choice(loss, "loss", caller, LOSSES)
     init = choice(init, "init", caller, ("lecun", "he"))

@@ -8,7 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .._validation import InvalidParameterError, fail, finite_float, positive_int
+from .._validation import InvalidParameterError, check_memory, fail, finite_float, positive_int
 from .base import Minima, NativeKernel, Problem, gauss_newton_projector
 
 __all__ = ["hyperbola", "saddle_quartic", "quadratic", "quartic", "quad_quartic", "zhu", "rosenbrock"]
@@ -157,6 +157,7 @@ def quadratic(
     else:
         av = 1.0 if a is None else finite_float(a, "a", caller, low=0.0, low_inclusive=True)
         n = 1 if dim is None else positive_int(dim, "dim", caller)
+        check_memory(8.0 * n * n * 3, "dim", caller, "a dense Hessian and its eigenvectors", dim)
         A = av * np.eye(n)
     if dim is not None and A.shape[0] != dim:
         raise fail("dim", caller, f"equal to the size of A ({A.shape[0]})", dim)

@@ -50,6 +50,7 @@ from typing import Any, Mapping
 
 
 from .._validation import InvalidParameterError
+from ..specs import check_option
 from ..dynamics import Criteria
 
 __all__ = ["SweepConfig", "ProblemSpec", "load_config", "ConfigError"]
@@ -114,6 +115,14 @@ def _option_value(value: Any, key: str) -> Any:
     if isinstance(value, list) and value:
         return [_option_value(v, key) for v in value]
     raise _err(key, _OPTION_VALUE, value)
+
+
+def _typed_option(value: Any, kind: str, key: str) -> Any:
+    """A problem option value checked against the type the problem declares for it."""
+    try:
+        return check_option(_option_value(value, key), kind, key, "the sweep config")
+    except InvalidParameterError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -242,15 +251,20 @@ def load_config(source: str | Path | Mapping[str, Any]) -> SweepConfig:
     if isinstance(source, Path) or (isinstance(source, str) and "\n" not in source and source.endswith(".toml")):
         path = Path(source)
         try:
-            text = path.read_text()
+            text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"Cannot read the sweep config {str(path)!r}: {exc.strerror}.") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"The sweep config {str(path)!r} must be a TOML text file (UTF-8); byte {exc.start} "
+                              f"is not text.") from None
     else:
         text = str(source)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"The sweep config is not valid TOML: {exc}.") from None
+    except RecursionError:  # arrays or inline tables nested thousands of levels deep
+        raise ConfigError("The sweep config is not usable: its arrays or tables are nested too deeply.") from None
     return _parse(data)
 
 
@@ -314,7 +328,7 @@ def _parse_checked(data: Mapping[str, Any]) -> SweepConfig:
         types = problems.OPTION_TYPES[name]
         opts = p.get("options", {})
         _check_keys(opts, types, "problem.options")
-        fixed = {k: _option_value(v, f"problem.options.{k}") for k, v in opts.items()}
+        fixed = {k: _typed_option(v, types[k], f"problem.options.{k}") for k, v in opts.items()}
     else:
         expr = _str(expr, "problem.expression")
         if "options" in p:
@@ -343,6 +357,8 @@ def _parse_checked(data: Mapping[str, Any]) -> SweepConfig:
     if len(set(eta)) != len(eta):
         raise _err("grid.eta", "distinct step sizes", eta_raw)
     inits = _int(g["inits"], "grid.inits", 1)
+    if inits > 2**31 - 1:  # initialisation indices are 32-bit key material
+        raise _err("grid.inits", "an int between 1 and 2**31 - 1", inits)
     box = None
     if "box" in g:
         b = g["box"]
@@ -361,7 +377,7 @@ def _parse_checked(data: Mapping[str, Any]) -> SweepConfig:
                 raise _err(key, "a non-empty list of option values (one per grid point)", values)
             if k in fixed:
                 raise ConfigError(f"The option '{k}' is both fixed (problem.options) and swept (grid.options).")
-            vals = tuple(_option_value(v, key) for v in values)
+            vals = tuple(_typed_option(v, types[k], key) for v in values)
             if len({json.dumps(v) for v in vals}) != len(vals):
                 raise _err(key, "distinct values", values)
             swept[k] = vals
@@ -374,10 +390,14 @@ def _parse_checked(data: Mapping[str, Any]) -> SweepConfig:
     if steps >= 2**31 - 1:
         raise _err("run.steps", "an int < 2**31 - 1", steps)
     seed = _int(r.get("seed", 0), "run.seed", 0)
+    if seed > 2**63 - 1:
+        raise _err("run.seed", "an int between 0 and 2**63 - 1", seed)
     dtype = _str(r.get("dtype", "float64"), "run.dtype")
     if dtype not in ("float64", "float32"):
         raise _err("run.dtype", "'float64' or 'float32'", dtype)
     record_every = _int(r.get("record_every", 0), "run.record_every", 0)
+    if record_every > steps:
+        raise _err("run.record_every", f"an int between 0 (no records) and run.steps = {steps}", record_every)
     backend = _str(r.get("backend", "auto"), "run.backend")
     if backend not in ("auto", "jax", "native"):
         raise _err("run.backend", "'auto', 'jax' or 'native'", backend)
@@ -417,7 +437,15 @@ def _parse_checked(data: Mapping[str, Any]) -> SweepConfig:
     )
     # build every problem of the grid once now, so that bad options fail before any work
     for point in cfg.option_points():
-        prob = spec.build(point)
+        try:
+            prob = spec.build(point)
+        except ConfigError:
+            raise
+        except InvalidParameterError as exc:
+            raise ConfigError(f"The problem options of the sweep config do not build a problem: {exc}") from None
+        except (TypeError, ValueError, OverflowError, MemoryError) as exc:
+            raise ConfigError(f"The problem options of the sweep config {dict(spec.options, **point)} do not build "
+                              f"problem {spec.name!r} ({type(exc).__name__}: {str(exc)[:200]}).") from None
         if batch_size:
             if prob.batch_loss is None or not prob.n_samples:
                 raise _err("run.batch_size", f"0 for problem {prob.name!r}, which has no data (SGD needs a data set)", batch_size)

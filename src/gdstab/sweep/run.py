@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import interrupts
 from ..outcomes import STATUS_CODES, fraction_rows
-from .._validation import InvalidParameterError, choice, positive_int
+from .._validation import InvalidParameterError, check_memory, choice, positive_int
 from .config import SweepConfig, load_config
 from ..random import init_points
 from .store import Layout, ResultsFolder, StoreError, coordinates
@@ -373,6 +373,7 @@ def run(
     with interrupts.handled():
         folder = ResultsFolder(out)
         layout = Layout.for_config(cfg)
+        _check_size(cfg, layout, folder)
         attrs = _provenance(cfg, layout)
         interrupts.check("interrupted before the sweep started; nothing was written")
         lock = folder.prepare(cfg, layout, attrs, overwrite=overwrite, resume=resume, wait=wait, say=say)
@@ -384,6 +385,28 @@ def run(
         finally:
             if lock is not None:
                 lock.release()
+
+
+def _check_size(cfg: SweepConfig, layout: Layout, folder: ResultsFolder) -> None:
+    """Refuse, before anything is written, a sweep whose results (returned as one Dataset, in
+    memory) cannot fit in memory, or that a new folder's disk cannot hold."""
+    import shutil
+
+    need = layout.total_bytes() + 16 * cfg.inits  # the variables and the init coordinate (twice)
+    check_memory(need, "grid.inits", "the sweep config", f"results ({layout.n_cells} cells, returned as one Dataset)",
+                 cfg.inits)
+    if not folder.path.exists():
+        where = folder.path.resolve()
+        while not where.exists() and where != where.parent:
+            where = where.parent
+        try:
+            free = shutil.disk_usage(where).free
+        except OSError:
+            return
+        if need > free:
+            raise StoreError(
+                f"The sweep needs about {need / 2**30:.3g} GiB for its results and {str(where)!r} has "
+                f"{free / 2**30:.3g} GiB free. Free some space or choose a smaller grid.")
 
 
 def _run_locked(cfg, folder: ResultsFolder, layout: Layout, executor, scheduler, dask_local, threads, chunk_size,
