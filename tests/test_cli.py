@@ -147,3 +147,16 @@ def test_option_parser_never_crashes(text):
         assert "parameter" in str(exc)
     else:
         assert k in {"a", "n", "s", "m"}
+
+
+def test_step_sizes_print_at_the_precision_they_were_given(capsys):
+    """Issue #16 item 9: eta = 1 - 1e-8, 1 and 1 + 1e-8 all printed "1" with 6 digits."""
+    from gdstab.cli_common import fmt_eta
+
+    for x in (1 - 1e-8, 1.0, 1 + 1e-8, 0.1, 0.30000001192092896, 2.5e-5, 3e7):
+        assert float(fmt_eta(x)) == x
+    assert fmt_eta(0.1) == "0.1" and fmt_eta(1.0) == "1"
+    assert main(["trajectories", "--problem", "quad_quartic", "--eta", "0.99999999,1,1.00000001",
+                 "--inits", "4", "--steps", "20"]) == 0
+    rows = [l.split()[0] for l in capsys.readouterr().out.splitlines() if l.strip().startswith(("0.9", "1"))]
+    assert rows == ["0.99999999", "1", "1.00000001"]

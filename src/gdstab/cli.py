@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from ._validation import InvalidParameterError
-from .cli_common import add_criteria_args, add_problem_args, build_problem, criteria_from_args
+from .cli_common import add_criteria_args, add_problem_args, build_problem, criteria_from_args, fmt_eta
 from .cli_dynamics import register
 from . import random as gdstab_random
 
@@ -103,7 +103,7 @@ def cmd_trajectories(args) -> int:
     print()
     print(f"{'eta':>10}  " + "  ".join(f"{lab:<21}" for lab in labels))
     for row in rows:
-        print(f"{row['eta']:>10.6g}  " + "  ".join(f"{_fmt_frac(row[lab]):<21}" for lab in labels))
+        print(f"{fmt_eta(row['eta']):>10}  " + "  ".join(f"{_fmt_frac(row[lab]):<21}" for lab in labels))
     return 0
 
 
@@ -116,7 +116,7 @@ def _print_summary(rows, option_dims) -> None:
     for row in rows:
         lead = "".join(f"{str(row[d]):>10}  " for d in option_dims)
         cells = "  ".join(f"{_fmt_frac(row[lab]) if row['n'] else '-':<21}" for lab in labels)
-        print(f"{lead}{row['eta']:>10.6g}  {row['n']:>8}  {cells}")
+        print(f"{lead}{fmt_eta(row['eta']):>10}  {row['n']:>8}  {cells}")
 
 
 def _add_folder_args(p: argparse.ArgumentParser, what: str) -> None:
@@ -236,7 +236,7 @@ def cmd_stability(args) -> int:
         if c.get("note"):
             print(f"          note: {c['note']}")
     for row in rows:
-        line = f"eta {row['eta']:<8g} 2/eta = {row['threshold_2_over_eta']:<10.6g}"
+        line = f"eta {fmt_eta(row['eta']):<8} 2/eta = {row['threshold_2_over_eta']:<10.6g}"
         if "mws_length" in row:
             line += f"  M_WS length {row['mws_length']['total']:.10g} (per branch {', '.join(f'{v:.10g}' for v in row['mws_length']['per_branch'])})"
         if "mws_fraction" in row:
@@ -362,7 +362,7 @@ def cmd_linear(args) -> int:
         print(f"dynamics  {tr['inits']} initialisations uniform in [-1, 1]^{t.d_theta}, T = {tr['steps']}; eta* = {tr['eta_star']:.6g}")
         for r in tr["per_eta"]:
             mark = "  <= eta*" if r["eta"] <= tr["eta_star"] else "  >  eta*"
-            print(f"          eta {r['eta']:<10.6g} converged {r['converged']:.3f} [{r['low']:.3f},{r['high']:.3f}]  diverged {r['diverged']:.3f}{mark}")
+            print(f"          eta {fmt_eta(r['eta']):<10} converged {r['converged']:.3f} [{r['low']:.3f},{r['high']:.3f}]  diverged {r['diverged']:.3f}{mark}")
     return 0
 
 

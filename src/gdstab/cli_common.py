@@ -9,7 +9,7 @@ from typing import Any
 
 from ._validation import InvalidParameterError
 
-__all__ = ["add_problem_args", "build_problem", "add_criteria_args", "criteria_from_args"]
+__all__ = ["add_problem_args", "build_problem", "add_criteria_args", "criteria_from_args", "fmt_eta"]
 
 
 def add_problem_args(p: argparse.ArgumentParser) -> None:
@@ -77,3 +77,15 @@ def criteria_from_args(args):
         check_every=args.check_every,
         period_checks=args.period_checks,
     )
+
+
+def fmt_eta(eta: float) -> str:
+    """A step size as given: the shortest text that reads back as the same float64 (so that
+    1 + 1e-8 and 1 print differently), positional where that is short."""
+    import numpy as np
+
+    x = float(eta)
+    if x != 0 and (abs(x) < 1e-4 or abs(x) >= 1e7):
+        return np.format_float_scientific(x, unique=True, trim="-")
+    return np.format_float_positional(x, unique=True, trim="-")
+

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ._validation import InvalidParameterError, fail, positive_int
-from .cli_common import add_criteria_args, add_problem_args, build_problem, criteria_from_args
+from .cli_common import add_criteria_args, add_problem_args, build_problem, criteria_from_args, fmt_eta
 from . import random as gdstab_random
 
 
@@ -183,10 +183,10 @@ def cmd_lyapunov(args) -> int:
              f"{args.steps} steps after {args.transient}; error = batch-means standard error over {args.blocks} blocks", ""]
     for row in rows:
         if row["diverged"]:
-            lines.append(f"  eta {row['eta']:<10.6g} from {np.round(row['theta0'], 4).tolist()}: diverged")
+            lines.append(f"  eta {fmt_eta(row['eta']):<10} from {np.round(row['theta0'], 4).tolist()}: diverged")
             continue
         ex = ", ".join(f"{v:+.6f} +- {s:.1e}" for v, s in zip(row["exponents"], row["stderr"]))
-        lines.append(f"  eta {row['eta']:<10.6g} from {np.round(row['theta0'], 4).tolist()}: {ex}"
+        lines.append(f"  eta {fmt_eta(row['eta']):<10} from {np.round(row['theta0'], 4).tolist()}: {ex}"
                      f"{'' if row['converged'] else '  (not converged: raise --steps)'}")
     return _emit(summary, args.json, lines)
 
@@ -227,7 +227,7 @@ def cmd_basin(args) -> int:
     lines = [f"problem   {problem.name}: {problem.normalisation}",
              f"plane     center {np.round(ds.attrs['center'], 4).tolist()}, u {np.round(ds.attrs['direction_u'], 4).tolist()}, "
              f"v {np.round(ds.attrs['direction_v'], 4).tolist()}, extent {extent.tolist()}",
-             f"pixels    {ds.sizes['a']} x {ds.sizes['b']} at eta = {eta:g}, T = {args.steps} ({wall:.2f} s, "
+             f"pixels    {ds.sizes['a']} x {ds.sizes['b']} at eta = {fmt_eta(eta)}, T = {args.steps} ({wall:.2f} s, "
              f"{n / max(wall, 1e-9):.3g} pixels/s)", ""]
     lines += [f"  {k:<11} {v['fraction']:.4f} [{v['low']:.4f}, {v['high']:.4f}]" for k, v in fr.items()]
     if len(classes) > 1:
@@ -254,7 +254,7 @@ def cmd_sharpness(args) -> int:
     summary["files"] = _write(out, "sharpness", lambda plots: plots.sharpness_trace(ds), ds, summary)
     m = summary["measured"]
     lines = [f"problem   {problem.name}: {problem.normalisation}",
-             f"run       GD from {np.round(summary['theta0'], 4).tolist()} at eta = {eta:g}, {args.steps} steps, "
+             f"run       GD from {np.round(summary['theta0'], 4).tolist()} at eta = {fmt_eta(eta)}, {args.steps} steps, "
              f"sharpness every {args.every} ({summary['method']})"]
     if summary["status"] == "diverged":
         a, b = summary["diverged_between"]
