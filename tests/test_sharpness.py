@@ -109,6 +109,19 @@ def test_critical_step_size_of_a_quadratic_is_two_over_lambda_max():
     ev = r.evidence
     assert [e["eta"] for e in ev] == sorted(e["eta"] for e in ev)
     assert all(e["converged"] in (0, 16) for e in ev)  # all or nothing for a quadratic
+    assert r.warnings == ()  # a non-degenerate minimum: nothing limits the answer
+
+
+def test_critical_step_size_says_when_a_degenerate_minimum_and_the_bracket_decide():
+    """x^4/4 (issue #16 item 6): the minimum x = 0 has zero curvature, so GD creeps towards it
+    (x_t ~ 1/sqrt(2 eta t)) and "converged" means "eta |x|^3 <= tol within the budget"; the
+    flattest minimum reached then has sharpness 3x^2 ~ 1e-4, whose 2/s lies far above eta_high.
+    Checked here from the definitions: eta * s_min * steps < 10, and 2/s_min > eta_high."""
+    q = problems.get("quartic")
+    r = critical.critical_step_size(q, eta_low=0.01, eta_high=10.0, inits=64, steps=20_000, box=[(-1.0, 1.0)])
+    assert r.argmin_eta * r.min_sharpness * 20_000 < 10 and 2 / r.min_sharpness > 10.0
+    assert [w.split(":")[0] for w in r.warnings] == ["budget", "bracket"]
+    assert r.eta == r.eta_fraction and r.interval == r.fraction_interval  # not the unsupported 2/s_min
 
 
 def test_critical_step_size_of_the_hyperbola_is_one():

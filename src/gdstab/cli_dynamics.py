@@ -324,6 +324,7 @@ def cmd_critical(args) -> int:
              f"{args.inits}), not at {r.fraction_interval[1]:.6g}",
              f"  (b) sharpness: flattest minimum reached has lambda_max = {r.min_sharpness:.8g} "
              f"(at eta = {r.argmin_eta:.6g}), stable up to 2/lambda = {r.eta_sharpness:.6g}",
+             *(f"warning   {w}" for w in r.warnings),
              "", f"{'eta':>12}  {'converged':>10}  {'fraction [Wilson 95%]':<26}  min/max sharpness of minima reached"]
     for e in r.evidence:
         sh = "-" if e["min_sharpness"] is None else f"{e['min_sharpness']:.6g} / {e['max_sharpness']:.6g}"

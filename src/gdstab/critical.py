@@ -58,6 +58,14 @@ class CriticalStepSize:
         evidence: one dict per evaluated η (sorted): n, converged, fraction with Wilson
             interval, the smallest and largest sharpness of the minima reached.
         settings: inits, steps, seed, fraction, rtol, box.
+        warnings: what limits the answer, one sentence each (empty when nothing does):
+            "bracket" -- the stability estimate 2/min_sharpness lies above ``eta_high``, where
+            no initialisation converged: it is not supported by the runs, so the combined
+            estimate falls back to (a); "budget" -- the flattest minimum reached contracts
+            by less than e^-10 over the ``steps`` budget (η·s_min·steps < 10), so "converged"
+            there was decided by the tolerance within the budget (a degenerate or very flat
+            minimum, e.g. sublinear convergence where the Hessian vanishes), not by linear
+            stability.
     """
 
     eta: float
@@ -71,6 +79,7 @@ class CriticalStepSize:
     argmin_eta: float
     evidence: list[dict[str, Any]] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -85,6 +94,7 @@ class CriticalStepSize:
             "argmin_eta": self.argmin_eta,
             "evidence": self.evidence,
             "settings": self.settings,
+            "warnings": list(self.warnings),
         }
 
 
@@ -129,6 +139,7 @@ def critical_step_size(
     caller = "critical_step_size"
     lo = finite_float(eta_low, "eta_low", caller, low=0.0)
     hi = finite_float(eta_high, "eta_high", caller, low=0.0)
+    eta_high = hi
     if hi <= lo:
         raise fail("eta_high", caller, f"a float > eta_low = {lo:g}", eta_high)
     inits = positive_int(inits, "inits", caller)
@@ -187,9 +198,22 @@ def critical_step_size(
             hi = mid
     eta_b = 2.0 / best["s"] if best["s"] > 0 else math.inf
     eta_a = math.sqrt(lo * hi)
+    warnings = []
+    if best["s"] < math.inf and best["eta"] * best["s"] * steps < 10:
+        warnings.append(
+            f"budget: the flattest minimum reached (sharpness {best['s']:.3g} at eta = {best['eta']:.6g}) contracts by "
+            f"less than e^-10 in {steps} steps, so its 'converged' verdict was decided by the tolerance within the "
+            f"step budget (a degenerate or very flat minimum), not by linear stability")
+    use_b = lo <= eta_b < math.inf
+    if eta_b > eta_high:
+        use_b = False
+        warnings.append(
+            f"bracket: the stability estimate 2/s_min = {eta_b:.6g} lies above eta_high = {eta_high:.6g}, where no "
+            f"initialisation converged; it is not supported by the runs, so the estimate is the bisection's "
+            f"({eta_a:.6g}); widen the bracket or raise 'steps' to test it")
     return CriticalStepSize(
-        eta=eta_b if lo <= eta_b < math.inf else eta_a,
-        interval=(lo, max(hi, eta_b) if eta_b < math.inf else hi),
+        eta=eta_b if use_b else eta_a,
+        interval=(lo, max(hi, eta_b)) if use_b else (lo, hi),
         eta_fraction=eta_a,
         fraction_interval=(lo, hi),
         eta_sharpness=eta_b,
@@ -201,4 +225,5 @@ def critical_step_size(
         settings={"inits": inits, "steps": steps, "seed": seed, "fraction": fraction, "rtol": rtol,
                   "box": [list(b) for b in (box or problem.box or [])], "problem": problem.name,
                   "normalisation": problem.normalisation},
+        warnings=tuple(warnings),
     )
