@@ -160,3 +160,26 @@ def test_step_sizes_print_at_the_precision_they_were_given(capsys):
                  "--inits", "4", "--steps", "20"]) == 0
     rows = [l.split()[0] for l in capsys.readouterr().out.splitlines() if l.strip().startswith(("0.9", "1"))]
     assert rows == ["0.99999999", "1", "1.00000001"]
+
+
+def test_linear_reports_its_restarts_spread_and_warns_when_they_disagree(tmp_path, capsys):
+    """Issue #16 item 1: on ill-conditioned data (singular values 5.37 and 0.177) the starts of
+    the minimisation over M may end apart; the value is then printed as a bound, with a warning,
+    never to 12 digits.  The report must be consistent with the spread it states."""
+    import json
+
+    rng = np.random.default_rng(5)
+    U, _ = np.linalg.qr(rng.normal(size=(2, 2)))
+    V, _ = np.linalg.qr(rng.normal(size=(6, 2)))
+    np.savez(tmp_path / "ill.npz", X=U @ np.diag([5.37, 0.177]) @ V.T, Y=rng.normal(size=(2, 6)))
+    for extra in ([], ["--data", str(tmp_path / "ill.npz")]):
+        assert main(["linear", "--dims", "2,3,2", "--json", *extra]) == 0
+        data = json.loads(capsys.readouterr().out)
+        values = data["restarts"]
+        assert data["restart_spread"] == pytest.approx((max(values) - min(values)) / min(values))
+        assert data["inf_lambda_max"] == pytest.approx(min(values), rel=1e-12)
+        assert main(["linear", "--dims", "2,3,2", *extra]) == 0
+        text = capsys.readouterr().out
+        assert ("warning" in text) == (data["restart_spread"] > 1e-6)
+        if data["restart_spread"] > 1e-6:
+            assert "at most" in text and f"{data['inf_lambda_max']:.12g}" not in text

@@ -250,6 +250,10 @@ def cmd_stability(args) -> int:
     return 0
 
 
+#: relative spread of the restarts' values below which `gdstab linear` calls them in agreement
+RESTARTS_AGREE = 1e-6
+
+
 def _load_xy(path: str) -> tuple[np.ndarray, np.ndarray]:
     """Arrays X and Y of a .npz file for ``--data``, numeric and finite, or one clear error."""
     import zipfile
@@ -308,6 +312,9 @@ def cmd_linear(args) -> int:
                                         "expected_positive": t.d_theta - t.dim_M, "rank_tolerance": nz.threshold},
         "inf_lambda_max": lmax, "eta_star": 2.0 / lmax, "minimiser_balanced": is_balanced(dims, argmin, 1e-6),
         "restarts": per_start, "evaluations": evals,
+        # the restarts' spread is the evidence: when they disagree, the minimisation did not
+        # reach the infimum from every start, and the smallest value is only an upper bound
+        "restart_spread": (max(per_start) - min(per_start)) / min(per_start) if len(per_start) > 1 else None,
     }
     walks = {}
     if len(dims) >= 3:
@@ -349,8 +356,17 @@ def cmd_linear(args) -> int:
     print(f"M         dim M = d_theta - r(d_0 + d_h - r) = {t.d_theta} - {t.d_theta - t.dim_M} = {t.dim_M}")
     print(f"spectrum  at a sampled minimum: {sp['zero']} zero (expected {t.dim_M}), {sp['positive']} positive "
           f"(expected {sp['expected_positive']}), {sp['negative']} negative; rank tolerance {sp['rank_tolerance']:.3g}")
-    print(f"critical  inf_M lambda_max = {lmax:.12g} -> eta* = {2 / lmax:.12g} (minimiser balanced: {out['minimiser_balanced']}; "
-          f"{len(starts)} starts, {evals} Hessians)")
+    spread = out["restart_spread"]
+    agree = spread is None or spread <= RESTARTS_AGREE
+    digits = 12 if agree else 4
+    print(f"critical  inf_M lambda_max = {lmax:.{digits}g} -> eta* = {2 / lmax:.{digits}g} (minimiser balanced: "
+          f"{out['minimiser_balanced']}; {len(starts)} starts, {evals} Hessians"
+          + ("" if spread is None else f", restarts spread {spread:.1e}") + ")")
+    if not agree:
+        print(f"warning   the {len(per_start)} starts end {100 * spread:.2g} % apart ({min(per_start):.6g} ... "
+              f"{max(per_start):.6g}): the minimisation did not reach the infimum from every start, so inf_M "
+              f"lambda_max is at most {min(per_start):.6g} and eta* at least {2 / min(per_start):.6g} (not exact); "
+              f"more --restarts may lower it")
     for kind, rows in walks.items():
         if isinstance(rows, dict):
             print(f"walk      {kind}: {rows['skipped']}")
