@@ -252,3 +252,35 @@ def test_basin_map_on_a_plane_through_network_parameters():
     th0 = center[None] + ds.a.values[None, :, None] * u + ds.b.values[:, None, None] * v  # (b, a, d)
     r = trajectories(p, th0.reshape(-1, p.dim), 0.2, steps=300)
     np.testing.assert_array_equal(ds.status.values.ravel(), r.status)
+
+
+def test_transient_settled_on_synthetic_orbits():
+    """A 2-cycle approached through a slowly decaying period-4 wobble is detected as period 4
+    while the wobble lasts; the two halves of the record give it away (issue #16 item 2)."""
+    k = np.arange(256)
+    exact4 = np.stack([np.cos(np.pi * k / 2) + 0.3 * (-1.0) ** k], axis=1)[:, None, :]
+    wobble = ((-1.0) ** k + 1e-5 * 0.9999**k * np.cos(np.pi * k / 2))[:, None, None]
+    growing = ((-1.0) ** k * (1 + 1e-9 * 1.01**k))[:, None, None]
+    pts = np.concatenate([exact4, wobble, growing], axis=1)
+    periods = orbits.detect_period(pts, max_period=8, rtol=1e-6)
+    assert periods.tolist() == [4, 4, 2]
+    assert orbits.transient_settled(pts, periods).tolist() == [True, False, False]
+
+
+@pytest.mark.slow
+def test_bifurcation_intervals_widen_where_the_transient_is_too_short():
+    """The issue's command: the first period doubling of 1/2 (1 - xy)^2 is at sqrt(5) - 1
+    (closed form, derived in test_period_doubling_multiplier); with the default transient the
+    step sizes just below it still look like period 4, and the bracket must still contain it.
+    A second method: a transient 20x longer locates every doubling of a wider grid, and each
+    of those must lie in the short transient's bracket."""
+    ds = orbits.orbit_diagram(HYP, np.linspace(1.2355, 1.2365, 101), [[1.2, 0.9]], transient=20_000)
+    (b,) = orbits.bifurcation_points(ds)
+    assert b["eta_low"] <= np.sqrt(5) - 1 <= b["eta_high"]
+    grid = np.linspace(1.2, 1.3, 201)
+    short = orbits.bifurcation_points(orbits.orbit_diagram(HYP, grid, [[1.2, 0.9]], transient=20_000))
+    long = [x for x in orbits.bifurcation_points(orbits.orbit_diagram(HYP, grid, [[1.2, 0.9]], transient=400_000))
+            if x["reliable"]]
+    assert long
+    for x in long:
+        assert any(s["eta_low"] <= x["eta"] <= s["eta_high"] for s in short), (x, short)

@@ -152,9 +152,16 @@ def cmd_orbit(args) -> int:
             lines.append(f"  eta {etas[start]:.6g} .. {etas[i - 1]:.6g}: period {int(dom[start])}")
             start = i
     lines.append("")
-    lines.append("bifurcation points (midpoint of the bracketing grid values, +- half the spacing):")
-    lines += [f"  eta = {b['eta']:.6g} +- {b['resolution']:.2g}: period {b['period_before']} -> {b['period_after']}"
+    lines.append("bifurcation points (midpoint of the bracketing grid values, +- half the spacing; step sizes "
+                 "whose transient had not died out widen the bracket):")
+    lines += [f"  eta = {b['eta']:.6g} +- {b['resolution']:.2g} [{b['eta_low']:.8g}, {b['eta_high']:.8g}]: period "
+              f"{b['period_before']} -> {b['period_after']}" + ("" if b["reliable"] else f"  (warning: {b['note']})")
               for b in bif] or ["  none"]
+    unsettled = int((~ds.settled.values).any(axis=1).sum())
+    if unsettled:
+        lines.append(f"warning   at {unsettled} of {etas.size} step sizes some trajectory had not settled on its "
+                     f"attractor after the transient of {ds.attrs['transient']} steps (their periods are transient; "
+                     f"a longer --transient resolves them)")
     return _emit(summary, args.json, lines)
 
 

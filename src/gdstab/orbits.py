@@ -33,6 +33,7 @@ __all__ = [
     "PERIOD_APERIODIC",
     "PERIOD_DIVERGED",
     "detect_period",
+    "transient_settled",
     "orbit_diagram",
     "dominant_period",
     "bifurcation_points",
@@ -108,6 +109,47 @@ def detect_period(points: np.ndarray, *, max_period: int, rtol: float = 1e-6, ma
     return out
 
 
+#: a relative change of a return distance between the two halves of the record above which the
+#: attractor is still moving (a transient), and the floor below which distances are rounding
+SETTLE_RTOL = 1e-6
+SETTLE_FLOOR = 1e-12
+
+
+def transient_settled(points: np.ndarray, periods: np.ndarray) -> np.ndarray:
+    """Whether each trajectory's detected period describes where it has arrived, judged on the
+    recorded iterates ``points`` (R, B, d) split into two halves: for a period p >= 1 the p-step
+    return distance must not grow from the first half to the second (a trajectory still leaving
+    an unstable p-cycle), and for every divisor q < p of p the q-step return distance must not
+    shrink (a trajectory still converging to a q-cycle, which looks like period p while the
+    transient lasts -- the situation near a period doubling).  Aperiodic and diverged codes
+    count as settled (nothing to check).  Changes below ``SETTLE_RTOL`` relative, or below
+    ``SETTLE_FLOOR`` (1 + |θ|), are rounding."""
+    pts = np.asarray(points, dtype=np.float64)
+    periods = np.asarray(periods)
+    R = pts.shape[0]
+    half = R // 2
+    out = np.ones(pts.shape[1], dtype=bool)
+    scale = 1.0 + np.nanmax(np.linalg.norm(pts, axis=2), axis=0)
+
+    def dist(q, idx, part):
+        seg = pts[:half, idx] if part == 0 else pts[R - half:, idx]
+        return np.linalg.norm(seg[q:] - seg[:-q], axis=2).max(axis=0)
+
+    for p in np.unique(periods[periods >= 1]):
+        idx = np.flatnonzero(periods == p)
+        if half <= p:
+            continue
+        floor = SETTLE_FLOOR * scale[idx]
+        a, b = dist(int(p), idx, 0), dist(int(p), idx, 1)
+        bad = b > np.maximum(a * (1 + SETTLE_RTOL), floor)
+        for q in range(1, int(p)):
+            if p % q == 0:
+                a, b = dist(q, idx, 0), dist(q, idx, 1)
+                bad |= (a > floor) & (b < a * (1 - SETTLE_RTOL))
+        out[idx[bad]] = False
+    return out
+
+
 def _check_transient(transient: int, max_period: int, caller: str) -> None:
     need = 100 * max_period
     if transient < need:
@@ -180,6 +222,7 @@ def orbit_diagram(
     n = all_th.shape[0]
     values = np.empty((n, record))
     periods = np.empty(n, dtype=np.int32)
+    settled = np.empty(n, dtype=bool)
     last = np.empty((n, d))
     with jax.enable_x64(True):
         G = problem.gd_map
@@ -210,6 +253,7 @@ def orbit_diagram(
             path, _ = run(jnp.asarray(pad_th), jnp.asarray(pad_eta))
             path = np.asarray(path)[:m]  # (m, R, d)
             periods[sl] = detect_period(np.swapaxes(path, 0, 1), max_period=max_period, rtol=rtol, max_norm=max_norm)
+            settled[sl] = transient_settled(np.swapaxes(path, 0, 1), periods[sl])
             values[sl] = np.asarray(vobs(jnp.asarray(path)))
             last[sl] = path[:, -1]
     periods = periods.reshape(E, B)
@@ -218,6 +262,10 @@ def orbit_diagram(
             "value": (("eta", "init", "record"), values.reshape(E, B, record), {"observable": label}),
             "period": (("eta", "init"), periods, {"codes": "p >= 1: period p; 0: aperiodic; -1: diverged"}),
             "dominant_period": (("eta",), dominant_period(periods)),
+            "settled": (("eta", "init"), settled.reshape(E, B),
+                        {"definition": "the period describes the attractor: no return distance still growing "
+                                       "(or, for a divisor of the period, shrinking) between the two halves of the "
+                                       "record; False means the transient was too short (gdstab.orbits.transient_settled)"}),
             "theta_last": (("eta", "init", "coord"), last.reshape(E, B, d)),
             "theta0": (("init", "coord"), th0),
         },
@@ -256,19 +304,34 @@ def dominant_period(periods: np.ndarray) -> np.ndarray:
 def bifurcation_points(ds) -> list[dict[str, Any]]:
     """Where the dominant period changes between consecutive step sizes of an orbit diagram:
     for each change, the bracketing step sizes, their midpoint (the location, to the grid's
-    resolution) and the periods before and after."""
+    resolution) and the periods before and after.  Step sizes at which some trajectory had not
+    settled (``ds.settled``: the transient was too short, as happens close to a bifurcation) do
+    not count as evidence: the bracket widens to the nearest settled step sizes on both sides
+    (``reliable`` is False, with a ``note``, when there is none)."""
     etas = np.asarray(ds["eta"].values)
     dom = np.asarray(ds["dominant_period"].values)
+    ok = np.asarray(ds["settled"].values).all(axis=1) if "settled" in ds else np.ones(len(etas), bool)
     out = []
     for i in range(len(etas) - 1):
         if dom[i] != dom[i + 1]:
+            # step sizes whose transient had not died out do not locate anything: the bracket
+            # reaches out to the nearest step sizes on both sides where it had
+            lo, hi = i, i + 1
+            while lo > 0 and not ok[lo]:
+                lo -= 1
+            while hi < len(etas) - 1 and not ok[hi]:
+                hi += 1
+            reliable = bool(ok[lo] and ok[hi])
             out.append({
-                "eta_low": float(etas[i]),
-                "eta_high": float(etas[i + 1]),
-                "eta": float(0.5 * (etas[i] + etas[i + 1])),
-                "resolution": float(abs(etas[i + 1] - etas[i]) / 2),
+                "eta_low": float(etas[lo]),
+                "eta_high": float(etas[hi]),
+                "eta": float(0.5 * (etas[lo] + etas[hi])),
+                "resolution": float(abs(etas[hi] - etas[lo]) / 2),
                 "period_before": int(dom[i]),
                 "period_after": int(dom[i + 1]),
+                "reliable": reliable,
+                **({} if reliable else {"note": "the transient had not died out at the ends of this bracket; "
+                                                "rerun with a longer transient"}),
             })
     return out
 
