@@ -275,3 +275,37 @@ def test_nesting_at_the_depth_limit_works_and_one_more_level_is_refused(make):
     assert np.isfinite(float(v)) and np.isfinite(float(g[0]))
     with pytest.raises(ExpressionError, match="nested deeper"):
         parse_expression(make(MAX_DEPTH + 1), ["x"])
+
+
+# --- the functions added in issue #16 item 10 --------------------------------------------------
+
+_NEW = {
+    "cosh": (math.cosh, math.sinh),
+    "sinh": (math.sinh, math.cosh),
+    "softplus": (lambda a: math.log1p(math.exp(a)), lambda a: 1 / (1 + math.exp(-a))),
+    "log1p": (math.log1p, lambda a: 1 / (1 + a)),
+    "expm1": (math.expm1, math.exp),
+    "erf": (math.erf, lambda a: 2 / math.sqrt(math.pi) * math.exp(-a * a)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_NEW))
+@pytest.mark.parametrize("x", [-0.7, 0.01, 1.3])
+def test_new_functions_value_and_derivative(name, x):
+    f, df = _NEW[name]
+    p = Problem.from_expression(f"{name}(x)", ["x"])
+    v, g = jax.value_and_grad(p.loss)(jnp.array([x]))
+    assert float(v) == pytest.approx(f(x), rel=1e-14, abs=1e-15)
+    assert float(g[0]) == pytest.approx(df(x), rel=1e-12)
+
+
+def test_min_and_max_take_two_arguments():
+    assert value("min(x, y)", x=0.3, y=-2.0) == -2.0
+    assert value("max(x*y, 0.5) + min(1, 2)", x=0.3, y=0.4) == 1.5
+    p = Problem.from_expression("max(x, y)**2", ["x", "y"])
+    g = jax.grad(p.loss)(jnp.array([0.3, 0.9]))
+    assert g.tolist() == [0.0, pytest.approx(1.8)]  # the gradient flows through the larger argument
+    for bad, where in (("min(x)", "two arguments"), ("max(x, y, z)", "two arguments"), ("min x", "parentheses"),
+                       ("cosh(x, y)", "to close the call"), ("x, y", "expected an operator")):
+        with pytest.raises(ExpressionError, match=where):
+            parse_expression(bad, ["x", "y", "z"])

@@ -20,7 +20,8 @@ def add_problem_args(p: argparse.ArgumentParser) -> None:
         "--loss",
         metavar="EXPR",
         help="a loss expression such as '0.5*(1-x*y)**2': numbers, variables, + - * / ** ^, "
-        "parentheses and exp log sin cos tanh sigmoid sqrt abs (parsed, never evaluated as Python)",
+        "parentheses, exp log sin cos tanh sigmoid sqrt abs cosh sinh softplus log1p expm1 erf and min(a,b) "
+        "max(a,b) (parsed, never evaluated as Python)",
     )
     g.add_argument(
         "--option",

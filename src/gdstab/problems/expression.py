@@ -12,12 +12,13 @@ as in Python, so ``-x**2`` is ``-(x**2)`` and ``2**-1`` is allowed)::
     term   := unary (("*" | "/") unary)*
     unary  := ("+" | "-") unary | power
     power  := atom (("**" | "^") unary)?
-    atom   := NUMBER | NAME | FUNC "(" expr ")" | "(" expr ")"
+    atom   := NUMBER | NAME | FUNC "(" expr ")" | FUNC2 "(" expr "," expr ")" | "(" expr ")"
 
 * numbers: ``2``, ``0.5``, ``.5``, ``1e-3``, ``1.5E+2`` (finite, read as float64);
 * names: a letter followed by letters, digits or ``_``; every name that is not a function or
   the constant ``pi`` is a variable (the coordinates of θ);
-* functions (one argument): exp, log, sin, cos, tanh, sigmoid, sqrt, abs;
+* functions of one argument: exp, log, sin, cos, tanh, sigmoid, sqrt, abs, cosh, sinh,
+  softplus (log(1 + e^a)), log1p, expm1, erf; of two: min(a, b), max(a, b);
 * ``^`` is accepted as a synonym of ``**`` (there is no bitwise xor in this grammar).
 
 Limits that keep parsing and tracing cheap: at most 4000 characters, nesting depth 100,
@@ -39,13 +40,17 @@ __all__ = [
     "Expression",
     "parse_expression",
     "FUNCTIONS",
+    "FUNCTIONS2",
     "MAX_LENGTH",
     "MAX_DEPTH",
     "MAX_VARIABLES",
     "MAX_EXPONENT",
 ]
 
-FUNCTIONS = ("exp", "log", "sin", "cos", "tanh", "sigmoid", "sqrt", "abs")
+FUNCTIONS = ("exp", "log", "sin", "cos", "tanh", "sigmoid", "sqrt", "abs", "cosh", "sinh", "softplus", "log1p",
+             "expm1", "erf")
+#: functions of two arguments, ``min(a, b)`` and ``max(a, b)``
+FUNCTIONS2 = ("min", "max")
 CONSTANTS = {"pi": math.pi}
 MAX_LENGTH = 4000
 MAX_DEPTH = 100
@@ -117,7 +122,7 @@ def _tokenize(text: str) -> list[_Tok]:
             toks.append(_Tok("op", "**" if ch == "^" else ch, i))
             i += 1
             continue
-        if ch in "()":
+        if ch in "(),":
             toks.append(_Tok(ch, ch, i))
             i += 1
             continue
@@ -130,7 +135,7 @@ def _tokenize(text: str) -> list[_Tok]:
             hint = " (strings are not part of the grammar)"
         elif ch in "[]{}":
             hint = " (use parentheses for grouping)"
-        elif ch in ",;:=<>!&|~%@":
+        elif ch in ";:=<>!&|~%@":
             hint = " (allowed operators: + - * / ** ^)"
         raise ExpressionError(text, i, f"unexpected character {ch!r}{hint}")
     toks.append(_Tok("end", "", n))
@@ -175,6 +180,14 @@ class Call:
 
 
 @dataclass(frozen=True)
+class Call2:
+    func: str  # min | max
+    left: "Node"
+    right: "Node"
+    pos: int
+
+
+@dataclass(frozen=True)
 class Chain:
     """A left-associative chain ``first op1 x1 op2 x2 ...`` of + and - (or of * and /), kept
     flat so that a long chain costs no recursion depth anywhere (parsing, rendering, tracing,
@@ -185,7 +198,7 @@ class Chain:
     pos: int
 
 
-Node = Num | Var | Neg | Bin | Call | Chain
+Node = Num | Var | Neg | Bin | Call | Call2 | Chain
 
 
 class _Parser:
@@ -260,6 +273,28 @@ class _Parser:
             return Bin("**", base, exponent, tok.pos)
         return base
 
+    def call2(self, name_tok: _Tok) -> Node:
+        """``min(a, b)`` / ``max(a, b)``: exactly two arguments."""
+        name = name_tok.text
+        open_tok = self.take()
+        self.enter(open_tok)
+        if self.peek().kind == ")":
+            raise self.error(self.peek(), f"the function {name!r} takes two arguments, none was given")
+        left = self.expr()
+        comma = self.take()
+        if comma.kind != ",":
+            if comma.kind == "end":
+                raise self.error(open_tok, "unbalanced parenthesis: '(' is never closed")
+            raise self.error(comma, f"the function {name!r} takes two arguments separated by ',', found {comma.text!r}")
+        right = self.expr()
+        self.depth -= 1
+        close = self.take()
+        if close.kind != ")":
+            if close.kind == "end":
+                raise self.error(open_tok, "unbalanced parenthesis: '(' is never closed")
+            raise self.error(close, f"the function {name!r} takes two arguments; expected ')', found {close.text!r}")
+        return Call2(name, left, right, name_tok.pos)
+
     def atom(self) -> Node:
         tok = self.take()
         if tok.kind == "num":
@@ -271,9 +306,12 @@ class _Parser:
             name = tok.text
             if name.startswith("_"):
                 raise self.error(tok, f"the name {name!r} is not allowed (names start with a letter)")
+            if self.peek().kind == "(" and name in FUNCTIONS2:
+                return self.call2(tok)
             if self.peek().kind == "(":
                 if name not in FUNCTIONS:
-                    raise self.error(tok, f"unknown function {name!r} (known functions: {', '.join(FUNCTIONS)})")
+                    raise self.error(tok, f"unknown function {name!r} (known functions: "
+                                          f"{', '.join(FUNCTIONS + FUNCTIONS2)})")
                 open_tok = self.take()
                 self.enter(open_tok)
                 if self.peek().kind == ")":
@@ -286,8 +324,9 @@ class _Parser:
                         raise self.error(open_tok, "unbalanced parenthesis: '(' is never closed")
                     raise self.error(close, f"expected ')' to close the call of {name!r}, found {close.text!r}")
                 return Call(name, arg, tok.pos)
-            if name in FUNCTIONS:
-                raise self.error(tok, f"the function {name!r} must be called with parentheses, e.g. {name}(x)")
+            if name in FUNCTIONS or name in FUNCTIONS2:
+                example = f"{name}(x, y)" if name in FUNCTIONS2 else f"{name}(x)"
+                raise self.error(tok, f"the function {name!r} must be called with parentheses, e.g. {example}")
             if keyword.iskeyword(name) or keyword.issoftkeyword(name):
                 raise self.error(tok, f"{name!r} is a Python keyword, not a variable or function of the grammar")
             if name in CONSTANTS:
@@ -335,9 +374,20 @@ def _constant_value(node: Node, text: str) -> float | None:
                 "sigmoid": lambda a: 1.0 / (1.0 + math.exp(-a)) if a > -710 else 0.0,
                 "sqrt": lambda a: math.sqrt(a) if a >= 0 else math.nan,
                 "abs": abs,
+                "cosh": lambda a: math.cosh(a) if abs(a) < 710 else math.inf,
+                "sinh": lambda a: math.sinh(a) if abs(a) < 710 else math.copysign(math.inf, a),
+                "softplus": lambda a: max(a, 0.0) + math.log1p(math.exp(-abs(a))),
+                "log1p": lambda a: math.log1p(a) if a > -1 else (-math.inf if a == -1 else math.nan),
+                "expm1": lambda a: math.expm1(a) if a < 709 else math.inf,
+                "erf": math.erf,
             }[node.func](v)
         except (OverflowError, ValueError):
             return math.nan
+    if isinstance(node, Call2):
+        a, b = _constant_value(node.left, text), _constant_value(node.right, text)
+        if a is None or b is None:
+            return None
+        return min(a, b) if node.func == "min" else max(a, b)
     if isinstance(node, Chain):
         value = _constant_value(node.first, text)
         for op, operand in node.rest:
@@ -385,6 +435,9 @@ def _variables(node: Node, out: list[str]) -> None:
     elif isinstance(node, Bin):
         _variables(node.left, out)
         _variables(node.right, out)
+    elif isinstance(node, Call2):
+        _variables(node.left, out)
+        _variables(node.right, out)
     elif isinstance(node, Chain):
         _variables(node.first, out)
         for _, operand in node.rest:
@@ -404,6 +457,8 @@ def _render(node: Node) -> str:
         return f"(-{_render(node.operand)})"
     if isinstance(node, Call):
         return f"{node.func}({_render(node.arg)})"
+    if isinstance(node, Call2):
+        return f"{node.func}({_render(node.left)}, {_render(node.right)})"
     if isinstance(node, Chain):  # rendered as the nested left-associative form
         text = _render(node.first)
         for op, operand in node.rest:
@@ -428,6 +483,7 @@ class Expression:
         """A pure JAX function ``f(theta) -> scalar`` with ``theta[i]`` the i-th variable."""
         import jax
         import jax.numpy as jnp
+        import jax.scipy.special
         from jax import lax
 
         index = {name: i for i, name in enumerate(self.variables)}
@@ -440,6 +496,12 @@ class Expression:
             "sigmoid": jax.nn.sigmoid,
             "sqrt": jnp.sqrt,
             "abs": jnp.abs,
+            "cosh": jnp.cosh,
+            "sinh": jnp.sinh,
+            "softplus": jax.nn.softplus,
+            "log1p": jnp.log1p,
+            "expm1": jnp.expm1,
+            "erf": jax.scipy.special.erf,
         }
 
         def build(node: Node) -> Callable:
@@ -455,6 +517,10 @@ class Expression:
             if isinstance(node, Call):
                 f, fn = build(node.arg), funcs[node.func]
                 return lambda th: fn(f(th))
+            if isinstance(node, Call2):
+                lf, rf = build(node.left), build(node.right)
+                pick = jnp.minimum if node.func == "min" else jnp.maximum
+                return lambda th: pick(lf(th), rf(th))
             if isinstance(node, Chain):
                 f0 = build(node.first)
                 rest = [(_BINARY[op], build(operand)) for op, operand in node.rest]
