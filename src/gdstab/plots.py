@@ -124,23 +124,38 @@ def linear_trapping(ds, ax=None):
 
 def net_convergence(table, title: str, caption: str = "", ax=None):
     """Figures 3–4: percentage of trajectories that converge against η, one curve per depth
-    (Wilson 95% bars), from :func:`gdstab.experiments.paper_nets.convergence_table`; the
-    percentage that diverged is drawn dashed in the same colour."""
+    (solid, Wilson 95% bars), from :func:`gdstab.experiments.paper_nets.convergence_table`; in
+    the same colour the percentage that diverged (dashed), the percentage still undecided at
+    the step budget (dotted: ``bounded``, still moving at T -- neither converged nor failed) and
+    the percentage that settled where L − L* > f_tol (dash-dotted: ``stationary``, e.g. a
+    collapsed deep network on a plateau).
+    The legend explains every line style."""
+    from matplotlib.lines import Line2D
+
     fig, ax = _axes(ax, (6.8, 4.6))
+    handles = []
     for i, d in enumerate(table.depth.values):
         row = table.sel(depth=d)
         f = 100 * row.converged_fraction.values
         yerr = 100 * np.vstack([row.converged_fraction.values - row.converged_low.values,
                                 row.converged_high.values - row.converged_fraction.values])
-        ax.errorbar(row.eta.values, f, yerr=yerr, fmt="o-", ms=3, capsize=2, color=f"C{i}", label=f"{int(d)}")
+        ax.errorbar(row.eta.values, f, yerr=yerr, fmt="o-", ms=3, capsize=2, color=f"C{i}")
         ax.plot(row.eta.values, 100 * row.diverged_fraction.values, "--", lw=1, color=f"C{i}", alpha=0.7)
-    ax.axvline(1.0, color="0.5", ls=":", lw=1)
+        for var, style in (("bounded_fraction", ":"), ("stationary_fraction", "-.")):
+            if var in row and np.nanmax(row[var].values) > 0:
+                ax.plot(row.eta.values, 100 * row[var].values, style, lw=1.2, color=f"C{i}", alpha=0.9)
+        handles.append(Line2D([], [], color=f"C{i}", marker="o", ms=3, label=f"{int(d)} hidden"))
+    handles += [Line2D([], [], color="0.3", ls="-", label="converged"),
+                Line2D([], [], color="0.3", ls="--", label="diverged"),
+                Line2D([], [], color="0.3", ls=":", label="undecided at T (still moving)"),
+                Line2D([], [], color="0.3", ls="-.", label="settled, not a minimum")]
+    ax.axvline(1.0, color="0.5", ls=":", lw=0.8)
     ax.set_xscale("log")
     ax.set_xlabel(r"step size $\eta$")
-    ax.set_ylabel("% of trajectories (solid: converged, dashed: diverged)")
+    ax.set_ylabel("% of trajectories")
     ax.set_ylim(-2, 105)
     ax.set_title(title, fontsize=10)
-    ax.legend(title="hidden layers", fontsize=8)
+    ax.legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     return _with_caption(fig, caption, 0.08)
 
 

@@ -251,9 +251,11 @@ def _draw_heatmaps(target: str):
 
 
 _CAPTIONS = {
-    "fig3": lambda nets: "Figure 3. Percentage of trajectories that converge against eta, one curve per depth (solid; "
-                         "dashed: diverged). " + nets["gd"].caption() + ".",
-    "fig4": lambda nets: "Figure 4. The same for ReLU + cross-entropy trained by SGD. " + nets["sgd"].caption() + ".",
+    "fig3": lambda nets: "Figure 3. Percentage of trajectories that converge against eta, one colour per depth "
+                         "(solid: converged, with Wilson 95% bars; dashed: diverged; dotted: undecided at the step "
+                         "budget, i.e. still moving at T -- not a failure; dash-dotted: settled away from a minimum). " + nets["gd"].caption() + ".",
+    "fig4": lambda nets: "Figure 4. The same for ReLU + cross-entropy trained by SGD (same line styles). "
+                         + nets["sgd"].caption() + ".",
     "fig5": lambda nets: "Figure 5. Mean over initialisations of the loss (a) and of eta*|grad L| (b) at each recorded "
                          f"step, {max(nets['gd'].depths)} hidden layers, full-batch GD (logarithmic colour; black: some "
                          "trajectory diverged). " + nets["gd"].caption() + ".",
