@@ -340,3 +340,25 @@ def test_slowly_contracting_oscillation_is_not_a_cycle(backend):
     assert r.status.tolist() == [Status.PERIODIC] * 3 and r.period.tolist() == [2, 2, 2]
     r = trajectories(h, pts, 0.98, steps=20_000, backend=backend)  # |1 − 2η| = 0.96 at (1, 1)
     assert r.status.tolist() == [Status.CONVERGED] * 3
+
+
+def test_default_tolerances_follow_the_dtype():
+    """Issue #16 item 11: with the float64 tolerance 1e-8, float32 runs on 1/2 (1 - xy)^2 called
+    994 of 1000 converging runs "bounded" at eta = 0.1 and 762 "periodic" at 0.9 (float32 rounding
+    keeps a converged iterate moving by ~1e-8).  The float64 run is the reference."""
+    from gdstab import problems
+    from gdstab import random as gdstab_random
+
+    p = problems.get("hyperbola")
+    th = gdstab_random.init_points(p, 0, np.arange(1000))
+    for eta in (0.1, 0.9):
+        ref = trajectories(p, th, eta, steps=1000)
+        f32 = trajectories(p, th, eta, steps=1000, dtype="float32")
+        assert f32.criteria.tol == 1e-5 and ref.criteria.tol == 1e-8
+        assert np.array_equal(np.bincount(f32.status, minlength=6), np.bincount(ref.status, minlength=6))
+    from gdstab.sweep import load_config
+
+    text = "[problem]\nname='hyperbola'\n[grid]\neta='0.1'\ninits=2\n[run]\nsteps=5\ndtype='{}'\n"
+    assert load_config(text.format("float32")).criteria.tol == 1e-5
+    assert load_config(text.format("float64")).criteria.tol == 1e-8
+    assert load_config(text.format("float32") + "[criteria]\ntol=1e-6\n").criteria.tol == 1e-6

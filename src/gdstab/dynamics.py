@@ -85,7 +85,8 @@ class Criteria:
 
     Attributes:
         tol: displacement tolerance: settled when η‖∇L‖ = ‖θ_{t+1} − θ_t‖ ≤ tol (default 1e-8,
-            for parameters of order one in float64; use ~1e-5 in float32).  Also the distance
+            for parameters of order one in float64; :meth:`for_dtype` gives 1e-5 for float32,
+            which :func:`trajectories` and sweep configs use when no tolerance is given).  Also the distance
             within which a periodic orbit must return.
         window: number of consecutive steps with displacement ≤ tol (default 8).
         f_tol: a settled trajectory is converged (at a global minimum) if L − L* ≤ f_tol,
@@ -122,6 +123,16 @@ class Criteria:
                 raise fail(name, c, f"an int <= {limit}", getattr(self, name))
         if self.check_every <= self.max_period:
             raise fail("check_every", c, f"an int > max_period ({self.max_period})", self.check_every)
+
+    #: the displacement tolerance that the default criteria use per dtype: 1e-8 sits far above
+    #: float64 rounding but below float32's (~6e-8 relative), where a converged iterate keeps
+    #: moving by ~1e-8 and would never count as settled
+    DEFAULT_TOL = {"float64": 1e-8, "float32": 1e-5}
+
+    @classmethod
+    def for_dtype(cls, dtype: str) -> "Criteria":
+        """The default criteria for computations in ``dtype`` (only ``tol`` differs)."""
+        return cls(tol=cls.DEFAULT_TOL[dtype])
 
     def as_array(self) -> np.ndarray:
         """The options vector shared by both backends."""
@@ -603,7 +614,8 @@ def trajectories(
 
     Other arguments (keyword-only):
         steps: T, the maximum number of steps (>= 1).
-        criteria: classification tolerances (:class:`Criteria`; defaults documented there).
+        criteria: classification tolerances (:class:`Criteria`; default ``Criteria.for_dtype(dtype)``:
+            the documented defaults, with tol = 1e-5 in float32).
         record_every: record loss, ‖∇L‖ and η‖∇L‖ every k steps (JAX backend); None records
             nothing and costs nothing.
         chunk_size: trajectories per compiled call, or "auto" (sized to the problem's memory
@@ -635,10 +647,10 @@ def trajectories(
     if not isinstance(problem, Problem):
         raise fail("problem", caller, "a gdstab Problem", problem)
     steps = positive_int(steps, "steps", caller)
-    criteria = Criteria() if criteria is None else criteria
+    dtype = choice(dtype, "dtype", caller, ("float64", "float32"))
+    criteria = Criteria.for_dtype(dtype) if criteria is None else criteria
     if not isinstance(criteria, Criteria):
         raise fail("criteria", caller, "a Criteria instance", criteria)
-    dtype = choice(dtype, "dtype", caller, ("float64", "float32"))
     backend = choice(backend, "backend", caller, ("auto", "jax", "native"))
     if record_every is not None:
         record_every = positive_int(record_every, "record_every", caller)

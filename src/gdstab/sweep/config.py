@@ -410,7 +410,7 @@ def _parse_checked(data: Mapping[str, Any]) -> SweepConfig:
     # -- criteria
     c = data.get("criteria", {})
     _check_keys(c, _CRITERIA_TYPES, "criteria")
-    ckw: dict[str, Any] = {}
+    ckw: dict[str, Any] = {"tol": Criteria.DEFAULT_TOL[dtype]}  # the default follows the dtype
     for k, v in c.items():
         key = f"criteria.{k}"
         ckw[k] = _int(v, key, 0) if _CRITERIA_TYPES[k] == "int" else _float(v, key)
