@@ -429,3 +429,28 @@ def test_large_sweeps_are_read_back_with_the_same_result(tmp_path, monkeypatch):
     b = _run_uninterrupted(tmp_path, name="disk")
     xr.testing.assert_identical(a, b)
     assert sweep.Layout.for_config(load_config(BASE)).total_bytes() == sum(v.nbytes for v in a.data_vars.values())
+
+
+@pytest.mark.slow
+def test_a_dask_cluster_without_workers_is_reported_and_the_sweep_continues_when_one_joins(tmp_path, monkeypatch):
+    """Issue #16 item 11: with every worker gone the driver waited silently."""
+    import importlib
+    import threading
+
+    from distributed import LocalCluster
+
+    run_module = importlib.import_module("gdstab.sweep.run")
+    monkeypatch.setattr(run_module, "DASK_QUIET_SECONDS", 1.0)
+    messages = []
+    monkeypatch.setattr(run_module.sys, "stderr", type("E", (), {"write": lambda self, t: messages.append(t),
+                                                               "flush": lambda self: None,
+                                                               "isatty": lambda self: False})())
+    with LocalCluster(n_workers=0, processes=False, dashboard_address=None) as cluster:
+        def add_worker_later():
+            time.sleep(4)
+            cluster.scale(1)
+
+        threading.Thread(target=add_worker_later, daemon=True).start()
+        ds = sweep.run(load_config(BASE), tmp_path / "w", executor="dask", scheduler=cluster.scheduler_address)
+    assert any("has no workers" in m and cluster.scheduler_address in m for m in messages), messages
+    xr.testing.assert_identical(ds, sweep.run(load_config(BASE), tmp_path / "local", quiet=True))

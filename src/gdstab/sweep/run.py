@@ -168,7 +168,11 @@ def _local(canonical: str, cells: list, threads: int | None, chunk_size) -> Iter
             yield f.result()
 
 
-def _dask(canonical: str, cells: list, client, max_in_flight: int, chunk_size) -> Iterable[dict]:
+#: with no result for this long, the Dask driver checks the cluster and says if it has no workers
+DASK_QUIET_SECONDS = 60.0
+
+
+def _dask(canonical: str, cells: list, client, max_in_flight: int, chunk_size, say=None) -> Iterable[dict]:
     """Cells as Dask tasks; results come back to the driver, which alone writes the store.
 
     A task lost with its worker is recomputed by the scheduler (retries=3).  The driver also
@@ -195,6 +199,7 @@ def _dask(canonical: str, cells: list, client, max_in_flight: int, chunk_size) -
         cell = pending.pop(0)
         f = submit(cell)
         owner[f] = cell
+    last_news = time.monotonic()
     try:
         while owner:
             # wait in short slices so that an interrupt is honoured within about a second
@@ -202,7 +207,13 @@ def _dask(canonical: str, cells: list, client, max_in_flight: int, chunk_size) -
             try:
                 finished = wait(list(owner), timeout=0.5, return_when="FIRST_COMPLETED").done
             except TimeoutError:
+                if say is not None and time.monotonic() - last_news > DASK_QUIET_SECONDS:
+                    last_news = time.monotonic()
+                    if not client.nthreads():  # the sweep resumes by itself once a worker joins
+                        say(f"the Dask cluster at {client.scheduler.address} has no workers; waiting for one to "
+                            f"join ({len(owner)} cells queued; Ctrl-C stops, keeping every finished cell)")
                 continue
+            last_news = time.monotonic()
             for fut in finished:
                 cell = owner.pop(fut)
                 try:
@@ -438,7 +449,7 @@ def _run_locked(cfg, folder: ResultsFolder, layout: Layout, executor, scheduler,
         else:
             client, cluster = _dask_client(scheduler, dask_local)
             nthreads = sum(client.nthreads().values()) or 1
-            results = _dask(canonical, todo, client, 2 * nthreads, chunk_size)
+            results = _dask(canonical, todo, client, 2 * nthreads, chunk_size, say)
         writer = _Writer(folder, layout)
         try:
             for res in results:
