@@ -281,19 +281,20 @@ class _Parser:
         if self.peek().kind == ")":
             raise self.error(self.peek(), f"the function {name!r} takes two arguments, none was given")
         left = self.expr()
-        comma = self.take()
-        if comma.kind != ",":
-            if comma.kind == "end":
-                raise self.error(open_tok, "unbalanced parenthesis: '(' is never closed")
-            raise self.error(comma, f"the function {name!r} takes two arguments separated by ',', found {comma.text!r}")
+        self.expect(",", open_tok, f"the function {name!r} takes two arguments separated by ','")
         right = self.expr()
         self.depth -= 1
-        close = self.take()
-        if close.kind != ")":
-            if close.kind == "end":
-                raise self.error(open_tok, "unbalanced parenthesis: '(' is never closed")
-            raise self.error(close, f"the function {name!r} takes two arguments; expected ')', found {close.text!r}")
+        self.expect(")", open_tok, f"the function {name!r} takes two arguments; expected ')'")
         return Call2(name, left, right, name_tok.pos)
+
+    def expect(self, kind: str, open_tok: _Tok, what: str) -> None:
+        """Take a token of ``kind`` (``)`` or ``,``) inside the parenthesis ``open_tok``, or
+        raise: an unclosed parenthesis at the end, else ``what`` and the token found."""
+        tok = self.take()
+        if tok.kind != kind:
+            if tok.kind == "end":
+                raise self.error(open_tok, "unbalanced parenthesis: '(' is never closed")
+            raise self.error(tok, f"{what}, found {tok.text!r}")
 
     def atom(self) -> Node:
         tok = self.take()
@@ -318,11 +319,7 @@ class _Parser:
                     raise self.error(self.peek(), f"the function {name!r} takes one argument, none was given")
                 arg = self.expr()
                 self.depth -= 1
-                close = self.take()
-                if close.kind != ")":
-                    if close.kind == "end":
-                        raise self.error(open_tok, "unbalanced parenthesis: '(' is never closed")
-                    raise self.error(close, f"expected ')' to close the call of {name!r}, found {close.text!r}")
+                self.expect(")", open_tok, f"expected ')' to close the call of {name!r}")
                 return Call(name, arg, tok.pos)
             if name in FUNCTIONS or name in FUNCTIONS2:
                 example = f"{name}(x, y)" if name in FUNCTIONS2 else f"{name}(x)"
@@ -338,11 +335,7 @@ class _Parser:
                 raise self.error(self.peek(), "empty parentheses")
             node = self.expr()
             self.depth -= 1
-            close = self.take()
-            if close.kind != ")":
-                if close.kind == "end":
-                    raise self.error(tok, "unbalanced parenthesis: '(' is never closed")
-                raise self.error(close, f"expected ')', found {close.text!r}")
+            self.expect(")", tok, "expected ')'")
             return node
         if tok.kind == "end":
             raise self.error(tok, "the expression ends where an operand was expected")
