@@ -129,7 +129,8 @@ def transient_settled(points: np.ndarray, periods: np.ndarray) -> np.ndarray:
     R = pts.shape[0]
     half = R // 2
     out = np.ones(pts.shape[1], dtype=bool)
-    scale = 1.0 + np.nanmax(np.linalg.norm(pts, axis=2), axis=0)
+    norms = np.linalg.norm(pts, axis=2)
+    scale = 1.0 + np.max(np.where(np.isfinite(norms), norms, 0.0), axis=0)  # diverged rows are not checked
 
     def dist(q, idx, part):
         seg = pts[:half, idx] if part == 0 else pts[R - half:, idx]
