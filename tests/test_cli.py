@@ -183,3 +183,19 @@ def test_linear_reports_its_restarts_spread_and_warns_when_they_disagree(tmp_pat
         assert ("warning" in text) == (data["restart_spread"] > 1e-6)
         if data["restart_spread"] > 1e-6:
             assert "at most" in text and f"{data['inf_lambda_max']:.12g}" not in text
+
+
+def test_a_data_file_that_would_unpack_beyond_memory_is_refused_before_reading(tmp_path, capsys):
+    """Issue #16 item 11: a 2 MB .npz 'zip bomb' took 2.4 GB before its error.  The arrays'
+    headers declare their size; it is checked before anything is allocated."""
+    import io
+    import zipfile
+
+    hdr = io.BytesIO()
+    np.lib.format.write_array_header_1_0(hdr, {"descr": "<f8", "fortran_order": False, "shape": (2, 2_000_000_000)})
+    with zipfile.ZipFile(tmp_path / "bomb.npz", "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("X.npy", hdr.getvalue() + bytes(1024))
+        z.writestr("Y.npy", hdr.getvalue() + bytes(1024))
+    assert main(["linear", "--dims", "2,3,2", "--data", str(tmp_path / "bomb.npz")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--data" in err and "GiB" in err and "memory" in err

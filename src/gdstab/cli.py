@@ -258,11 +258,27 @@ def _load_xy(path: str) -> tuple[np.ndarray, np.ndarray]:
     """Arrays X and Y of a .npz file for ``--data``, numeric and finite, or one clear error."""
     import zipfile
 
+    from ._validation import check_memory
+
     expected = "a .npz file with numeric arrays 'X' (d_0 x n) and 'Y' (d_h x n)"
     try:
+        if zipfile.is_zipfile(path):  # sizes from the archive and the arrays' headers, before reading
+            with zipfile.ZipFile(path) as z:
+                need = sum(info.file_size for info in z.infolist())
+                for info in z.infolist():
+                    if info.filename.endswith(".npy"):
+                        with z.open(info) as fh:
+                            version = np.lib.format.read_magic(fh)
+                            read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                    else np.lib.format.read_array_header_2_0)
+                            shape, _, dtype = read(fh)
+                        need = max(need, int(np.prod(shape, dtype=np.float64)) * np.dtype(dtype).itemsize)
+            check_memory(float(need), "--data", "gdstab linear", "arrays", path)
         with np.load(path, allow_pickle=False) as f:
             X, Y = np.asarray(f["X"]), np.asarray(f["Y"])
-    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, TypeError) as exc:
+    except InvalidParameterError:
+        raise
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, TypeError, MemoryError) as exc:
         raise InvalidParameterError(
             f"The '--data' parameter of gdstab linear must be {expected}. Got {path!r} ({type(exc).__name__}: "
             f"{str(exc)[:160]}) instead.") from None
