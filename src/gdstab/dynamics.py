@@ -690,7 +690,7 @@ def trajectories(
         threads = (os.cpu_count() or 1) if platform == "cpu" else 1
     else:
         threads = positive_int(threads, "threads", caller)
-    with interrupts.polling():  # a Ctrl-C stops at the next segment boundary (Interrupted)
+    with interrupts.polling(strict=True):  # a Ctrl-C stops at the next segment boundary (Interrupted)
         if use_native:
             chunk = 65536 if chunk_size == "auto" else chunk_size
             out = _run_native(problem, th, et, steps, criteria, chunk, on_chunk, threads)

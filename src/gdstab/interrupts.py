@@ -9,7 +9,10 @@ reproduce``): those sections check the request at safe points -- between the eng
 segments of steps (JAX and the compiled kernels), between cells of a sweep -- and raise
 :class:`Interrupted` there, after what is complete has been stored.  Outside a polling section
 the handler raises :class:`Interrupted` at once, as Python would.  A second signal while a
-request is pending raises at once (the user insists; completed cells are safe either way).
+request is pending raises at once (the user insists; completed cells are safe either way).  A
+request that no safe point takes up within ``WATCHDOG_SECONDS`` ends the process with the one
+line and status 130, unless a *strict* section (one that stores results and promises to check)
+is running; that one stops at its next safe point.
 
 :class:`Interrupted` derives from ``KeyboardInterrupt``, so code that catches that keeps
 working; the command line prints its message as one line and exits with status 130.
@@ -33,14 +36,15 @@ EXIT_STATUS = 130
 #: read by the compiled kernels at every segment boundary (non-zero: stop)
 NATIVE_FLAG = ctypes.c_int(0)
 
-#: a request not taken up by a safe point within this many seconds is raised asynchronously
-#: (for code that does not poll, e.g. a long pure-Python loop)
+#: a request not taken up by a safe point within this many seconds, outside a strict section,
+#: ends the process (for code that does not poll, e.g. a long pure-Python loop)
 WATCHDOG_SECONDS = 1.0
 
 _event = threading.Event()
 _consumed = threading.Event()
 _lock = threading.Lock()
 _polling = 0
+_strict = 0
 _signum = signal.SIGINT
 _installed: dict[int, object] = {}
 
@@ -78,17 +82,20 @@ def clear() -> None:
 
 
 @contextlib.contextmanager
-def polling() -> Iterator[None]:
+def polling(strict: bool = False) -> Iterator[None]:
     """A section that checks :func:`requested` at its safe points: signals inside it are
-    recorded instead of raised asynchronously."""
-    global _polling
+    recorded instead of raised asynchronously.  ``strict``: the section (a sweep, the main
+    job, the trajectory engine) promises to check regularly, so the watchdog leaves it alone."""
+    global _polling, _strict
     with _lock:
         _polling += 1
+        _strict += int(strict)
     try:
         yield
     finally:
         with _lock:
             _polling -= 1
+            _strict -= int(strict)
 
 
 def _handler(signum, frame) -> None:
@@ -106,11 +113,16 @@ def _handler(signum, frame) -> None:
 
 
 def _watchdog() -> None:
-    """No safe point took the request up in time: deliver it to the main thread now."""
-    if _event.is_set() and not _consumed.is_set():
-        import _thread
+    """No safe point took the request up in time.  Inside a strict section (which stores
+    results and checks at its safe points) nothing is done: it will stop at the next one.
+    Elsewhere -- start-up, or a command that does not poll and writes nothing until it ends --
+    the process ends now with the one line and status 130.  (Raising into the main thread
+    instead could land in a garbage-collection callback, where Python prints and swallows it.)"""
+    if _event.is_set() and not _consumed.is_set() and _strict == 0:
+        import os
 
-        _thread.interrupt_main()
+        report(Interrupted("interrupted", _signum))
+        os._exit(EXIT_STATUS)
 
 
 def install() -> bool:
@@ -147,7 +159,7 @@ def handled() -> Iterator[None]:
         clear()
         install()
     try:
-        with polling():
+        with polling(strict=True):
             yield
     finally:
         if ours:

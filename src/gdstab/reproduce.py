@@ -179,6 +179,7 @@ def _reproduce_locked(want, out: Path, scale: str, quiet: bool, on_target, say) 
     experiments_done = summary.setdefault("experiments", {})
     t_all = time.perf_counter()
     for target in want:
+        interrupts.check(f"interrupted before target {target}; rerun the same command to continue")
         t0 = time.perf_counter()
         t = registry.get(target)
         store = out / "data" / t.store
