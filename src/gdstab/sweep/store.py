@@ -422,10 +422,8 @@ class ResultsFolder:
         In place (``sync``), a marker in state "creating" comes first, so that what a kill
         leaves is recognised as gdstab's and cleared by the next run."""
         docs = skeleton(cfg, layout, attrs)
-        fields = dict(config=json.loads(cfg.canonical_json()), config_digest=cfg.digest(),
-                      attributes=_jsonable(dict(attrs)))
         if sync:
-            folders.write_marker(where, "sweep", state="creating", **fields)
+            _write_marker(where, cfg, attrs)
         for rel, data in docs.items():
             path = where / rel
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -433,8 +431,7 @@ class ResultsFolder:
         (where / "cells").mkdir(exist_ok=True)
         if not sync:
             folders.fsync_dir(where)
-        folders.write_marker(where, "sweep", state="complete", **fields,
-                             manifest={rel: folders.sha256(data) for rel, data in docs.items()})
+        _write_marker(where, cfg, attrs, docs)
         self._raw = None
 
     def _open_locked(self, cfg, layout, attrs, *, overwrite: bool, resume: bool) -> None:
@@ -503,18 +500,12 @@ class ResultsFolder:
         if config != json.loads(cfg.canonical_json()):
             self.check_config(cfg)  # raises, naming the differences
         use = root if root is not None else dict(attrs)
-        docs = skeleton(cfg, layout, use)
         self.notes.append(f"rebuilt the damaged marker {folders.MARKER!r} from the store's metadata")
-        return folders.write_marker(self.path, "sweep", state="complete", config=config, config_digest=cfg.digest(),
-                                    attributes=_jsonable(dict(use)),
-                                    manifest={rel: folders.sha256(data) for rel, data in docs.items()})
+        return _write_marker(self.path, cfg, use, skeleton(cfg, layout, use))
 
     def _adopt(self, cfg, layout, root_attrs) -> None:
         """A folder written by an older gdstab (no marker): write its marker, then verify."""
-        docs = skeleton(cfg, layout, root_attrs)
-        marker = folders.write_marker(self.path, "sweep", state="complete", config=json.loads(cfg.canonical_json()),
-                                      config_digest=cfg.digest(), attributes=_jsonable(dict(root_attrs)),
-                                      manifest={rel: folders.sha256(data) for rel, data in docs.items()})
+        marker = _write_marker(self.path, cfg, root_attrs, skeleton(cfg, layout, root_attrs))
         self.notes.append(f"adopted a sweep folder of an older gdstab: wrote its marker {folders.MARKER!r}")
         self.repair_metadata(cfg, layout, marker)
 
@@ -749,6 +740,18 @@ class ResultsFolder:
             if isinstance(rec, dict):
                 out.append(rec)
         return out
+
+
+def _write_marker(where: Path, cfg: SweepConfig, attrs: Mapping[str, Any],
+                  docs: Mapping[str, bytes] | None = None) -> dict[str, Any]:
+    """A sweep folder's marker: in state "creating" without ``docs``, else "complete" with the
+    SHA-256 of every document of :func:`skeleton`."""
+    fields = dict(config=json.loads(cfg.canonical_json()), config_digest=cfg.digest(),
+                  attributes=_jsonable(dict(attrs)))
+    if docs is None:
+        return folders.write_marker(where, "sweep", state="creating", **fields)
+    return folders.write_marker(where, "sweep", state="complete", **fields,
+                                manifest={rel: folders.sha256(data) for rel, data in docs.items()})
 
 
 def _parse_marker(path: Path, valid: Mapping[int, tuple]) -> tuple[tuple, int]:
