@@ -87,9 +87,7 @@ def _claim(out: Path, overwrite: bool, wait: bool, say):
             raise folders.ForeignFolderError(
                 f"The folder {str(out)!r} is a gdstab {marker.get('kind')} folder, not a reproduce folder. "
                 f"Choose another --out folder.")
-        mine, foreign = folders.entries(out, ENTRIES)
-        if marker is None and not _legacy_summary(out):  # a name alone never makes a file gdstab's
-            foreign = sorted(foreign + [n for n in mine if n != folders.LOCK and not folders.is_temporary(n)])
+        foreign = folders.foreign_entries(out, ENTRIES, marker is not None or _legacy_summary(out))
         if foreign:
             folders.refuse_foreign(out, foreign, "overwrite" if overwrite else "write results into")
     out.mkdir(parents=True, exist_ok=True)

@@ -45,6 +45,7 @@ __all__ = [
     "read_marker",
     "write_marker",
     "entries",
+    "foreign_entries",
     "refuse_dangerous_overwrite",
     "remove_entries",
     "describe_os_error",
@@ -175,6 +176,17 @@ def entries(folder: Path, own: Iterable[str]) -> tuple[list[str], list[str]]:
     for name in sorted(os.listdir(folder)):
         (mine if name in own or is_temporary(name) else foreign).append(name)
     return mine, foreign
+
+
+def foreign_entries(folder: Path, own: Iterable[str], owned: bool) -> list[str]:
+    """Top-level entries of ``folder`` that gdstab did not write.  In a folder gdstab ``owned``
+    (its marker, or an older gdstab's recognisable results), the entries not named in ``own``;
+    in any other folder every entry but gdstab's lock and temporary files: a name alone (a
+    user's own ``config.toml``) never makes a file gdstab's."""
+    mine, foreign = entries(folder, own)
+    if owned:
+        return foreign
+    return sorted(foreign + [n for n in mine if n != LOCK and not is_temporary(n)])
 
 
 def _describe(names: list[str], limit: int = 5) -> str:

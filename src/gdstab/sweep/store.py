@@ -363,14 +363,10 @@ class ResultsFolder:
         return lock
 
     def _foreign_entries(self) -> list[str]:
-        """Top-level entries gdstab did not write.  In a folder gdstab marked (or a sweep of an
-        older gdstab, recognised by its store), the entries not among a sweep's; in any other
-        folder, every entry but gdstab's lock and temporary files: a name alone (a user's own
-        ``config.toml``) never makes a file gdstab's."""
-        mine, foreign = folders.entries(self.path, ENTRIES)
-        if folders.MARKER in mine or self._legacy_root() is not None:
-            return foreign
-        return sorted(foreign + [n for n in mine if n != folders.LOCK and not folders.is_temporary(n)])
+        """Top-level entries gdstab did not write (a sweep of an older gdstab is recognised by
+        its store; see :func:`folders.foreign_entries`)."""
+        owned = (self.path / folders.MARKER).exists() or self._legacy_root() is not None
+        return folders.foreign_entries(self.path, ENTRIES, owned)
 
     def _clear_stale_creations(self) -> None:
         """Temporary skeletons of creations killed before their rename (their lock is free)."""
