@@ -20,3 +20,10 @@ def main(argv=None) -> int:
             return cli_main(argv)
     except KeyboardInterrupt as exc:  # gdstab.interrupts.Interrupted, or one raised before the handler
         return interrupts.report(exc)
+    finally:
+        # the command is over and its status decided: a signal during the interpreter's
+        # shutdown (which restores the default handlers) must not kill the process instead
+        import signal
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
