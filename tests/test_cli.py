@@ -151,7 +151,7 @@ def test_option_parser_never_crashes(text):
 
 def test_step_sizes_print_at_the_precision_they_were_given(capsys):
     """Issue #16 item 9: eta = 1 - 1e-8, 1 and 1 + 1e-8 all printed "1" with 6 digits."""
-    from gdstab.cli_common import fmt_eta
+    from gdstab.cli._common import fmt_eta
 
     for x in (1 - 1e-8, 1.0, 1 + 1e-8, 0.1, 0.30000001192092896, 2.5e-5, 3e7):
         assert float(fmt_eta(x)) == x

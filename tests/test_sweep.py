@@ -440,7 +440,7 @@ def test_a_dask_cluster_without_workers_is_reported_and_the_sweep_continues_when
     from distributed import LocalCluster
 
     run_module = importlib.import_module("gdstab.sweep.run")
-    monkeypatch.setattr(run_module, "DASK_QUIET_SECONDS", 1.0)
+    monkeypatch.setattr(importlib.import_module("gdstab.sweep.executors"), "DASK_QUIET_SECONDS", 1.0)
     messages = []
     monkeypatch.setattr(run_module.sys, "stderr", type("E", (), {"write": lambda self, t: messages.append(t),
                                                                "flush": lambda self: None,

@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .dynamics import PERSISTENCE, Criteria
+from .outcomes import PERSISTENCE, Criteria
 
 __all__ = ["python_trajectory", "numpy_engine", "TOY_GRADS_PY", "TOY_GRADS_NP"]
 

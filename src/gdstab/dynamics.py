@@ -48,8 +48,9 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 
 from . import interrupts
-from .outcomes import Status, fraction_rows
-from ._validation import InvalidParameterError, check_batch, choice, fail, finite_float, positive_int
+from .outcomes import Criteria, Status, fraction_rows
+from .outcomes import PERSIST2 as _PERSIST2
+from ._validation import InvalidParameterError, check_batch, choice, fail, positive_int
 from .problems.base import Problem
 from .stats import wilson_interval
 
@@ -66,84 +67,8 @@ __all__ = [
 ]
 
 
-# a p-cycle's largest one-step displacement over a period may shrink by at most this relative
-# amount between consecutive segments (squared below); see the module docstring
-PERSISTENCE = 1e-3
-_PERSIST2 = (1.0 - PERSISTENCE) ** 2
-
 # raw codes shared with the native kernels (before the settled -> converged/stationary split)
 _RAW_SETTLED, _RAW_DIVERGED, _RAW_PERIODIC, _RAW_BOUNDED = 1, 2, 3, 4
-
-
-#: the largest segment of the period detector (check_every): the engines run whole segments
-MAX_CHECK_EVERY = 100_000
-
-
-@dataclass(frozen=True)
-class Criteria:
-    """When a trajectory counts as converged, diverged, periodic or bounded.
-
-    Attributes:
-        tol: displacement tolerance: settled when η‖∇L‖ = ‖θ_{t+1} − θ_t‖ ≤ tol (default 1e-8,
-            for parameters of order one in float64; :meth:`for_dtype` gives 1e-5 for float32,
-            which :func:`trajectories` and sweep configs use when no tolerance is given).  Also the distance
-            within which a periodic orbit must return.
-        window: number of consecutive steps with displacement ≤ tol (default 8).
-        f_tol: a settled trajectory is converged (at a global minimum) if L − L* ≤ f_tol,
-            otherwise stationary; ignored where L* is unknown (default 1e-8).
-        max_norm: diverged when ‖θ‖ exceeds this (default 1e6, at most 1e30), or when L, θ or
-            η∇L is non-finite.  (The compiled toy kernels check θ and η∇L only: for their
-            polynomial losses ‖θ‖ ≤ 1e30 keeps L finite, so the verdicts are the same.)
-        max_period: largest period detected (default 8; 1 disables period detection).
-        check_every: segment length of the period detector (default 32; > max_period, at most
-            ``MAX_CHECK_EVERY`` = 100 000: the engines run whole segments).
-        period_checks: consecutive segments that must show the same period (default 3).
-    """
-
-    tol: float = 1e-8
-    window: int = 8
-    f_tol: float = 1e-8
-    max_norm: float = 1e6
-    max_period: int = 8
-    check_every: int = 32
-    period_checks: int = 3
-
-    def __post_init__(self):
-        c = "Criteria"
-        object.__setattr__(self, "tol", finite_float(self.tol, "tol", c, low=0.0))
-        object.__setattr__(self, "window", positive_int(self.window, "window", c))
-        object.__setattr__(self, "f_tol", finite_float(self.f_tol, "f_tol", c, low=0.0, low_inclusive=True))
-        object.__setattr__(self, "max_norm", finite_float(self.max_norm, "max_norm", c, low=0.0, high=1e30))
-        object.__setattr__(self, "max_period", positive_int(self.max_period, "max_period", c))
-        object.__setattr__(self, "check_every", positive_int(self.check_every, "check_every", c, minimum=2))
-        object.__setattr__(self, "period_checks", positive_int(self.period_checks, "period_checks", c))
-        # a segment of check_every steps is the smallest unit of work of the engines
-        for name, limit in (("check_every", MAX_CHECK_EVERY), ("window", 2**31 - 1), ("period_checks", 2**31 - 1)):
-            if getattr(self, name) > limit:
-                raise fail(name, c, f"an int <= {limit}", getattr(self, name))
-        if self.check_every <= self.max_period:
-            raise fail("check_every", c, f"an int > max_period ({self.max_period})", self.check_every)
-
-    #: the displacement tolerance that the default criteria use per dtype: 1e-8 sits far above
-    #: float64 rounding but below float32's (~6e-8 relative), where a converged iterate keeps
-    #: moving by ~1e-8 and would never count as settled
-    DEFAULT_TOL = {"float64": 1e-8, "float32": 1e-5}
-
-    @classmethod
-    def for_dtype(cls, dtype: str) -> "Criteria":
-        """The default criteria for computations in ``dtype`` (only ``tol`` differs)."""
-        return cls(tol=cls.DEFAULT_TOL[dtype])
-
-    def as_array(self) -> np.ndarray:
-        """The options vector shared by both backends."""
-        return np.array(
-            [self.tol, self.window, self.max_norm, self.max_period, self.check_every, self.period_checks,
-             _PERSIST2],
-            dtype=np.float64,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
 @dataclass(frozen=True)

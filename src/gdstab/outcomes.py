@@ -1,5 +1,5 @@
-"""The vocabulary of what happens to a trajectory, in one place: the :class:`Status` enum, the
-codes stored in results (derived from the enum, never written out twice), and fraction tables
+"""The vocabulary of what happens to a trajectory, in one place: the :class:`Criteria` that
+decide it, the :class:`Status` enum, the codes stored in results (derived from the enum, never written out twice), and fraction tables
 with Wilson 95 % intervals.
 
 Adding an outcome class: a member of :class:`Status` here, its verdict in the engine
@@ -10,13 +10,93 @@ in :mod:`gdstab.plots`; every table, store and summary picks it up from this mod
 from __future__ import annotations
 
 import enum
-from typing import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from ._validation import fail, finite_float, positive_int
 from .stats import wilson_interval
 
-__all__ = ["Status", "NOT_COMPUTED", "STATUS_CODES", "status_codes", "fraction_table", "fraction_rows"]
+__all__ = ["Criteria", "PERSISTENCE", "MAX_CHECK_EVERY", "Status", "NOT_COMPUTED", "STATUS_CODES", "status_codes",
+           "fraction_table", "fraction_rows"]
+
+
+#: a p-cycle's largest one-step displacement over a period may shrink by at most this relative
+#: amount between consecutive segments (squared below); see :mod:`gdstab.dynamics`
+PERSISTENCE = 1e-3
+PERSIST2 = (1.0 - PERSISTENCE) ** 2
+
+#: the largest segment of the period detector (check_every): the engines run whole segments
+MAX_CHECK_EVERY = 100_000
+
+
+@dataclass(frozen=True)
+class Criteria:
+    """When a trajectory counts as converged, diverged, periodic or bounded.
+
+    Attributes:
+        tol: displacement tolerance: settled when η‖∇L‖ = ‖θ_{t+1} − θ_t‖ ≤ tol (default 1e-8,
+            for parameters of order one in float64; :meth:`for_dtype` gives 1e-5 for float32,
+            which :func:`trajectories` and sweep configs use when no tolerance is given).  Also the distance
+            within which a periodic orbit must return.
+        window: number of consecutive steps with displacement ≤ tol (default 8).
+        f_tol: a settled trajectory is converged (at a global minimum) if L − L* ≤ f_tol,
+            otherwise stationary; ignored where L* is unknown (default 1e-8).
+        max_norm: diverged when ‖θ‖ exceeds this (default 1e6, at most 1e30), or when L, θ or
+            η∇L is non-finite.  (The compiled toy kernels check θ and η∇L only: for their
+            polynomial losses ‖θ‖ ≤ 1e30 keeps L finite, so the verdicts are the same.)
+        max_period: largest period detected (default 8; 1 disables period detection).
+        check_every: segment length of the period detector (default 32; > max_period, at most
+            ``MAX_CHECK_EVERY`` = 100 000: the engines run whole segments).
+        period_checks: consecutive segments that must show the same period (default 3).
+    """
+
+    tol: float = 1e-8
+    window: int = 8
+    f_tol: float = 1e-8
+    max_norm: float = 1e6
+    max_period: int = 8
+    check_every: int = 32
+    period_checks: int = 3
+
+    def __post_init__(self):
+        c = "Criteria"
+        object.__setattr__(self, "tol", finite_float(self.tol, "tol", c, low=0.0))
+        object.__setattr__(self, "window", positive_int(self.window, "window", c))
+        object.__setattr__(self, "f_tol", finite_float(self.f_tol, "f_tol", c, low=0.0, low_inclusive=True))
+        object.__setattr__(self, "max_norm", finite_float(self.max_norm, "max_norm", c, low=0.0, high=1e30))
+        object.__setattr__(self, "max_period", positive_int(self.max_period, "max_period", c))
+        object.__setattr__(self, "check_every", positive_int(self.check_every, "check_every", c, minimum=2))
+        object.__setattr__(self, "period_checks", positive_int(self.period_checks, "period_checks", c))
+        # a segment of check_every steps is the smallest unit of work of the engines
+        for name, limit in (("check_every", MAX_CHECK_EVERY), ("window", 2**31 - 1), ("period_checks", 2**31 - 1)):
+            if getattr(self, name) > limit:
+                raise fail(name, c, f"an int <= {limit}", getattr(self, name))
+        if self.check_every <= self.max_period:
+            raise fail("check_every", c, f"an int > max_period ({self.max_period})", self.check_every)
+
+    #: the displacement tolerance that the default criteria use per dtype: 1e-8 sits far above
+    #: float64 rounding but below float32's (~6e-8 relative), where a converged iterate keeps
+    #: moving by ~1e-8 and would never count as settled
+    DEFAULT_TOL = {"float64": 1e-8, "float32": 1e-5}
+
+    @classmethod
+    def for_dtype(cls, dtype: str) -> "Criteria":
+        """The default criteria for computations in ``dtype`` (only ``tol`` differs)."""
+        return cls(tol=cls.DEFAULT_TOL[dtype])
+
+    def as_array(self) -> np.ndarray:
+        """The options vector shared by both backends."""
+        return np.array(
+            [self.tol, self.window, self.max_norm, self.max_period, self.check_every, self.period_checks,
+             PERSIST2],
+            dtype=np.float64,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
 
 
 class Status(enum.IntEnum):

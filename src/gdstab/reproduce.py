@@ -27,7 +27,7 @@ import numpy as np
 from ._validation import InvalidParameterError
 from .experiments import registry
 from .figures import STORES, draw
-from .results import open_store
+from .results import json_default, open_store
 
 __all__ = ["TARGETS", "reproduce", "draw", "STORES"]
 
@@ -202,20 +202,13 @@ def _reproduce_locked(want, out: Path, scale: str, quiet: bool, on_target, say) 
             "wall_time_s": (experiments_done.get(target, {}).get("wall_time_s", 0.0) if done
                             else time.perf_counter() - t0),
         }
-        atomic_write(summary_path, json.dumps(summary, indent=2, default=_json_default))
+        atomic_write(summary_path, json.dumps(summary, indent=2, default=json_default))
         if on_target is not None:
             on_target(target)
     summary["wall_time_s_last_run"] = time.perf_counter() - t_all
     summary["provenance"] = {"gdstab": __version__, "jax": jax.__version__, "numpy": np.__version__,
                              **machine_info()}
-    atomic_write(summary_path, json.dumps(summary, indent=2, default=_json_default))
+    atomic_write(summary_path, json.dumps(summary, indent=2, default=json_default))
     write_report(out)
     return summary
 
-
-def _json_default(o):
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(type(o))

@@ -14,7 +14,9 @@ import time
 import warnings
 from pathlib import Path
 
-__all__ = ["save_dataset", "open_store"]
+import numpy as np
+
+__all__ = ["save_dataset", "open_store", "json_default"]
 
 
 def save_dataset(ds, path: str | Path) -> Path:
@@ -49,3 +51,12 @@ def open_store(path: str | Path):
 
         return open_results(path)
     return xr.open_zarr(path, consolidated=None if (path / "zarr.json").exists() else False).load()
+
+
+def json_default(o):
+    """``json.dump``'s ``default`` for results: NumPy scalars and arrays as Python numbers and lists."""
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")

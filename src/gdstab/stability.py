@@ -40,6 +40,7 @@ __all__ = [
     "singular_set_fraction",
     "minimise_sharpness_on_minima",
     "walk_along_minima",
+    "stability_summary",
 ]
 
 
@@ -638,3 +639,40 @@ def singular_set_fraction(problem, eta: float, eps, *, key, n: int = 100_000, bo
             sigma2 = float(np.sum((y - A @ coef) ** 2) / (ok.sum() - 2))
             stderr = float(math.sqrt(sigma2 / np.sum((x - x.mean()) ** 2)))
     return NonSingularity(eta, eps, counts, n, frac, slope, stderr, float(np.exp(logabs.min())))
+
+
+# ------------------------------------------------------------------------ one summary
+
+
+def stability_summary(problem, etas, *, key, point=None, n_samples: int = 2000) -> dict[str, Any]:
+    """What ``gdstab stability`` reports, as plain data: the critical step sizes over M (None
+    with a note when the problem does not describe M), and per step size the threshold 2/η, the
+    size of M_WS (the exact arc length when M is a union of curves, else the fraction of
+    ``n_samples`` minima drawn by the problem's sampler, with its Wilson interval) and, with
+    ``point``, the stability verdicts at that minimum (:func:`minimum_stability`)."""
+    caller = "stability_summary"
+    etas = np.atleast_1d(np.asarray(etas, dtype=np.float64))
+    if etas.ndim != 1 or etas.size == 0 or not np.all(np.isfinite(etas)) or not np.all(etas > 0):
+        raise fail("etas", caller, "positive finite step sizes", etas)
+    m = problem.minima
+    out: dict[str, Any] = {"problem": problem.name, "normalisation": problem.normalisation}
+    if m is not None and (m.sample is not None or m.curve is not None):
+        out["critical"] = critical_step_sizes(problem, key=key).to_dict()
+    else:
+        out["critical"] = None
+        out["critical_note"] = ("no description of the set of minima M: critical step sizes need one (built-in "
+                                "problems have it)")
+    rows = []
+    for eta in map(float, etas):
+        row: dict[str, Any] = {"eta": eta, "threshold_2_over_eta": 2.0 / eta}
+        if m is not None and m.curve is not None:
+            a = weakly_stable_arc_length(problem, eta)
+            row["mws_length"] = {"total": a.total, "per_branch": list(a.per_branch)}
+        elif m is not None and m.sample is not None:
+            f, lo, hi = weakly_stable_fraction(problem, eta, key=key, n_samples=n_samples)
+            row["mws_fraction"] = {"fraction": f, "low": lo, "high": hi, "of": "minima drawn by the problem's sampler"}
+        if point is not None:
+            row["point"] = minimum_stability(problem, point, eta).to_dict()
+        rows.append(row)
+    out["per_eta"] = rows
+    return out

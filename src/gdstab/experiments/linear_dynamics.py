@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 from .. import random as gdstab_random
 
-__all__ = ["compute_linear_trapping"]
+__all__ = ["compute_linear_trapping", "trapping_rows"]
 
 
 def compute_linear_trapping(dims: Sequence[int], X, Y, etas: Sequence[float], *, inits: int = 2000,
@@ -50,3 +50,14 @@ def compute_linear_trapping(dims: Sequence[int], X, Y, etas: Sequence[float], *,
         attrs={"dims": list(dims), "eta_star": eta_star, "inf_lambda_max": lmax, "inits": inits, "steps": steps,
                "seed": seed, "box": box, "normalisation": p.normalisation},
     )
+
+
+def trapping_rows(tr) -> dict:
+    """A :func:`compute_linear_trapping` Dataset as plain data: η*, the sizes, and per η the
+    converged fraction with its Wilson interval and the diverged fraction."""
+    return {
+        "eta_star": float(tr.attrs["eta_star"]), "inits": int(tr.attrs["inits"]), "steps": int(tr.attrs["steps"]),
+        "per_eta": [{"eta": float(e), "converged": float(f), "low": float(lo), "high": float(hi), "diverged": float(dv)}
+                    for e, f, lo, hi, dv in zip(tr.eta.values, tr.trapping_fraction.values, tr.trapping_low.values,
+                                                tr.trapping_high.values, tr.diverged_fraction.values)],
+    }

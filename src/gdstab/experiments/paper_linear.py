@@ -19,9 +19,10 @@ from typing import Any
 
 import numpy as np
 from .. import random as gdstab_random
+from .._validation import InvalidParameterError, positive_int
 from .target import Target
 
-__all__ = ["LINEAR_CASES", "compute_linear_table", "compute_linear_check", "compute_nonsingular", "NONSINGULAR"]
+__all__ = ["LINEAR_CASES", "RESTARTS_AGREE", "analyse_linear_network", "compute_linear_table", "compute_linear_check", "compute_nonsingular", "NONSINGULAR"]
 
 
 def _whitened(d0: int, n: int, s: float, rng) -> np.ndarray:
@@ -52,41 +53,90 @@ def _case_data(dims, kind: str, seed: int):
     return rng.normal(size=(dims[0], n)), rng.normal(size=(dims[-1], n)), None
 
 
-def compute_linear_table(*, seed: int = 0, restarts: int = 4) -> list[dict[str, Any]]:
-    """One row per case of :data:`LINEAR_CASES` (sum-of-squares loss, no ½)."""
+#: relative spread of the restarts' values below which they count as in agreement
+RESTARTS_AGREE = 1e-6
+
+
+def analyse_linear_network(dims, X, Y, *, normalisation: str = "sum", seed: int = 0, restarts: int = 4,
+                           walks: bool = True) -> dict[str, Any]:
+    """The deep linear network ``linear_network(dims, X, Y)`` analysed, as plain data: its
+    minimum (rank, filling, singular values, L*, dim M), the Hessian spectrum counts at a minimum
+    drawn with ``seed`` (against the expected dim M zeros), inf over M of λ_max by minimisation
+    from the balanced point and ``restarts`` gauge-transformed minima (their spread is the
+    evidence: when they disagree the smallest value is only an upper bound), η* = 2 / inf, and
+    with ``walks`` (depth >= 2 hidden layers) λ_max and λ_min⁺ along paths to infinity on M."""
     import jax
 
-    from ..problems.linear import balanced_point, is_balanced, linear_network
+    from ..problems.linear import WALKS, balanced_point, is_balanced, linear_network, path_to_infinity
     from ..spectrum import hessian, smallest_nonzero_eigenvalue
-    from ..stability import minimise_sharpness_on_minima
+    from ..stability import minimise_sharpness_on_minima, walk_along_minima
+
+    dims = [int(v) for v in dims]
+    p = linear_network(dims, X, Y, normalisation=normalisation)
+    t = p.options["target"]
+    restarts = positive_int(restarts, "restarts", "analyse_linear_network", minimum=0)
+    key = gdstab_random.key(seed)
+    pt = np.asarray(p.minima.sample(key, 1))[0]
+    ev = np.linalg.eigvalsh(hessian(p, pt))
+    nz = smallest_nonzero_eigenvalue(ev)
+    starts = [balanced_point(dims, t.W_star, t.rank)]
+    if restarts:
+        starts += list(np.asarray(p.minima.sample(jax.random.fold_in(key, 1), restarts)))
+    lmax, argmin, per_start, evals = minimise_sharpness_on_minima(p, starts)
+    out: dict[str, Any] = {
+        "dims": dims, "normalisation": p.normalisation, "rank": int(t.rank), "filling": bool(t.filling),
+        "singular_values": t.singular_values.tolist(), "distinct_singular_values": bool(t.distinct),
+        "min_value": float(t.min_value), "d_theta": int(t.d_theta), "dim_M": int(t.dim_M),
+        "spectrum_at_sampled_minimum": {"zero": int(nz.n_zero), "positive": int((ev > nz.threshold).sum()),
+                                        "negative": int((ev < -nz.threshold).sum()), "expected_zero": int(t.dim_M),
+                                        "expected_positive": int(t.d_theta - t.dim_M),
+                                        "rank_tolerance": float(nz.threshold)},
+        "inf_lambda_max": float(lmax), "eta_star": 2.0 / float(lmax),
+        "minimiser_balanced": bool(is_balanced(dims, argmin, 1e-6)), "starts": len(starts),
+        "restarts": [float(v) for v in per_start], "evaluations": int(evals),
+        "restart_spread": (max(per_start) - min(per_start)) / min(per_start) if len(per_start) > 1 else None,
+    }
+    out["restarts_agree"] = out["restart_spread"] is None or out["restart_spread"] <= RESTARTS_AGREE
+    out["walks"] = {}
+    if walks and len(dims) >= 3:
+        for kind in WALKS:
+            try:
+                path = path_to_infinity(dims, t.W_star, t.rank, kind)
+            except InvalidParameterError as exc:
+                out["walks"][kind] = {"skipped": str(exc)}
+                continue
+            ts = [0, 1, 2, 3, 4] if kind == "scaling" else [0, 2, 4, 8, 16]
+            out["walks"][kind] = walk_along_minima(p, path, ts)
+    return out
+
+
+def compute_linear_table(*, seed: int = 0, restarts: int = 4) -> list[dict[str, Any]]:
+    """One row per case of :data:`LINEAR_CASES` (sum-of-squares loss, no ½), with the closed
+    form of inf_M λ_max where there is one."""
+    from ..problems.linear import linear_network
 
     rows = []
     for label, dims, kind in LINEAR_CASES:
         X, Y, s = _case_data(dims, kind, seed)
-        p = linear_network(dims, X, Y, normalisation="sum")
-        t = p.options["target"]
-        key = gdstab_random.key(seed)
-        pt = np.asarray(p.minima.sample(key, 1))[0]
-        ev = np.linalg.eigvalsh(hessian(p, pt))
-        nz = smallest_nonzero_eigenvalue(ev)
-        starts = [balanced_point(dims, t.W_star, t.rank)] + list(np.asarray(p.minima.sample(jax.random.fold_in(key, 1), restarts)))
-        lmax, argmin, _, _ = minimise_sharpness_on_minima(p, starts)
+        a = analyse_linear_network(dims, X, Y, normalisation="sum", seed=seed, restarts=restarts, walks=False)
+        lmax = a["inf_lambda_max"]
         N = len(dims) - 1
         if kind == "ones":
             closed = 2.0 * N  # |w_i| = 1 for every layer: λ = 2 Σ_i Π_{j≠i} w_j² = 2N
         elif kind == "whitened":
-            sigma1 = float(np.linalg.svd(t.W_star, compute_uv=False)[0])
+            W_star = linear_network(dims, X, Y, normalisation="sum").options["target"].W_star
+            sigma1 = float(np.linalg.svd(W_star, compute_uv=False)[0])
             closed = 2 * s * N * sigma1 ** (2 - 2 / N)
         else:
             closed = None
+        sp = a["spectrum_at_sampled_minimum"]
         rows.append({
-            "case": label, "dims": list(dims), "data": kind, "rank": int(t.rank), "filling": bool(t.filling),
-            "distinct_singular_values": bool(t.distinct), "d_theta": int(t.d_theta), "dim_M": int(t.dim_M),
-            "zero_eigenvalues": int(nz.n_zero), "positive_eigenvalues": int((ev > nz.threshold).sum()),
-            "negative_eigenvalues": int((ev < -nz.threshold).sum()),
-            "inf_lambda_max": float(lmax), "closed_form": closed,
+            "case": label, "dims": list(dims), "data": kind, "rank": a["rank"], "filling": a["filling"],
+            "distinct_singular_values": a["distinct_singular_values"], "d_theta": a["d_theta"], "dim_M": a["dim_M"],
+            "zero_eigenvalues": sp["zero"], "positive_eigenvalues": sp["positive"],
+            "negative_eigenvalues": sp["negative"], "inf_lambda_max": lmax, "closed_form": closed,
             "relative_error": None if closed is None else abs(lmax - closed) / closed,
-            "eta_star": 2.0 / lmax, "minimiser_balanced": bool(is_balanced(dims, argmin, 1e-6)),
+            "eta_star": a["eta_star"], "minimiser_balanced": a["minimiser_balanced"],
         })
     return rows
 

@@ -32,7 +32,7 @@ import numpy as np
 
 from .._validation import InvalidParameterError, fail
 
-__all__ = ["Digits", "DataError", "read_idx", "write_idx", "mnist"]
+__all__ = ["Digits", "DataError", "read_idx", "write_idx", "mnist", "load_npz_arrays"]
 
 
 class DataError(InvalidParameterError):
@@ -235,3 +235,45 @@ def mnist(
     else:
         Y = np.where(labels == digits[1], 1.0, -1.0)[:, None]
     return Digits(X=Xs, Y=Y, labels=labels, digits=digits, targets=targets, source=where)
+
+
+# ------------------------------------------------------------------------------------- .npz
+
+
+def load_npz_arrays(path: str | Path, names: Sequence[str] = ("X", "Y"), *, name: str = "--data",
+                    caller: str = "gdstab linear", expected: str | None = None) -> tuple[np.ndarray, ...]:
+    """The arrays ``names`` of a .npz file as float64, numeric and finite, or one clear error
+    naming the parameter ``name`` of ``caller``.  The sizes (zip entries and .npy headers) are
+    checked against the memory before anything is read, so a zip bomb is refused, not loaded."""
+    import zipfile
+
+    from .._validation import check_memory
+
+    expected = expected or f"a .npz file with numeric arrays {', '.join(map(repr, names))}"
+    try:
+        if zipfile.is_zipfile(path):  # sizes from the archive and the arrays' headers, before reading
+            with zipfile.ZipFile(path) as z:
+                need = sum(info.file_size for info in z.infolist())
+                for info in z.infolist():
+                    if info.filename.endswith(".npy"):
+                        with z.open(info) as fh:
+                            version = np.lib.format.read_magic(fh)
+                            read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                    else np.lib.format.read_array_header_2_0)
+                            shape, _, dtype = read(fh)
+                        need = max(need, int(np.prod(shape, dtype=np.float64)) * np.dtype(dtype).itemsize)
+            check_memory(float(need), name, caller, "arrays", path)
+        with np.load(path, allow_pickle=False) as f:
+            arrays = [np.asarray(f[n]) for n in names]
+    except InvalidParameterError:
+        raise
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, TypeError, MemoryError) as exc:
+        raise InvalidParameterError(
+            f"The '{name}' parameter of {caller} must be {expected}. Got {str(path)!r} ({type(exc).__name__}: "
+            f"{str(exc)[:160]}) instead.") from None
+    for n, a in zip(names, arrays):
+        if a.dtype.kind not in "iuf" or not np.all(np.isfinite(a)):
+            raise InvalidParameterError(
+                f"The '{name}' parameter of {caller} must be {expected}. Got an array {n!r} of dtype "
+                f"{a.dtype} {'with non-finite values ' if a.dtype.kind in 'iuf' else ''}in {str(path)!r} instead.")
+    return tuple(a.astype(np.float64) for a in arrays)

@@ -8,7 +8,9 @@ Keys come from :mod:`gdstab.random`, the one place in gdstab where seeds become 
 
 from .config import ConfigError, ProblemSpec, SweepConfig, load_config
 from ..random import init_keys, init_points, trajectory_key
-from .run import STATUS_CODES, compute_cell, open_results, run, summary
+from .cells import compute_cell
+from .executors import EXECUTORS, DaskExecutor, Executor, LocalExecutor
+from .run import STATUS_CODES, folder_summary, open_results, run, summary
 from .store import Layout, ResultsFolder, StoreError, StoreMismatchError
 
 __all__ = [
@@ -19,7 +21,12 @@ __all__ = [
     "run",
     "open_results",
     "summary",
+    "folder_summary",
     "compute_cell",
+    "Executor",
+    "LocalExecutor",
+    "DaskExecutor",
+    "EXECUTORS",
     "STATUS_CODES",
     "init_keys",
     "init_points",

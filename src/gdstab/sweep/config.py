@@ -51,7 +51,7 @@ from typing import Any, Mapping
 
 from .._validation import InvalidParameterError
 from ..specs import check_option
-from ..dynamics import Criteria
+from ..outcomes import Criteria
 
 __all__ = ["SweepConfig", "ProblemSpec", "load_config", "ConfigError"]
 
@@ -193,6 +193,9 @@ class SweepConfig:
         return tuple(len(self.options[n]) for n in self.option_names())
 
     # --- identity ----------------------------------------------------------------------------
+    def __hash__(self) -> int:  # the options are mappings: hash the canonical form (equal configs, equal hash)
+        return hash(self.canonical_json())
+
     def to_dict(self) -> dict[str, Any]:
         """Plain data (the TOML schema), canonical: equal configs give equal dicts."""
         prob: dict[str, Any] = {}
@@ -301,15 +304,22 @@ def _parse(data: Mapping[str, Any]) -> SweepConfig:
 
 
 def _parse_checked(data: Mapping[str, Any]) -> SweepConfig:
-    from .. import problems
-    from ..specs import parse_eta
-
     _check_keys(data, _TOP, "")
     for required in ("problem", "grid", "run"):
         if required not in data:
             raise ConfigError(f"The sweep config needs a [{required}] table.")
-    # -- problem
-    p = data["problem"]
+    spec = _parse_problem(data["problem"])
+    grid = _parse_grid(data["grid"], spec)
+    run = _parse_run(data["run"])
+    cfg = SweepConfig(problem=spec, **grid, **run, criteria=_parse_criteria(data.get("criteria", {}), run["dtype"]))
+    _check_buildable(cfg)
+    return cfg
+
+
+def _parse_problem(p: Any) -> ProblemSpec:
+    """The [problem] table: a registered name with fixed options, or an expression."""
+    from .. import problems
+
     _check_keys(p, _PROBLEM, "problem")
     name = p.get("name")
     expr = p.get("expression")
@@ -341,9 +351,15 @@ def _parse_checked(data: Mapping[str, Any]) -> SweepConfig:
         if "min_value" in p:
             min_value = _float(p["min_value"], "problem.min_value")
         problems.parse_expression(expr, variables)  # refuse a bad expression now
-    spec = ProblemSpec(name=name, expression=expr, variables=variables, min_value=min_value, options=fixed)
-    # -- grid
-    g = data["grid"]
+    return ProblemSpec(name=name, expression=expr, variables=variables, min_value=min_value, options=fixed)
+
+
+def _parse_grid(g: Any, spec: ProblemSpec) -> dict[str, Any]:
+    """The [grid] table: step sizes, initialisations, box, swept options."""
+    from .. import problems
+    from ..specs import parse_eta
+
+    name, expr, fixed = spec.name, spec.expression, spec.options
     _check_keys(g, _GRID, "grid")
     if "eta" not in g or "inits" not in g:
         raise ConfigError("The [grid] table of the sweep config needs 'eta' and 'inits'.")
@@ -381,8 +397,11 @@ def _parse_checked(data: Mapping[str, Any]) -> SweepConfig:
             if len({json.dumps(v) for v in vals}) != len(vals):
                 raise _err(key, "distinct values", values)
             swept[k] = vals
-    # -- run
-    r = data["run"]
+    return {"eta": eta, "inits": inits, "box": box, "options": swept}
+
+
+def _parse_run(r: Any) -> dict[str, Any]:
+    """The [run] table: steps, seed, dtype, records, backend, storage, SGD batch size."""
     _check_keys(r, _RUN, "run")
     if "steps" not in r:
         raise ConfigError("The [run] table of the sweep config needs 'steps'.")
@@ -407,35 +426,28 @@ def _parse_checked(data: Mapping[str, Any]) -> SweepConfig:
     cell_inits = _int(r.get("cell_inits", 0), "run.cell_inits", 0)
     cell_etas = _int(r.get("cell_etas", 0), "run.cell_etas", 0)
     batch_size = _int(r.get("batch_size", 0), "run.batch_size", 0)
-    # -- criteria
-    c = data.get("criteria", {})
+    return {"steps": steps, "seed": seed, "dtype": dtype, "record_every": record_every, "backend": backend,
+            "store_theta": store_theta, "cell_inits": cell_inits, "cell_etas": cell_etas, "batch_size": batch_size}
+
+
+def _parse_criteria(c: Any, dtype: str) -> Criteria:
+    """The [criteria] table (the default tolerance follows the dtype)."""
     _check_keys(c, _CRITERIA_TYPES, "criteria")
     ckw: dict[str, Any] = {"tol": Criteria.DEFAULT_TOL[dtype]}  # the default follows the dtype
     for k, v in c.items():
         key = f"criteria.{k}"
         ckw[k] = _int(v, key, 0) if _CRITERIA_TYPES[k] == "int" else _float(v, key)
     try:
-        criteria = Criteria(**ckw)
+        return Criteria(**ckw)
     except InvalidParameterError as exc:
         raise ConfigError(str(exc).replace("parameter of Criteria", "parameter of the sweep config [criteria]")) from None
-    cfg = SweepConfig(
-        problem=spec,
-        eta=eta,
-        inits=inits,
-        steps=steps,
-        seed=seed,
-        box=box,
-        options=swept,
-        dtype=dtype,
-        record_every=record_every,
-        backend=backend,
-        store_theta=store_theta,
-        cell_inits=cell_inits,
-        cell_etas=cell_etas,
-        batch_size=batch_size,
-        criteria=criteria,
-    )
-    # build every problem of the grid once now, so that bad options fail before any work
+
+
+def _check_buildable(cfg: SweepConfig) -> None:
+    """Build every problem of the grid once now, so that bad options fail before any work."""
+    from .. import problems
+
+    spec, batch_size, backend, box = cfg.problem, cfg.batch_size, cfg.backend, cfg.box
     for point in cfg.option_points():
         try:
             prob = spec.build(point)
@@ -455,7 +467,6 @@ def _parse_checked(data: Mapping[str, Any]) -> SweepConfig:
                 raise _err("run.backend", "'auto' or 'jax' with SGD (batch_size > 0)", backend)
         if box is not None:
             problems.parse_box(list(box), prob.dim, caller="the sweep config", name="grid.box")
-    return cfg
 
 
 def _toml_value(v: Any) -> str:

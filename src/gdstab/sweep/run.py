@@ -1,238 +1,25 @@
-"""Running a sweep: cells, executors, progress, the returned Dataset."""
+"""Running a sweep: the folder prepared and locked, cells handed to an executor
+(:mod:`gdstab.sweep.executors`) and stored as they come back, progress, the returned Dataset."""
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
 from .. import interrupts
 from ..outcomes import STATUS_CODES, fraction_rows
-from .._validation import InvalidParameterError, check_memory, choice, positive_int
+from .._validation import check_memory, positive_int
 from .config import SweepConfig, load_config
-from ..random import init_points
+from .executors import Executor, make_executor
 from .store import Layout, ResultsFolder, StoreError, coordinates
 
-__all__ = ["run", "open_results", "summary", "compute_cell", "STATUS_CODES"]
+__all__ = ["run", "open_results", "summary", "folder_summary", "STATUS_CODES"]
 
-
-
-# --------------------------------------------------------------------------------- one cell
-
-
-@functools.lru_cache(maxsize=8)
-def _config(canonical: str) -> SweepConfig:
-    return SweepConfig.from_dict(json.loads(canonical))
-
-
-@functools.lru_cache(maxsize=64)
-def _problem(canonical: str, o: int):
-    cfg = _config(canonical)
-    return cfg.problem.build(cfg.option_points()[o])
-
-
-@functools.lru_cache(maxsize=8)
-def _layout(canonical: str) -> Layout:
-    return Layout.for_config(_config(canonical))
-
-
-@functools.lru_cache(maxsize=4)
-def _block_points(canonical: str, o: int, b: int) -> np.ndarray:
-    """The initial points of block b at option point o (shared by all step sizes)."""
-    cfg = _config(canonical)
-    problem = _problem(canonical, o)
-    sl = _layout(canonical).init_slice(b)
-    box = None
-    if cfg.box is not None:
-        from ..problems import parse_box
-
-        box = parse_box(list(cfg.box), problem.dim, caller="the sweep config", name="grid.box")
-    size = _layout(canonical).cell_inits
-    idx = np.arange(sl.start, sl.start + size)  # the last block is padded: one compiled shape
-    pts = init_points(problem, cfg.seed, idx, box, cfg.option_points()[o])[: sl.stop - sl.start]
-    pts.setflags(write=False)
-    return pts
-
-
-def compute_cell(
-    canonical: str, cell: tuple[int, int, int], threads: int | None = None, chunk_size: int | str = "auto"
-) -> dict[str, Any]:
-    """Compute one cell (option point o, step-size block e, init block b) of the sweep whose
-    canonical JSON is ``canonical``; returns the arrays to store and a little bookkeeping.
-
-    Pure function of its arguments: runs the same on any worker."""
-
-    from ..dynamics import trajectories
-
-    t0 = time.perf_counter()
-    cfg = _config(canonical)
-    layout = _layout(canonical)
-    o, e, b = cell
-    problem = _problem(canonical, o)
-    points = _block_points(canonical, o, b)
-    etas = np.asarray(cfg.eta[layout.eta_slice(e)], dtype=np.float64)
-    k, n = len(etas), points.shape[0]
-    # the step sizes of the cell run as one batch: trajectory (j, i) = (etas[j], points[i])
-    theta0 = np.tile(points, (k, 1)) if k > 1 else points
-    sgd = {}
-    if cfg.batch_size:
-        from ..random import trajectory_keys
-
-        sl = layout.init_slice(b)
-        idx = np.arange(sl.start, sl.stop)
-        sgd = {
-            "batch_size": cfg.batch_size,
-            "keys": np.concatenate([trajectory_keys(cfg.seed, cfg.option_points()[o], idx, eta) for eta in etas]),
-        }
-    res = trajectories(
-        problem,
-        theta0,
-        np.repeat(etas, n) if k > 1 else float(etas[0]),
-        steps=cfg.steps,
-        criteria=cfg.criteria,
-        record_every=cfg.record_every or None,
-        backend=cfg.backend,
-        dtype=cfg.dtype,
-        threads=threads,
-        chunk_size=chunk_size,
-        **sgd,
-    )
-    out: dict[str, Any] = {
-        "status": res.status.astype(np.int8).reshape(k, n),
-        "decision_step": res.step.astype(np.int32).reshape(k, n),
-        "period": res.period.astype(np.int16).reshape(k, n),
-        "final_loss": res.loss.astype(np.float64).reshape(k, n),
-        "final_grad_norm": res.grad_norm.astype(np.float64).reshape(k, n),
-    }
-    if layout.store_theta:
-        def padded(a: np.ndarray) -> np.ndarray:  # smaller option points are padded with NaN
-            if problem.dim == layout.dim:
-                return np.asarray(a, dtype=np.float64)
-            full = np.full(a.shape[:-1] + (layout.dim,), np.nan)
-            full[..., : problem.dim] = a
-            return full
-
-        out["final_theta"] = padded(res.theta.reshape(k, n, problem.dim))
-        if e == 0:  # shared by the step sizes of the block: stored once
-            out["init_theta"] = padded(points)
-    if layout.n_records:
-        m = res.metrics
-        for name, values in (("loss_t", m.loss), ("grad_norm_t", m.grad_norm), ("step_norm_t", m.step_norm)):
-            out[name] = values.T.astype(np.float64).reshape(k, n, layout.n_records)
-    # option dims are singleton in every variable region: add them
-    lead = (1,) * len(layout.option_shape)
-    arrays = {k: v.reshape(lead + v.shape) for k, v in out.items()}
-    return {
-        "cell": tuple(cell),
-        "arrays": arrays,
-        "info": {"trajectories": int(k * n), "backend": res.backend, "seconds": time.perf_counter() - t0},
-    }
-
-
-# ------------------------------------------------------------------------------- executors
-
-
-def _local(canonical: str, cells: list, threads: int | None, chunk_size) -> Iterable[dict]:
-    """Cells in order.  Large cells use all threads inside the engine; cells too small to fill
-    the threads with chunks (e.g. a few network trajectories each) run side by side, one thread
-    each, and are yielded in order (results never depend on how they were scheduled)."""
-    import os
-
-    threads = threads or os.cpu_count() or 1
-    layout = _layout(canonical)
-    small = layout.cell_inits * layout.cell_etas < 64 * threads or _problem(canonical, 0).dim > 64
-    if threads <= 1 or len(cells) <= 1 or not small:
-        for cell in cells:
-            yield compute_cell(canonical, cell, threads, chunk_size)
-        return
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        futures = []
-        it = iter(cells)
-        for cell in it:  # keep at most `threads` cells in flight, yield in order
-            futures.append(pool.submit(compute_cell, canonical, cell, 1, chunk_size))
-            if len(futures) >= threads:
-                break
-        for cell in it:
-            done = futures.pop(0).result()
-            futures.append(pool.submit(compute_cell, canonical, cell, 1, chunk_size))
-            yield done
-        for f in futures:
-            yield f.result()
-
-
-#: with no result for this long, the Dask driver checks the cluster and says if it has no workers
-DASK_QUIET_SECONDS = 60.0
-
-
-def _dask(canonical: str, cells: list, client, max_in_flight: int, chunk_size, say=None) -> Iterable[dict]:
-    """Cells as Dask tasks; results come back to the driver, which alone writes the store.
-
-    A task lost with its worker is recomputed by the scheduler (retries=3).  The driver also
-    guards against results that never arrive (a worker that died while its result was being
-    fetched): a cell whose result cannot be fetched is submitted again under a new key, up to
-    5 attempts.  Results are keyed by cell, so a recomputed cell is never stored twice."""
-    pending = list(cells)
-    digest = hashlib.sha1(canonical.encode()).hexdigest()[:12]
-    attempts: dict = {}
-
-    def submit(cell):
-        n = attempts.get(cell, 0)
-        attempts[cell] = n + 1
-        return client.submit(
-            compute_cell, canonical, tuple(cell), 1, chunk_size,
-            key=f"gdstab-cell-{digest}-{'-'.join(map(str, cell))}-a{n}",
-            retries=3, pure=False,
-        )
-
-    from distributed import wait
-
-    owner = {}
-    for _ in range(min(max_in_flight, len(pending))):
-        cell = pending.pop(0)
-        f = submit(cell)
-        owner[f] = cell
-    last_news = time.monotonic()
-    try:
-        while owner:
-            # wait in short slices so that an interrupt is honoured within about a second
-            interrupts.check()
-            try:
-                finished = wait(list(owner), timeout=0.5, return_when="FIRST_COMPLETED").done
-            except TimeoutError:
-                if say is not None and time.monotonic() - last_news > DASK_QUIET_SECONDS:
-                    last_news = time.monotonic()
-                    if not client.nthreads():  # the sweep resumes by itself once a worker joins
-                        say(f"the Dask cluster at {client.scheduler.address} has no workers; waiting for one to "
-                            f"join ({len(owner)} cells queued; Ctrl-C stops, keeping every finished cell)")
-                continue
-            last_news = time.monotonic()
-            for fut in finished:
-                cell = owner.pop(fut)
-                try:
-                    result = fut.result(timeout=300)
-                except Exception as exc:  # lost or failed: try again (a cell is a pure function of its inputs)
-                    if attempts.get(cell, 0) >= 5:
-                        raise RuntimeError(
-                            f"cell {cell} failed {attempts[cell]} times on the Dask cluster: {exc!r}") from exc
-                    owner[submit(cell)] = cell
-                    continue
-                finally:
-                    fut.release()
-                yield result
-                if pending:
-                    nxt = pending.pop(0)
-                    owner[submit(nxt)] = nxt
-    finally:
-        for fut in owner:  # interrupted or failed: drop what is still queued
-            fut.cancel()
 
 
 class _Writer:
@@ -339,7 +126,7 @@ def run(
         out: the results folder (created if missing).
 
     Other arguments (keyword-only; none of them changes any result):
-        executor: "local" (in-process, vectorised) or "dask".
+        executor: "local" (in-process, vectorised) or "dask" (:mod:`gdstab.sweep.executors`).
         scheduler: with "dask", the address of a running scheduler (``tcp://host:port``).
         dask_local: with "dask", start a LocalCluster of this many worker processes instead.
         resume: require an existing folder to continue (an existing folder with the same config
@@ -364,22 +151,11 @@ def run(
     """
     caller = "gdstab.sweep.run"
     cfg = config if isinstance(config, SweepConfig) else load_config(config)
-    executor = choice(executor, "executor", caller, ("local", "dask"))
-    if threads is not None:
-        threads = positive_int(threads, "threads", caller)
+    runner = make_executor(executor, scheduler=scheduler, dask_local=dask_local, threads=threads, caller=caller)
     if max_cells is not None:
         max_cells = positive_int(max_cells, "max_cells", caller, minimum=0)
     if chunk_size != "auto":
         chunk_size = positive_int(chunk_size, "chunk_size", caller)
-    if executor == "local" and (scheduler or dask_local):
-        raise InvalidParameterError("The 'scheduler' and 'dask_local' parameters of gdstab.sweep.run go with executor='dask'.")
-    if executor == "dask" and bool(scheduler) == bool(dask_local):
-        raise InvalidParameterError(
-            "The 'executor' parameter of gdstab.sweep.run is 'dask': give exactly one of 'scheduler' "
-            "(tcp://host:port) or 'dask_local' (number of local worker processes)."
-        )
-    if dask_local is not None:
-        dask_local = positive_int(dask_local, "dask_local", caller)
     say = (lambda text: None) if quiet else (lambda text: print(f"gdstab sweep: {text}", file=sys.stderr, flush=True))
     with interrupts.handled():
         folder = ResultsFolder(out)
@@ -391,8 +167,7 @@ def run(
         try:
             for note in folder.notes:
                 say(note)
-            return _run_locked(cfg, folder, layout, executor, scheduler, dask_local, threads, chunk_size, quiet,
-                               max_cells, on_cell, say)
+            return _run_locked(cfg, folder, layout, runner, chunk_size, quiet, max_cells, on_cell, say)
         finally:
             if lock is not None:
                 lock.release()
@@ -420,8 +195,8 @@ def _check_size(cfg: SweepConfig, layout: Layout, folder: ResultsFolder) -> None
                 f"{free / 2**30:.3g} GiB free. Free some space or choose a smaller grid.")
 
 
-def _run_locked(cfg, folder: ResultsFolder, layout: Layout, executor, scheduler, dask_local, threads, chunk_size,
-                quiet, max_cells, on_cell, say):
+def _run_locked(cfg: SweepConfig, folder: ResultsFolder, layout: Layout, runner: Executor, chunk_size, quiet,
+                max_cells, on_cell, say):
     """The body of :func:`run` once the folder is ready and locked."""
     done = folder.completed_cells(layout, verify=True)
     todo = [c for c in layout.cells() if c not in done]
@@ -437,19 +212,14 @@ def _run_locked(cfg, folder: ResultsFolder, layout: Layout, executor, scheduler,
     if max_cells is not None:
         todo = todo[:max_cells]
     started = time.time()
-    canonical = cfg.canonical_json()
     bar = _progress_bar(layout.n_cells, len(done), quiet)
     n_traj = 0
     computed = 0
     interrupted: interrupts.Interrupted | None = None
-    client = cluster = writer = None
+    writer = None
     try:
-        if executor == "local":
-            results = _local(canonical, todo, threads, chunk_size)
-        else:
-            client, cluster = _dask_client(scheduler, dask_local)
-            nthreads = sum(client.nthreads().values()) or 1
-            results = _dask(canonical, todo, client, 2 * nthreads, chunk_size, say)
+        runner.start(say)
+        results = runner.results(cfg, todo, chunk_size)
         writer = _Writer(folder, layout)
         try:
             for res in results:
@@ -477,8 +247,8 @@ def _run_locked(cfg, folder: ResultsFolder, layout: Layout, executor, scheduler,
             writer.abandon()
         if bar is not None:
             bar.close()
-        _close_dask(client, cluster, quiet=interrupted is not None)
-        _log(folder, layout, started, computed, n_traj, done, executor, interrupted, say)
+        runner.close(quiet=interrupted is not None)
+        _log(folder, layout, started, computed, n_traj, done, runner.name, interrupted, say)
     if interrupted is not None:
         raise interrupts.Interrupted(
             f"interrupted after {len(done)} of {layout.n_cells} cells; rerun the same command to continue",
@@ -501,52 +271,6 @@ def _log(folder: ResultsFolder, layout: Layout, started: float, computed: int, n
         })
     except OSError as exc:
         say(f"could not record the run in runs.jsonl ({exc.strerror}); the results are not affected")
-
-
-def _dask_client(scheduler, dask_local):
-    import logging
-
-    from distributed import Client, LocalCluster
-
-    if dask_local:
-        cluster = LocalCluster(n_workers=dask_local, threads_per_worker=1, processes=True, dashboard_address=None,
-                               silence_logs=logging.ERROR)  # workers keep errors, not chatter
-        return Client(cluster), cluster
-    if not isinstance(scheduler, str) or "://" not in scheduler:
-        raise InvalidParameterError(
-            f"The 'scheduler' parameter of gdstab.sweep.run must be a Dask scheduler address "
-            f"such as tcp://host:8786. Got {scheduler!r} instead."
-        )
-    try:
-        return Client(scheduler, timeout="10s"), None
-    except (OSError, TimeoutError, ValueError) as exc:
-        raise InvalidParameterError(
-            f"Cannot connect to the Dask scheduler at {scheduler!r} ({type(exc).__name__}: {exc}). "
-            f"Start one with 'dask scheduler' (and workers with 'dask worker {scheduler}'), "
-            f"or use --dask-local N for a local cluster."
-        ) from None
-
-
-def _close_dask(client, cluster, quiet: bool = False) -> None:
-    """Close the client (and a local cluster).  After an interrupt, Dask's own warnings about
-    the cancelled tasks and the workers it stops are silenced: the one line that matters is
-    gdstab's."""
-    import logging
-
-    loggers = [logging.getLogger(n) for n in ("distributed", "distributed.nanny", "distributed.worker",
-                                              "distributed.worker.state_machine", "distributed.core")]
-    levels = [lg.level for lg in loggers]
-    if quiet:
-        for lg in loggers:
-            lg.setLevel(logging.CRITICAL)
-    try:
-        if client is not None:
-            client.close()
-        if cluster is not None:
-            cluster.close()
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
 
 
 _KEEP_IN_MEMORY = 2 * 2**30  # larger sweeps are read back from the folder at the end
@@ -646,3 +370,28 @@ def summary(ds) -> list[dict[str, Any]]:
         for e in range(sub.sizes["eta"]):
             rows.append({**opts, "eta": float(sub.coords["eta"][e]), **fraction_rows(sub.isel(eta=e).values)})
     return rows
+
+
+def folder_summary(out: str | Path, ds, *, verified: str | None = None) -> dict[str, Any]:
+    """What ``gdstab show`` prints about a results folder and its Dataset ``ds`` (from
+    :func:`open_results` or :func:`run`): cells done of all, compute time over the runs, what was
+    checked (``verified`` describes a check made elsewhere when ``ds`` carries none), the config,
+    the option dimensions and the :func:`summary` rows."""
+    folder = ResultsFolder(out)
+    total = Layout.from_dataset(ds).n_cells
+    check = json.loads(ds.attrs.get("verification", "null"))
+    if check is not None:
+        done = check["cells_verified"]
+        checksums: Any = check
+        text = (f"verified: {check['cells_verified']} of {total} cells match their CRC-32"
+                + (f", {check['cells_failed']} failed (shown as not computed)" if check["cells_failed"] else "")
+                + "; metadata documents match their checksums")
+    else:
+        done = len(list(folder.cells_dir.glob("*.json"))) if folder.cells_dir.exists() else 0
+        checksums = verified or "not verified"
+        text = verified or "not verified (gdstab show --verify checks every cell against its CRC-32)"
+    runs = folder.runs()
+    return {"folder": str(out), "cells_done": done, "cells_total": total,
+            "wall_time_s": sum(r.get("wall_time_s", 0.0) for r in runs), "runs": len(runs),
+            "checksums": checksums, "checksums_text": text, "config": json.loads(ds.attrs["gdstab_config"]),
+            "option_dims": [d for d in ds["status"].dims if d not in ("eta", "init")], "results": summary(ds)}

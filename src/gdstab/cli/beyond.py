@@ -1,5 +1,6 @@
 """``gdstab orbit | lyapunov | basin | sharpness | critical-lr``: what GD does beyond the
-convergence regime (a thin layer over :mod:`gdstab.orbits` and :mod:`gdstab.sharpness`).
+convergence regime (a thin layer over :mod:`gdstab.orbits`, :mod:`gdstab.basins`,
+:mod:`gdstab.sharpness` and :mod:`gdstab.critical`).
 
 Every command validates its whole input before computing, prints a readable summary (or JSON
 with ``--json``), and with ``--out DIR`` writes the figure (PNG, PDF, SVG), the data (Zarr) and
@@ -9,115 +10,31 @@ with ``--json``), and with ``--out DIR`` writes the figure (PNG, PDF, SVG), the 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ._validation import InvalidParameterError, fail, positive_int
-from .cli_common import add_criteria_args, add_problem_args, build_problem, criteria_from_args, fmt_eta
-from . import random as gdstab_random
-
-
-def _point(text: str, dim: int, name: str, caller: str) -> np.ndarray:
-    try:
-        v = np.array([float(t) for t in str(text).split(",")], dtype=np.float64)
-    except ValueError:
-        raise fail(name, caller, f"{dim} comma-separated finite floats", text) from None
-    if v.shape != (dim,) or not np.all(np.isfinite(v)):
-        raise fail(name, caller, f"{dim} comma-separated finite floats", text)
-    return v
-
-
-def _single_eta(text: str, caller: str) -> float:
-    from .specs import parse_eta
-
-    etas = parse_eta(text, name="--eta", caller=caller)
-    if etas.size != 1:
-        raise fail("--eta", caller, "a single step size", text)
-    return float(etas[0])
-
-
-def _inits(args, problem, caller: str) -> np.ndarray:
-    """--init points (repeatable) or --inits N random points (the sweep layer's keys)."""
-    from .problems import parse_box
-    from .random import init_points
-
-    if args.init:
-        return np.stack([_point(t, problem.dim, "--init", caller) for t in args.init])
-    n = positive_int(args.inits, "--inits", caller)
-    seed = positive_int(args.seed, "--seed", caller, minimum=0)
-    box = None if getattr(args, "box", None) is None else parse_box(args.box, problem.dim, caller=caller, name="--box")
-    return init_points(problem, seed, np.arange(n), box)
-
-
-def _out_dir(args) -> Path | None:
-    if not getattr(args, "out", None):
-        return None
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise fail("--out", f"gdstab {args.command}", "a folder (created if missing)", str(out))
-    return out
-
-
-def _write(out: Path | None, stem: str, draw, ds, summary: dict[str, Any]) -> list[str]:
-    """With --out: the figure (``draw(plots)`` returns it) as PNG/PDF/SVG, the Dataset as Zarr
-    and the summary as JSON; returns the paths written."""
-    if out is None:
-        return []
-    from . import plots
-
-    out.mkdir(parents=True, exist_ok=True)
-    fig = draw(plots)
-    paths = [str(p) for p in plots.save(fig, out / stem)]
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    if ds is not None:
-        from .results import save_dataset
-
-        save_dataset(ds, out / f"{stem}.zarr")
-        paths.append(str(out / f"{stem}.zarr"))
-    (out / f"{stem}.json").write_text(json.dumps(summary, indent=2, default=_json_default))
-    paths.append(str(out / f"{stem}.json"))
-    return paths
-
-
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(type(o))
-
-
-def _emit(summary: dict[str, Any], as_json: bool, text_lines: list[str]) -> int:
-    """Print the summary as JSON, or the text lines (and the files written); exit status 0."""
-    if as_json:
-        json.dump(summary, sys.stdout, indent=2, default=_json_default)
-        sys.stdout.write("\n")
-    else:
-        if summary.get("files"):
-            text_lines = [*text_lines, "", "wrote " + ", ".join(summary["files"])]
-        print("\n".join(text_lines))
-    return 0
+from .. import basins, critical, orbits, sharpness
+from .. import random as gdstab_random
+from .._validation import InvalidParameterError, fail, positive_int
+from ..outcomes import fraction_rows
+from ..specs import parse_eta
+from ._common import (add_criteria_args, add_init_args, add_problem_args, build_problem, criteria_from_args, emit,
+                      fmt_eta, initial_points, out_dir, point, single_eta, write_outputs)
 
 
 # ------------------------------------------------------------------------------- commands
 
 
 def cmd_orbit(args) -> int:
-    from . import orbits
-    from .specs import parse_eta
 
     caller = "gdstab orbit"
     problem = build_problem(args)
     etas = parse_eta(args.eta, name="--eta", caller=caller)
-    inits = _inits(args, problem, caller)
-    out = _out_dir(args)
+    inits = initial_points(args, problem, caller)
+    out = out_dir(args)
     t0 = time.perf_counter()
     ds = orbits.orbit_diagram(problem, etas, inits, transient=args.transient, record=args.record,
                               observe=args.observe if not args.observe.lstrip("-").isdigit() else int(args.observe),
@@ -140,7 +57,7 @@ def cmd_orbit(args) -> int:
                "transient": args.transient, "record": args.record, "max_period": args.max_period, "rtol": args.rtol,
                "inits": inits.tolist(), "period_codes": "p >= 1 period p, 0 aperiodic, -1 diverged",
                "bifurcations": bif, "per_eta": rows, "wall_time_s": wall}
-    summary["files"] = _write(out, "orbit", lambda plots: plots.orbit_diagram(ds, lyap), ds, summary)
+    summary["files"] = write_outputs(out, "orbit", lambda plots: plots.orbit_diagram(ds, lyap), ds, summary)
     lines = [f"problem   {problem.name}: {problem.normalisation}",
              f"orbits    {inits.shape[0]} initialisations x {etas.size} step sizes, transient {args.transient}, "
              f"{args.record} recorded iterates ({wall:.1f} s)",
@@ -162,17 +79,15 @@ def cmd_orbit(args) -> int:
         lines.append(f"warning   at {unsettled} of {etas.size} step sizes some trajectory had not settled on its "
                      f"attractor after the transient of {ds.attrs['transient']} steps (their periods are transient; "
                      f"a longer --transient resolves them)")
-    return _emit(summary, args.json, lines)
+    return emit(summary, args.json, lines)
 
 
 def cmd_lyapunov(args) -> int:
-    from . import orbits
-    from .specs import parse_eta
 
     caller = "gdstab lyapunov"
     problem = build_problem(args)
     etas = parse_eta(args.eta, name="--eta", caller=caller)
-    inits = _inits(args, problem, caller)
+    inits = initial_points(args, problem, caller)
     th = np.repeat(inits, etas.size, axis=0)
     et = np.tile(etas, inits.shape[0])
     r = orbits.lyapunov(problem, th, et, steps=args.steps, transient=args.transient,
@@ -195,28 +110,26 @@ def cmd_lyapunov(args) -> int:
         ex = ", ".join(f"{v:+.6f} +- {s:.1e}" for v, s in zip(row["exponents"], row["stderr"]))
         lines.append(f"  eta {fmt_eta(row['eta']):<10} from {np.round(row['theta0'], 4).tolist()}: {ex}"
                      f"{'' if row['converged'] else '  (not converged: raise --steps)'}")
-    return _emit(summary, args.json, lines)
+    return emit(summary, args.json, lines)
 
 
 def cmd_basin(args) -> int:
-    from . import basins
-    from .outcomes import fraction_rows
 
     caller = "gdstab basin"
     problem = build_problem(args)
-    eta = _single_eta(args.eta, caller)
-    extent = _point(args.extent, 4, "--extent", caller)
+    eta = single_eta(args.eta, caller)
+    extent = point(args.extent, 4, "--extent", caller)
     res = [positive_int(int(v), "--resolution", caller) for v in str(args.resolution).split(",")] \
         if all(t.strip().isdigit() for t in str(args.resolution).split(",")) else None
     if res is None or len(res) not in (1, 2):
         raise fail("--resolution", caller, "N or NA,NB (pixels per side)", args.resolution)
-    center = None if args.center is None else _point(args.center, problem.dim, "--center", caller)
+    center = None if args.center is None else point(args.center, problem.dim, "--center", caller)
     dirs = None
     if args.u is not None or args.v is not None:
         if args.u is None or args.v is None:
             raise InvalidParameterError("The '--u' and '--v' flags of gdstab basin go together (the plane's two directions).")
-        dirs = np.stack([_point(args.u, problem.dim, "--u", caller), _point(args.v, problem.dim, "--v", caller)])
-    out = _out_dir(args)
+        dirs = np.stack([point(args.u, problem.dim, "--u", caller), point(args.v, problem.dim, "--v", caller)])
+    out = out_dir(args)
     t0 = time.perf_counter()
     ds = basins.basin_map(problem, eta, extent=extent, resolution=res[0] if len(res) == 1 else tuple(res),
                           center=center, directions=dirs, steps=args.steps, criteria=criteria_from_args(args),
@@ -230,7 +143,7 @@ def cmd_basin(args) -> int:
                "pixels": n, "extent": extent.tolist(), "center": ds.attrs["center"], "u": ds.attrs["direction_u"],
                "v": ds.attrs["direction_v"], "fractions": fr, "minimum_classes": classes, "wall_time_s": wall,
                "pixels_per_second": n / wall if wall > 0 else None}
-    summary["files"] = _write(out, "basin", lambda plots: plots.basin_map(ds), ds, summary)
+    summary["files"] = write_outputs(out, "basin", lambda plots: plots.basin_map(ds), ds, summary)
     lines = [f"problem   {problem.name}: {problem.normalisation}",
              f"plane     center {np.round(ds.attrs['center'], 4).tolist()}, u {np.round(ds.attrs['direction_u'], 4).tolist()}, "
              f"v {np.round(ds.attrs['direction_v'], 4).tolist()}, extent {extent.tolist()}",
@@ -239,18 +152,17 @@ def cmd_basin(args) -> int:
     lines += [f"  {k:<11} {v['fraction']:.4f} [{v['low']:.4f}, {v['high']:.4f}]" for k, v in fr.items()]
     if len(classes) > 1:
         lines.append(f"  converged by minimum class: {classes}")
-    return _emit(summary, args.json, lines)
+    return emit(summary, args.json, lines)
 
 
 def cmd_sharpness(args) -> int:
 
-    from . import sharpness
 
     caller = "gdstab sharpness"
     problem = build_problem(args)
-    eta = _single_eta(args.eta, caller)
-    th0 = _inits(args, problem, caller)[0]
-    out = _out_dir(args)
+    eta = single_eta(args.eta, caller)
+    th0 = initial_points(args, problem, caller)[0]
+    out = out_dir(args)
     ds = sharpness.track_sharpness(problem, th0, eta, steps=args.steps, every=args.every,
                                    key=gdstab_random.key(positive_int(args.seed, "--seed", caller, minimum=0)))
     summary = {"problem": problem.name, "normalisation": problem.normalisation, "eta": eta, "threshold": 2 / eta,
@@ -258,7 +170,7 @@ def cmd_sharpness(args) -> int:
                **_sharpness_outcome(ds, eta), "theta_last": ds.theta_last.values.tolist(),
                "wall_train_s": ds.attrs["wall_train_s"], "wall_sharpness_s": ds.attrs["wall_sharpness_s"],
                "method": ds.attrs["method"]}
-    summary["files"] = _write(out, "sharpness", lambda plots: plots.sharpness_trace(ds), ds, summary)
+    summary["files"] = write_outputs(out, "sharpness", lambda plots: plots.sharpness_trace(ds), ds, summary)
     m = summary["measured"]
     lines = [f"problem   {problem.name}: {problem.normalisation}",
              f"run       GD from {np.round(summary['theta0'], 4).tolist()} at eta = {fmt_eta(eta)}, {args.steps} steps, "
@@ -277,7 +189,7 @@ def cmd_sharpness(args) -> int:
                                                        else "- (not in the records measured)"),
               f"loss      last measured {m['last_loss']:.6g} (step {m['last_step']})"
               + ("" if summary["status"] == "diverged" else f"; final {summary['final_loss']:.6g}")]
-    return _emit(summary, args.json, lines)
+    return emit(summary, args.json, lines)
 
 
 def _sharpness_outcome(ds, eta: float) -> dict[str, Any]:
@@ -307,12 +219,11 @@ def _sharpness_outcome(ds, eta: float) -> dict[str, Any]:
 
 
 def cmd_critical(args) -> int:
-    from . import critical
 
     caller = "gdstab critical-lr"
     problem = build_problem(args)
-    lo, hi = _point(args.eta_range, 2, "--eta-range", caller)
-    out = _out_dir(args)
+    lo, hi = point(args.eta_range, 2, "--eta-range", caller)
+    out = out_dir(args)
     progress = None
     if not args.json and not args.quiet and sys.stderr.isatty():
         def progress(eta, k, n):
@@ -323,7 +234,7 @@ def cmd_critical(args) -> int:
                                      criteria=criteria_from_args(args), progress=progress)
     summary = {"problem": problem.name, "normalisation": problem.normalisation, **r.to_dict(),
                "wall_time_s": time.perf_counter() - t0}
-    summary["files"] = _write(out, "critical", lambda plots: plots.critical_evidence(r), None, summary)
+    summary["files"] = write_outputs(out, "critical", lambda plots: plots.critical_evidence(r), None, summary)
     a, b = r.interval
     lines = [f"problem   {problem.name}: {problem.normalisation}",
              f"critical step size  {r.eta:.6g}  in [{a:.6g}, {b:.6g}]",
@@ -337,7 +248,7 @@ def cmd_critical(args) -> int:
         sh = "-" if e["min_sharpness"] is None else f"{e['min_sharpness']:.6g} / {e['max_sharpness']:.6g}"
         lines.append(f"{e['eta']:>12.6g}  {e['converged']:>4}/{e['n']:<5}  "
                      f"{e['fraction']:.3f} [{e['low']:.3f}, {e['high']:.3f}]{'':<8}  {sh}  (2/eta = {e['two_over_eta']:.6g})")
-    return _emit(summary, args.json, lines)
+    return emit(summary, args.json, lines)
 
 
 # ------------------------------------------------------------------------------- parsers
@@ -345,14 +256,6 @@ def cmd_critical(args) -> int:
 
 def register(sub) -> None:
     """Add the subcommands to the ``gdstab`` parser."""
-
-    def common(p, *, inits_default: int):
-        p.add_argument("--init", metavar="X,Y,...", action="append", default=[],
-                       help="an initial point (repeatable); default: --inits random points from the problem's box")
-        p.add_argument("--inits", type=int, default=inits_default, help=f"random initial points without --init (default {inits_default})")
-        p.add_argument("--seed", type=int, default=0, help="integer seed of the random initial points (default 0)")
-        p.add_argument("--box", metavar="SPEC", help="box of the random initial points (default: the problem's)")
-        p.add_argument("--json", action="store_true", help="print the results as JSON")
 
     p = sub.add_parser(
         "orbit",
@@ -367,7 +270,7 @@ def register(sub) -> None:
     )
     add_problem_args(p)
     p.add_argument("--eta", required=True, metavar="SPEC", help="step sizes: start:stop:num | 0.1,0.5 | 0.5")
-    common(p, inits_default=4)
+    add_init_args(p, inits_default=4)
     p.add_argument("--transient", type=int, default=20_000, help="steps discarded before recording (default 20000)")
     p.add_argument("--record", type=int, default=256, help="iterates recorded per trajectory (default 256)")
     p.add_argument("--observe", default="0", help="what the diagram shows: a coordinate index or name, or 'loss' (default 0)")
@@ -389,7 +292,7 @@ def register(sub) -> None:
     )
     add_problem_args(p)
     p.add_argument("--eta", required=True, metavar="SPEC", help="step sizes")
-    common(p, inits_default=1)
+    add_init_args(p, inits_default=1)
     p.add_argument("--steps", type=int, default=20_000, help="steps averaged (a multiple of --blocks; default 20000)")
     p.add_argument("--transient", type=int, default=1000, help="steps discarded first (default 1000)")
     p.add_argument("--blocks", type=int, default=20, help="blocks of the batch-means error (default 20)")
@@ -431,7 +334,7 @@ def register(sub) -> None:
     )
     add_problem_args(p)
     p.add_argument("--eta", required=True, help="the step size")
-    common(p, inits_default=1)
+    add_init_args(p, inits_default=1)
     p.add_argument("--steps", type=int, default=2000, help="GD steps (default 2000)")
     p.add_argument("--every", type=int, default=10, help="record every k steps (default 10)")
     p.add_argument("--out", metavar="DIR", help="write sharpness.png/.pdf/.svg, sharpness.zarr and sharpness.json into DIR")

@@ -1,0 +1,82 @@
+"""``gdstab sweep`` and ``gdstab show``: run (or resume) a sweep from a TOML config into a results
+folder, and print a results folder's summary."""
+
+from __future__ import annotations
+
+import argparse
+
+from .. import sweep
+from ..outcomes import STATUS_CODES
+from ._common import add_folder_args, emit, fmt_eta, fmt_frac
+
+
+def _table(rows, option_dims) -> list[str]:
+    labels = [k for k in STATUS_CODES if k != "not_computed"]
+    head = "".join(f"{d:>10}  " for d in option_dims)
+    lines = [f"{head}{'eta':>10}  {'n':>8}  " + "  ".join(f"{lab:<21}" for lab in labels)]
+    for row in rows:
+        lead = "".join(f"{str(row[d]):>10}  " for d in option_dims)
+        cells = "  ".join(f"{fmt_frac(row[lab]) if row['n'] else '-':<21}" for lab in labels)
+        lines.append(f"{lead}{fmt_eta(row['eta']):>10}  {row['n']:>8}  {cells}")
+    return lines
+
+
+def _show(out, ds, as_json: bool, verified: str | None = None) -> int:
+    s = sweep.folder_summary(out, ds, verified=verified)
+    text, option_dims = s.pop("checksums_text"), s.pop("option_dims")
+    cfg = s["config"]
+    lines = [f"folder    {out}: {s['cells_done']} of {s['cells_total']} cells done, {s['wall_time_s']:.1f} s of compute "
+             f"over {s['runs']} run(s)",
+             f"checksums {text}",
+             f"problem   {cfg['problem']}, seed {cfg['run']['seed']}, T = {cfg['run']['steps']}", "",
+             *_table(s["results"], option_dims)]
+    return emit(s, as_json, lines)
+
+
+def cmd_sweep(args) -> int:
+    ds = sweep.run(args.config, args.out, executor=args.executor, scheduler=args.scheduler, dask_local=args.dask_local,
+                   resume=args.resume, overwrite=args.overwrite, wait=args.wait, quiet=args.quiet or args.json)
+    return _show(args.out, ds, args.json, verified="cells verified against their checksums when the sweep opened")
+
+
+def cmd_show(args) -> int:
+    return _show(args.dir, sweep.open_results(args.dir, verify=args.verify), args.json)
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "sweep",
+        help="run (or resume) a sweep described by a TOML config into a results folder",
+        description="Run the grid of step sizes x initialisations x problem options described by CONFIG "
+        "(see gdstab.sweep.config for the schema), storing results cell by cell in DIR/data.zarr. "
+        "Rerunning the same command continues an interrupted sweep where it stopped, with "
+        "identical results; a folder made for another config is refused.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  gdstab sweep sweep.toml --out results/\n"
+        "  gdstab sweep sweep.toml --out results/ --executor dask --dask-local 4\n"
+        "  gdstab sweep sweep.toml --out results/ --executor dask --scheduler tcp://10.0.0.5:8786\n",
+    )
+    p.add_argument("config", help="the sweep's TOML config file")
+    p.add_argument("--out", required=True, help="results folder (created if missing)")
+    p.add_argument("--executor", choices=sweep.EXECUTORS, default="local", help="where cells run (default local)")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="with --executor dask: a running scheduler, tcp://host:port")
+    p.add_argument("--dask-local", type=int, metavar="N", help="with --executor dask: start a local cluster of N worker processes")
+    p.add_argument("--resume", action="store_true", help="only continue an existing sweep (error if DIR holds none)")
+    add_folder_args(p, "the sweep")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser(
+        "show",
+        help="print the summary of a results folder: per step size, fractions with Wilson intervals",
+        description="Print the summary of a sweep's results folder without computing anything: per option point "
+        "and step size, the number of trajectories computed and the fraction of each status with its Wilson 95 "
+        "percent interval. Cells without a completion marker count as not computed. With --verify, every cell's "
+        "data is checked against the CRC-32 in its marker and every metadata document against the folder's "
+        "checksums; cells that fail count as not computed and are reported. The folder is never changed.",
+    )
+    p.add_argument("dir", help="a results folder written by gdstab sweep")
+    p.add_argument("--verify", action="store_true", help="check every cell and metadata checksum (reads all data)")
+    p.add_argument("--json", action="store_true", help="print as JSON")
+    p.set_defaults(func=cmd_show)
