@@ -37,8 +37,12 @@ import numpy as np
 
 from . import random as gdstab_random
 from ._validation import InvalidParameterError, fail, finite_float, positive_int
-from .problems.base import Problem
+from .dynamics import trajectories
+from .outcomes import Status
+from .problems.base import Problem, parse_box
+from .random import init_points
 from .sharpness import sharpness_at
+from .stats import wilson_interval
 
 __all__ = ["CriticalStepSize", "critical_step_size"]
 
@@ -130,12 +134,6 @@ def critical_step_size(
         rtol: stop when η_hi / η_lo − 1 <= rtol.
         progress: optional callback ``progress(eta, converged, n)`` after each evaluation.
     """
-    from .dynamics import trajectories
-    from .outcomes import Status
-    from .problems import parse_box
-    from .stats import wilson_interval
-    from .random import init_points
-
     caller = "critical_step_size"
     lo = finite_float(eta_low, "eta_low", caller, low=0.0)
     hi = finite_float(eta_high, "eta_high", caller, low=0.0)
@@ -151,51 +149,69 @@ def critical_step_size(
     rtol = finite_float(rtol, "rtol", caller, low=0.0)
     if box is not None:
         box = parse_box(box, problem.dim, caller=caller, name="box")
-    points = init_points(problem, seed, np.arange(inits), box)
-    kw = {} if criteria is None else {"criteria": criteria}
-    evidence: dict[float, dict[str, Any]] = {}
-    best: dict[str, Any] = {"s": math.inf, "theta": None, "eta": math.nan}
-
-
-    lanczos_key = gdstab_random.key(seed)
-
-    def evaluate(eta: float) -> bool:
-        res = trajectories(problem, points, eta, steps=steps, backend=backend, **kw)
-        conv = np.asarray(res.status) == int(Status.CONVERGED)
-        k = int(conv.sum())
-        f, a, b = wilson_interval(k, inits)
-        reached = np.asarray(res.theta)[conv]
-        sharp = [sharpness_at(problem, th, key=lanczos_key)[0] for th in reached]
-        for s, th in zip(sharp, reached):
-            if s < best["s"]:
-                best.update(s=s, theta=th, eta=eta)
-        evidence[eta] = {
-            "eta": eta, "n": inits, "converged": k, "fraction": f, "low": a, "high": b,
-            "min_sharpness": min(sharp) if sharp else None, "max_sharpness": max(sharp) if sharp else None,
-            "two_over_eta": 2.0 / eta,
-        }
-        if progress is not None:
-            progress(eta, k, inits)
-        return k > fraction * inits
-
-    if not evaluate(lo):
+    runs = _Runs(problem, init_points(problem, seed, np.arange(inits), box), steps, seed, fraction, criteria,
+                 backend, progress)
+    if not runs(lo):
         raise InvalidParameterError(
             f"The 'eta_low' parameter of {caller} must be a step size at which more than {fraction:g} of the "
-            f"initialisations converge. Got {lo:g}, where {evidence[lo]['converged']} of {inits} converged instead; "
-            f"lower it (or raise 'steps')."
+            f"initialisations converge. Got {lo:g}, where {runs.evidence[lo]['converged']} of {inits} converged "
+            f"instead; lower it (or raise 'steps')."
         )
-    if evaluate(hi):
+    if runs(hi):
         raise InvalidParameterError(
             f"The 'eta_high' parameter of {caller} must be a step size at which at most {fraction:g} of the "
-            f"initialisations converge. Got {hi:g}, where {evidence[hi]['converged']} of {inits} converged instead; "
-            f"raise it."
+            f"initialisations converge. Got {hi:g}, where {runs.evidence[hi]['converged']} of {inits} converged "
+            f"instead; raise it."
         )
     while hi / lo - 1.0 > rtol:
         mid = math.sqrt(lo * hi)
-        if evaluate(mid):
+        if runs(mid):
             lo = mid
         else:
             hi = mid
+    settings = {"inits": inits, "steps": steps, "seed": seed, "fraction": fraction, "rtol": rtol,
+                "box": [list(b) for b in (box or problem.box or [])], "problem": problem.name,
+                "normalisation": problem.normalisation}
+    return _estimate(runs, lo, hi, eta_high, steps, settings)
+
+
+class _Runs:
+    """Runs the same initial points at one step size and keeps the evidence: per η the converged
+    count with its Wilson interval and the sharpness of the minima reached; the flattest minimum
+    over all runs.  Calling it answers the predicate C(η): more than ``fraction`` converged."""
+
+    def __init__(self, problem, points, steps, seed, fraction, criteria, backend, progress):
+        self.problem, self.points, self.steps, self.fraction = problem, points, steps, fraction
+        self.kw = {"backend": backend, **({} if criteria is None else {"criteria": criteria})}
+        self.progress = progress
+        self.lanczos_key = gdstab_random.key(seed)
+        self.evidence: dict[float, dict[str, Any]] = {}
+        self.best: dict[str, Any] = {"s": math.inf, "theta": None, "eta": math.nan}
+
+    def __call__(self, eta: float) -> bool:
+        n = self.points.shape[0]
+        res = trajectories(self.problem, self.points, eta, steps=self.steps, **self.kw)
+        conv = np.asarray(res.status) == int(Status.CONVERGED)
+        k = int(conv.sum())
+        f, a, b = wilson_interval(k, n)
+        reached = np.asarray(res.theta)[conv]
+        sharp = [sharpness_at(self.problem, th, key=self.lanczos_key)[0] for th in reached]
+        for s, th in zip(sharp, reached):
+            if s < self.best["s"]:
+                self.best.update(s=s, theta=th, eta=eta)
+        self.evidence[eta] = {
+            "eta": eta, "n": n, "converged": k, "fraction": f, "low": a, "high": b,
+            "min_sharpness": min(sharp) if sharp else None, "max_sharpness": max(sharp) if sharp else None,
+            "two_over_eta": 2.0 / eta,
+        }
+        if self.progress is not None:
+            self.progress(eta, k, n)
+        return k > self.fraction * n
+
+
+def _estimate(runs: _Runs, lo: float, hi: float, eta_high: float, steps: int, settings: dict) -> CriticalStepSize:
+    """(a) and (b) combined, with the warnings that say when the budget or the bracket decided."""
+    best = runs.best
     eta_b = 2.0 / best["s"] if best["s"] > 0 else math.inf
     eta_a = math.sqrt(lo * hi)
     warnings = []
@@ -221,9 +237,7 @@ def critical_step_size(
         min_sharpness=best["s"],
         argmin=np.asarray(best["theta"]),
         argmin_eta=best["eta"],
-        evidence=[evidence[e] for e in sorted(evidence)],
-        settings={"inits": inits, "steps": steps, "seed": seed, "fraction": fraction, "rtol": rtol,
-                  "box": [list(b) for b in (box or problem.box or [])], "problem": problem.name,
-                  "normalisation": problem.normalisation},
+        evidence=[runs.evidence[e] for e in sorted(runs.evidence)],
+        settings=settings,
         warnings=tuple(warnings),
     )

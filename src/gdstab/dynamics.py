@@ -593,23 +593,7 @@ def trajectories(
     if chunk_size != "auto":
         chunk_size = positive_int(chunk_size, "chunk_size", caller)
 
-    from . import _native
-
-    native_ok = (
-        problem.native is not None
-        and dtype == "float64"
-        and record_every is None
-        and _native.available(problem.native.name)
-    )
-    if backend == "native" and not native_ok:
-        why = (
-            "this problem has no compiled kernel" if problem.native is None
-            else "it needs float64 and no recording" if (dtype != "float64" or record_every is not None)
-            else _native.unavailable_reason()
-        )
-        raise InvalidParameterError(f"The 'backend' parameter of trajectories cannot be 'native' here: {why}.")
-    use_native = backend == "native" or (backend == "auto" and native_ok and jax.default_backend() == "cpu")
-
+    use_native = _use_native(problem, backend, dtype, record_every)
     platform = jax.default_backend()
     if threads is None:
         threads = (os.cpu_count() or 1) if platform == "cpu" else 1
@@ -633,19 +617,32 @@ def trajectories(
     theta_f, raw, step, period, loss, gnorm, metrics = out
     status = _final_status(raw, loss, problem.min_value, criteria.f_tol)
     period = np.where(status == Status.PERIODIC, period, 0)
-    return Trajectories(
-        status=status,
-        step=step,
-        period=period,
-        theta=theta_f,
-        loss=loss,
-        grad_norm=gnorm,
-        eta=et if et.dtype == np.dtype(dtype) else et.astype(dtype),
-        steps=steps,
-        criteria=criteria,
-        backend=used,
-        metrics=metrics,
+    return Trajectories(status=status, step=step, period=period, theta=theta_f, loss=loss, grad_norm=gnorm,
+                        eta=et if et.dtype == np.dtype(dtype) else et.astype(dtype), steps=steps, criteria=criteria,
+                        backend=used, metrics=metrics)
+
+
+def _use_native(problem: Problem, backend: str, dtype: str, record_every) -> bool:
+    """Whether the compiled toy kernel runs: always with backend "native" (an error says why it
+    cannot), with "auto" where it can on the CPU."""
+    import jax
+
+    from . import _native
+
+    native_ok = (
+        problem.native is not None
+        and dtype == "float64"
+        and record_every is None
+        and _native.available(problem.native.name)
     )
+    if backend == "native" and not native_ok:
+        why = (
+            "this problem has no compiled kernel" if problem.native is None
+            else "it needs float64 and no recording" if (dtype != "float64" or record_every is not None)
+            else _native.unavailable_reason()
+        )
+        raise InvalidParameterError(f"The 'backend' parameter of trajectories cannot be 'native' here: {why}.")
+    return backend == "native" or (backend == "auto" and native_ok and jax.default_backend() == "cpu")
 
 
 def _sgd_inputs(problem: Problem, batch_size, keys, B: int, caller: str) -> np.ndarray:

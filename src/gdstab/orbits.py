@@ -196,8 +196,6 @@ def orbit_diagram(
     the recorded iterates), ``period`` (eta, init) codes, ``dominant_period`` (eta) (the most
     common code among trajectories that did not diverge, −1 if all diverged), ``theta_last``
     (eta, init, coord); attrs state the settings.  Runs in float64."""
-    import jax
-    import jax.numpy as jnp
     import xarray as xr
 
     caller = "orbit_diagram"
@@ -218,9 +216,45 @@ def orbit_diagram(
 
     B, d = th0.shape
     E = etas.size
-    all_th = np.tile(th0, (E, 1))
-    all_eta = np.repeat(etas, B)
-    n = all_th.shape[0]
+    values, periods, settled, last = _record_orbits(problem, np.tile(th0, (E, 1)), np.repeat(etas, B), obs, transient,
+                                                    record, max_period, rtol, max_norm, chunk)
+    periods = periods.reshape(E, B)
+    ds = xr.Dataset(
+        {
+            "value": (("eta", "init", "record"), values.reshape(E, B, record), {"observable": label}),
+            "period": (("eta", "init"), periods, {"codes": "p >= 1: period p; 0: aperiodic; -1: diverged"}),
+            "dominant_period": (("eta",), dominant_period(periods)),
+            "settled": (("eta", "init"), settled.reshape(E, B),
+                        {"definition": "the period describes the attractor: no return distance still growing "
+                                       "(or, for a divisor of the period, shrinking) between the two halves of the "
+                                       "record; False means the transient was too short (gdstab.orbits.transient_settled)"}),
+            "theta_last": (("eta", "init", "coord"), last.reshape(E, B, d)),
+            "theta0": (("init", "coord"), th0),
+        },
+        coords={"eta": etas, "init": np.arange(B), "record": np.arange(record), "coord": np.arange(d)},
+        attrs={
+            "problem": problem.name,
+            "normalisation": problem.normalisation,
+            "observable": label,
+            "transient": transient,
+            "record": record,
+            "max_period": max_period,
+            "rtol": rtol,
+            "max_norm": max_norm,
+            "definition": "period p: smallest p <= max_period with max_k |theta_{k+p} - theta_k| <= rtol (1 + max_k |theta_k|) "
+                          "over the recorded iterates; 0 aperiodic, -1 diverged",
+        },
+    )
+    return ds
+
+
+def _record_orbits(problem, all_th, all_eta, obs, transient, record, max_period, rtol, max_norm, chunk):
+    """Per trajectory (θ₀, η): the observable on ``record`` iterates after ``transient`` steps,
+    the period code, whether the transient had settled, and the last iterate (float64)."""
+    import jax
+    import jax.numpy as jnp
+
+    n, d = all_th.shape
     values = np.empty((n, record))
     periods = np.empty(n, dtype=np.int32)
     settled = np.empty(n, dtype=bool)
@@ -257,34 +291,7 @@ def orbit_diagram(
             settled[sl] = transient_settled(np.swapaxes(path, 0, 1), periods[sl])
             values[sl] = np.asarray(vobs(jnp.asarray(path)))
             last[sl] = path[:, -1]
-    periods = periods.reshape(E, B)
-    ds = xr.Dataset(
-        {
-            "value": (("eta", "init", "record"), values.reshape(E, B, record), {"observable": label}),
-            "period": (("eta", "init"), periods, {"codes": "p >= 1: period p; 0: aperiodic; -1: diverged"}),
-            "dominant_period": (("eta",), dominant_period(periods)),
-            "settled": (("eta", "init"), settled.reshape(E, B),
-                        {"definition": "the period describes the attractor: no return distance still growing "
-                                       "(or, for a divisor of the period, shrinking) between the two halves of the "
-                                       "record; False means the transient was too short (gdstab.orbits.transient_settled)"}),
-            "theta_last": (("eta", "init", "coord"), last.reshape(E, B, d)),
-            "theta0": (("init", "coord"), th0),
-        },
-        coords={"eta": etas, "init": np.arange(B), "record": np.arange(record), "coord": np.arange(d)},
-        attrs={
-            "problem": problem.name,
-            "normalisation": problem.normalisation,
-            "observable": label,
-            "transient": transient,
-            "record": record,
-            "max_period": max_period,
-            "rtol": rtol,
-            "max_norm": max_norm,
-            "definition": "period p: smallest p <= max_period with max_k |theta_{k+p} - theta_k| <= rtol (1 + max_k |theta_k|) "
-                          "over the recorded iterates; 0 aperiodic, -1 diverged",
-        },
-    )
-    return ds
+    return values, periods, settled, last
 
 
 def dominant_period(periods: np.ndarray) -> np.ndarray:
@@ -405,9 +412,6 @@ def lyapunov(
     Convergence report: the steps are cut into ``blocks`` blocks; the standard error of the
     block averages (batch means) is returned, and an exponent counts as converged when it is
     <= max(``atol``, ``rtol`` · |λ|).  A trajectory that diverges has NaN exponents."""
-    import jax
-    import jax.numpy as jnp
-
     caller = "lyapunov"
     th0, et = check_batch(problem, theta0, eta, caller)
     d = th0.shape[1]
@@ -424,7 +428,24 @@ def lyapunov(
             raise fail("n_exponents", caller, f"an int <= the dimension {d} or 'all'", n_exponents)
     atol = finite_float(atol, "atol", caller, low=0.0, low_inclusive=True)
     rtol = finite_float(rtol, "rtol", caller, low=0.0, low_inclusive=True)
-    per_block = steps // blocks
+    means, finite = _lyapunov_block_means(problem, th0, et, k, steps // blocks, blocks, transient, max_norm, key)
+    diverged = ~finite | ~np.all(np.isfinite(means), axis=(1, 2))
+    est = means.mean(axis=1)
+    se = means.std(axis=1, ddof=1) / math.sqrt(blocks)
+    history = np.cumsum(means, axis=1) / np.arange(1, blocks + 1)[None, :, None]
+    est[diverged] = np.nan
+    se[diverged] = np.nan
+    conv = ~diverged & np.all(se <= np.maximum(atol, rtol * np.abs(est)), axis=1)
+    return LyapunovResult(est, se, conv, diverged, history, steps, transient, blocks)
+
+
+def _lyapunov_block_means(problem, th0, et, k, per_block, blocks, transient, max_norm, key):
+    """Per trajectory: the block averages (blocks, k) of the log growth factors of k tangent
+    vectors after ``transient`` steps, and whether the trajectory stayed finite."""
+    import jax
+    import jax.numpy as jnp
+
+    d = th0.shape[1]
     with jax.enable_x64(True):
         if key is None:
             Q0 = np.eye(d)[:, :k]
@@ -465,14 +486,7 @@ def lyapunov(
         means, finite = jax.jit(jax.vmap(one, in_axes=(0, 0, None)))(jnp.asarray(th0), jnp.asarray(et), jnp.asarray(Q0))
         means = np.asarray(means)  # (B, blocks, k)
         finite = np.asarray(finite)
-    diverged = ~finite | ~np.all(np.isfinite(means), axis=(1, 2))
-    est = means.mean(axis=1)
-    se = means.std(axis=1, ddof=1) / math.sqrt(blocks)
-    history = np.cumsum(means, axis=1) / np.arange(1, blocks + 1)[None, :, None]
-    est[diverged] = np.nan
-    se[diverged] = np.nan
-    conv = ~diverged & np.all(se <= np.maximum(atol, rtol * np.abs(est)), axis=1)
-    return LyapunovResult(est, se, conv, diverged, history, steps, transient, blocks)
+    return means, finite
 
 
 # ------------------------------------------------------------------------------ basin maps

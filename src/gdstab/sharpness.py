@@ -97,8 +97,6 @@ def track_sharpness(
     status (``ok`` or ``diverged``: the records after a non-finite iterate are NaN) and the
     wall time spent training and computing sharpness (their ratio is the tracker's overhead).
     """
-    import jax
-    import jax.numpy as jnp
     import xarray as xr
 
     caller = "track_sharpness"
@@ -120,13 +118,50 @@ def track_sharpness(
             raise fail("key", caller, "a JAX PRNG key (SGD shuffles the samples with it)", key)
     if key is None and problem.dim > 256:
         raise fail("key", caller, "a JAX PRNG key (it starts the first Lanczos run)", key)
+    loss, gnorm, sharp, conv, mvs, last, info = _run_and_measure(problem, th, eta, steps, every, batch_size, key, tol,
+                                                                 max_iter, warm_start)
+    status, diverged_between, t_train, t_sharp = info
+    rec_steps = np.arange(loss.size) * every
+    return xr.Dataset(
+        {
+            "loss": (("step",), loss),
+            "grad_norm": (("step",), gnorm),
+            "sharpness": (("step",), sharp),
+            "lanczos_converged": (("step",), conv),
+            "matvecs": (("step",), mvs),
+            "theta_last": (("coord",), last),
+            "theta0": (("coord",), th),
+        },
+        coords={"step": rec_steps, "coord": np.arange(problem.dim)},
+        attrs={
+            "problem": problem.name,
+            "normalisation": problem.normalisation,
+            "eta": eta,
+            "threshold": 2.0 / eta,
+            "every": every,
+            "batch_size": int(batch_size or 0),
+            "status": status,
+            # a diverged run: the iterate was finite at the first step and not at the second
+            **({"diverged_between": diverged_between} if diverged_between else {}),
+            "wall_train_s": t_train,
+            "wall_sharpness_s": t_sharp,
+            "method": "dense Hessian" if problem.dim <= 256 else f"Lanczos (tol {tol:g}, warm start)",
+        },
+    )
+
+
+def _run_and_measure(problem, th, eta, steps, every, batch_size, key, tol, max_iter, warm_start):
+    """The loop of :func:`track_sharpness`: records (loss, ‖∇L‖, sharpness, Lanczos converged,
+    matvecs), the last iterate, and (status, diverged_between, train seconds, sharpness seconds)."""
+    import jax
+    import jax.numpy as jnp
+
     n_rec = steps // every + 1
     loss = np.full(n_rec, np.nan)
     gnorm = np.full(n_rec, np.nan)
     sharp = np.full(n_rec, np.nan)
     conv = np.zeros(n_rec, dtype=bool)
     mvs = np.zeros(n_rec, dtype=np.int32)
-    rec_steps = np.arange(n_rec) * every
     t_train = t_sharp = 0.0
     status = "ok"
     diverged_between = None  # (last finite record, first non-finite record) steps
@@ -155,32 +190,7 @@ def track_sharpness(
             t_sharp += time.perf_counter() - t0
             sharp[r], conv[r], mvs[r] = lam, ok, n
         last = np.asarray(theta)
-    return xr.Dataset(
-        {
-            "loss": (("step",), loss),
-            "grad_norm": (("step",), gnorm),
-            "sharpness": (("step",), sharp),
-            "lanczos_converged": (("step",), conv),
-            "matvecs": (("step",), mvs),
-            "theta_last": (("coord",), last),
-            "theta0": (("coord",), th),
-        },
-        coords={"step": rec_steps, "coord": np.arange(problem.dim)},
-        attrs={
-            "problem": problem.name,
-            "normalisation": problem.normalisation,
-            "eta": eta,
-            "threshold": 2.0 / eta,
-            "every": every,
-            "batch_size": int(batch_size or 0),
-            "status": status,
-            # a diverged run: the iterate was finite at the first step and not at the second
-            **({"diverged_between": diverged_between} if diverged_between else {}),
-            "wall_train_s": t_train,
-            "wall_sharpness_s": t_sharp,
-            "method": "dense Hessian" if problem.dim <= 256 else f"Lanczos (tol {tol:g}, warm start)",
-        },
-    )
+    return loss, gnorm, sharp, conv, mvs, last, (status, diverged_between, t_train, t_sharp)
 
 
 # ------------------------------------------------------------------------------ critical η

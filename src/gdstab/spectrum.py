@@ -168,8 +168,6 @@ def lanczos(
     ``v0``: a start vector (warm start, e.g. the previous eigenvector when tracking sharpness
     along a trajectory) instead of the random one; ``key`` may then be None.
     """
-    import jax
-
     caller = "lanczos"
     dim = positive_int(dim, "dim", caller)
     k = positive_int(k, "k", caller)
@@ -189,15 +187,7 @@ def lanczos(
             )
         return out
 
-    if v0 is not None:
-        v = np.array(v0, dtype=np.float64).reshape(-1)
-        if v.shape != (dim,) or not np.all(np.isfinite(v)) or not np.any(v):
-            raise fail("v0", caller, f"a non-zero finite vector of length {dim}", f"shape {v.shape}")
-    else:
-        if key is None:
-            raise fail("key", caller, "a JAX PRNG key (or give a start vector v0)", key)
-        with jax.enable_x64(True):
-            v = np.array(jax.random.normal(key, (dim,), dtype="float64"))
+    v = _start_vector(v0, key, dim, caller)
     v /= np.linalg.norm(v)
     V = np.zeros((max_iter + 1, dim))
     V[0] = v
@@ -230,16 +220,36 @@ def lanczos(
             break
         beta.append(b)
         V[j + 1] = w / b
-    # exact residuals of the returned pairs
+    res = _exact_residuals(mv, ritz, vecs)  # of the returned pairs (normalises vecs)
+    n_mv += len(ritz)
+    scale = max(np.abs(ritz).max(), np.finfo(float).tiny)
+    ok = bool(len(ritz) == k and np.all(res <= max(tol, 1e-12) * scale * 10))
+    return LanczosResult(ritz, vecs, res, ok, m, n_mv)
+
+
+def _start_vector(v0, key, dim: int, caller: str) -> np.ndarray:
+    """``v0`` (a warm start) or a random normal vector drawn with ``key``."""
+    if v0 is not None:
+        v = np.array(v0, dtype=np.float64).reshape(-1)
+        if v.shape != (dim,) or not np.all(np.isfinite(v)) or not np.any(v):
+            raise fail("v0", caller, f"a non-zero finite vector of length {dim}", f"shape {v.shape}")
+        return v
+    if key is None:
+        raise fail("key", caller, "a JAX PRNG key (or give a start vector v0)", key)
+    import jax
+
+    with jax.enable_x64(True):
+        return np.array(jax.random.normal(key, (dim,), dtype="float64"))
+
+
+def _exact_residuals(mv, ritz: np.ndarray, vecs: np.ndarray) -> np.ndarray:
+    """‖A u − θ u‖ for each Ritz pair, with the Ritz vectors normalised in place."""
     res = np.empty(len(ritz))
     for i in range(len(ritz)):
         u = vecs[:, i] / np.linalg.norm(vecs[:, i])
         vecs[:, i] = u
         res[i] = np.linalg.norm(mv(u) - ritz[i] * u)
-        n_mv += 1
-    scale = max(np.abs(ritz).max(), np.finfo(float).tiny)
-    ok = bool(len(ritz) == k and np.all(res <= max(tol, 1e-12) * scale * 10))
-    return LanczosResult(ritz, vecs, res, ok, m, n_mv)
+    return res
 
 
 # ------------------------------------------------------------------------------ power method

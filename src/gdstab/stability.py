@@ -195,8 +195,6 @@ def critical_step_sizes(problem, *, key, n_samples: int = 2000, rank_tol: float 
     in up to 3 dimensions, projected gradient descent (:func:`minimise_sharpness_on_minima`)
     above (method "sampled").
     Eigenvalues come from the closed form where the problem has one, else the dense Hessian."""
-    from scipy.optimize import minimize, minimize_scalar
-
     m = problem.minima
     if m is None or (m.sample is None and m.curve is None):
         raise InvalidParameterError(
@@ -204,89 +202,15 @@ def critical_step_sizes(problem, *, key, n_samples: int = 2000, rank_tol: float 
             "this problem has none."
         )
     n_samples = positive_int(n_samples, "n_samples", "critical_step_sizes")
-    evals = 0
-    scale = 0.0  # the largest |eigenvalue| met on M inside the box
-    box = None if problem.box is None else np.asarray(problem.box, dtype=np.float64)
-
-    def inside(points) -> np.ndarray:
-        pts = np.atleast_2d(np.asarray(points, dtype=np.float64))
-        if box is None:
-            return np.ones(pts.shape[0], bool)
-        return np.all((pts >= box[:, 0]) & (pts <= box[:, 1]), axis=1)
-
-    def lam(theta) -> tuple[float, float]:
-        nonlocal evals, scale
-        evals += 1
-        ev = _eigenvalues(problem, theta)
-        if ev.size and inside(theta)[0]:
-            scale = max(scale, float(np.abs(ev).max()))
-        nz = smallest_nonzero_eigenvalue(ev, rank_tol=rank_tol).value
-        return float(ev[-1]), float(nz) if np.isfinite(nz) else np.inf
-
-    best = {0: (np.inf, None), 1: (np.inf, None)}  # which -> (value, theta)
+    ev = _SpectrumOnM(problem, rank_tol)
     if m.curve is not None:
-        import jax
-
-        nb, param, (lo, hi) = m.curve
-        lo, hi = max(lo, -20.0), min(hi, 20.0)
-        grid = np.linspace(lo, hi, 4001)
-        for b in range(nb):
-            vals = np.stack(_curve_lambdas(problem, param, b, grid, rank_tol), axis=1)
-            evals += grid.size
-            with jax.enable_x64(True):
-                on_box = inside(np.asarray(jax.vmap(lambda t: param(t, b))(grid)))
-            if on_box.any():
-                scale = max(scale, float(np.nanmax(np.abs(vals[on_box, 0]))))
-            for which in (0, 1):
-                i = int(np.argmin(vals[:, which]))
-                a, c = grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)]
-                with jax.enable_x64(True):
-                    r = minimize_scalar(lambda s: lam(np.asarray(param(s, b)))[which], bounds=(a, c),
-                                        method="bounded", options={"xatol": 1e-12})
-                    cand = (float(r.fun), np.asarray(param(r.x, b)))
-                    if vals[i, which] < cand[0]:
-                        cand = (float(vals[i, which]), np.asarray(param(grid[i], b)))
-                if cand[0] < best[which][0]:
-                    best[which] = cand
-        method = "curve"
+        best, method = _infima_on_curve(problem, ev), "curve"
     else:
-        import jax
-        import jax.numpy as jnp
-
-        with jax.enable_x64(True):
-            pts = np.asarray(m.sample(key, n_samples), dtype=np.float64)
-        vals = np.array([lam(p) for p in pts])
-        for which in (0, 1):
-            i = int(np.argmin(vals[:, which]))
-            best[which] = (float(vals[i, which]), pts[i])
-            if m.project is None or problem.dim == 0:
-                continue
-            if problem.dim > 3:  # projected gradient descent from the best few samples
-                order = np.argsort(vals[:, which])[:4]
-                v, th, _, ne = minimise_sharpness_on_minima(
-                    problem, pts[order], which=("max", "min_pos")[which], rank_tol=rank_tol
-                )
-                evals += ne
-                if v < best[which][0]:
-                    best[which] = (float(v), np.asarray(th))
-                continue
-
-            proj = jax.jit(m.project)
-
-            def f(x, which=which):
-                with jax.enable_x64(True):
-                    q = np.asarray(proj(jnp.asarray(x, dtype=jnp.float64)), dtype=np.float64)
-                return lam(q)[which]
-
-            r = minimize(f, pts[i], method="Nelder-Mead", options={"xatol": 1e-10, "fatol": 1e-14, "maxiter": 4000})
-            if r.fun < best[which][0]:
-                with jax.enable_x64(True):
-                    best[which] = (float(r.fun), np.asarray(m.project(jnp.asarray(r.x)), dtype=np.float64))
-        method = "sampled"
+        best, method = _infima_sampled(problem, ev, key, n_samples), "sampled"
     lmax, lmin = best[0][0], best[1][0]
     # the relative rank cut of each Hessian cannot see a Hessian that vanishes as a whole:
     # against the curvature met on M, eigenvalues below rank_tol times it are zero
-    floor = rank_tol * scale
+    floor = rank_tol * ev.scale
     notes = []
     if lmax <= floor:
         lmax = 0.0
@@ -304,10 +228,106 @@ def critical_step_sizes(problem, *, key, n_samples: int = 2000, rank_tol: float 
         argmin_lambda_max=best[0][1],
         argmin_lambda_min_pos=best[1][1],
         method=method,
-        evaluations=evals,
-        curvature_scale=scale,
+        evaluations=ev.evals,
+        curvature_scale=ev.scale,
         note="; ".join(notes),
     )
+
+
+class _SpectrumOnM:
+    """λ_max and λ_min⁺ at points of M, counting evaluations and keeping the largest |eigenvalue|
+    met inside the problem's box (the curvature scale that decides what counts as zero)."""
+
+    def __init__(self, problem, rank_tol: float):
+        self.problem, self.rank_tol = problem, rank_tol
+        self.evals, self.scale = 0, 0.0
+        self.box = None if problem.box is None else np.asarray(problem.box, dtype=np.float64)
+
+    def inside(self, points) -> np.ndarray:
+        pts = np.atleast_2d(np.asarray(points, dtype=np.float64))
+        if self.box is None:
+            return np.ones(pts.shape[0], bool)
+        return np.all((pts >= self.box[:, 0]) & (pts <= self.box[:, 1]), axis=1)
+
+    def __call__(self, theta) -> tuple[float, float]:
+        self.evals += 1
+        ev = _eigenvalues(self.problem, theta)
+        if ev.size and self.inside(theta)[0]:
+            self.scale = max(self.scale, float(np.abs(ev).max()))
+        nz = smallest_nonzero_eigenvalue(ev, rank_tol=self.rank_tol).value
+        return float(ev[-1]), float(nz) if np.isfinite(nz) else np.inf
+
+
+def _infima_on_curve(problem, lam: _SpectrumOnM) -> dict:
+    """A grid over each branch's parameter, then bounded scalar minimisation around the best grid
+    point; returns {0: (inf λ_max, argmin), 1: (inf λ_min⁺, argmin)}."""
+    import jax
+    from scipy.optimize import minimize_scalar
+
+    best = {0: (np.inf, None), 1: (np.inf, None)}
+    nb, param, (lo, hi) = problem.minima.curve
+    lo, hi = max(lo, -20.0), min(hi, 20.0)
+    grid = np.linspace(lo, hi, 4001)
+    for b in range(nb):
+        vals = np.stack(_curve_lambdas(problem, param, b, grid, lam.rank_tol), axis=1)
+        lam.evals += grid.size
+        with jax.enable_x64(True):
+            on_box = lam.inside(np.asarray(jax.vmap(lambda t: param(t, b))(grid)))
+        if on_box.any():
+            lam.scale = max(lam.scale, float(np.nanmax(np.abs(vals[on_box, 0]))))
+        for which in (0, 1):
+            i = int(np.argmin(vals[:, which]))
+            a, c = grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)]
+            with jax.enable_x64(True):
+                r = minimize_scalar(lambda s: lam(np.asarray(param(s, b)))[which], bounds=(a, c),
+                                    method="bounded", options={"xatol": 1e-12})
+                cand = (float(r.fun), np.asarray(param(r.x, b)))
+                if vals[i, which] < cand[0]:
+                    cand = (float(vals[i, which]), np.asarray(param(grid[i], b)))
+            if cand[0] < best[which][0]:
+                best[which] = cand
+    return best
+
+
+def _infima_sampled(problem, lam: _SpectrumOnM, key, n_samples: int) -> dict:
+    """``n_samples`` minima from the sampler, then local refinement on M from the best: Nelder–Mead
+    on the projected point up to 3 dimensions, projected gradient descent above."""
+    import jax
+    import jax.numpy as jnp
+    from scipy.optimize import minimize
+
+    m = problem.minima
+    best = {0: (np.inf, None), 1: (np.inf, None)}
+    with jax.enable_x64(True):
+        pts = np.asarray(m.sample(key, n_samples), dtype=np.float64)
+    vals = np.array([lam(p) for p in pts])
+    for which in (0, 1):
+        i = int(np.argmin(vals[:, which]))
+        best[which] = (float(vals[i, which]), pts[i])
+        if m.project is None or problem.dim == 0:
+            continue
+        if problem.dim > 3:  # projected gradient descent from the best few samples
+            order = np.argsort(vals[:, which])[:4]
+            v, th, _, ne = minimise_sharpness_on_minima(
+                problem, pts[order], which=("max", "min_pos")[which], rank_tol=lam.rank_tol
+            )
+            lam.evals += ne
+            if v < best[which][0]:
+                best[which] = (float(v), np.asarray(th))
+            continue
+
+        proj = jax.jit(m.project)
+
+        def f(x, which=which):
+            with jax.enable_x64(True):
+                q = np.asarray(proj(jnp.asarray(x, dtype=jnp.float64)), dtype=np.float64)
+            return lam(q)[which]
+
+        r = minimize(f, pts[i], method="Nelder-Mead", options={"xatol": 1e-10, "fatol": 1e-14, "maxiter": 4000})
+        if r.fun < best[which][0]:
+            with jax.enable_x64(True):
+                best[which] = (float(r.fun), np.asarray(m.project(jnp.asarray(r.x)), dtype=np.float64))
+    return best
 
 
 def _soft_max(ev: np.ndarray, t: float) -> tuple[float, np.ndarray]:

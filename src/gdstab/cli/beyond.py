@@ -256,7 +256,11 @@ def cmd_critical(args) -> int:
 
 def register(sub) -> None:
     """Add the subcommands to the ``gdstab`` parser."""
+    for add in (_register_orbit, _register_lyapunov, _register_basin, _register_sharpness, _register_critical):
+        add(sub)
 
+
+def _register_orbit(sub) -> None:
     p = sub.add_parser(
         "orbit",
         help="orbit (bifurcation) diagram: attractor points and detected period per step size",
@@ -281,6 +285,8 @@ def register(sub) -> None:
     p.add_argument("--out", metavar="DIR", help="write orbit.png/.pdf/.svg, orbit.zarr and orbit.json into DIR")
     p.set_defaults(func=cmd_orbit)
 
+
+def _register_lyapunov(sub) -> None:
     p = sub.add_parser(
         "lyapunov",
         help="Lyapunov exponents of the GD map along trajectories, with error bars",
@@ -299,6 +305,8 @@ def register(sub) -> None:
     p.add_argument("--all", action="store_true", help="the full spectrum (d exponents) instead of the largest")
     p.set_defaults(func=cmd_lyapunov)
 
+
+def _register_basin(sub) -> None:
     p = sub.add_parser(
         "basin",
         help="basin map on a 2-D slice of parameter space at one step size",
@@ -323,6 +331,8 @@ def register(sub) -> None:
     add_criteria_args(p)
     p.set_defaults(func=cmd_basin)
 
+
+def _register_sharpness(sub) -> None:
     p = sub.add_parser(
         "sharpness",
         help="track the sharpness lambda_max along a GD run next to 2/eta (edge of stability)",
@@ -340,6 +350,8 @@ def register(sub) -> None:
     p.add_argument("--out", metavar="DIR", help="write sharpness.png/.pdf/.svg, sharpness.zarr and sharpness.json into DIR")
     p.set_defaults(func=cmd_sharpness)
 
+
+def _register_critical(sub) -> None:
     p = sub.add_parser(
         "critical-lr",
         help="estimate, with error bars, the step size beyond which GD stops converging for a model",

@@ -71,29 +71,13 @@ def linear_network(
 
     ``box``: initial points are uniform in [−box, box]^{d_θ}.  The problem's ``options`` hold
     the :class:`LinearTarget` under ``"target"``."""
-    import jax
     import jax.numpy as jnp
 
     caller = "linear_network"
     dims = _check_dims(dims, caller)
     normalisation = choice(normalisation, "normalisation", caller, NORMALISATIONS)
-    X = np.asarray(X, dtype=np.float64)
-    Y = np.asarray(Y, dtype=np.float64)
-    if X.ndim != 2 or X.shape[0] != dims[0]:
-        raise fail("X", caller, f"a matrix with d_0 = {dims[0]} rows (one column per sample)", f"shape {X.shape}")
-    if Y.ndim != 2 or Y.shape[0] != dims[-1] or Y.shape[1] != X.shape[1]:
-        raise fail("Y", caller, f"a matrix of shape ({dims[-1]}, {X.shape[1]}) (d_h rows, one column per sample of X)",
-                   f"shape {Y.shape}")
-    if not (np.all(np.isfinite(X)) and np.all(np.isfinite(Y))):
-        raise InvalidParameterError(f"The 'X' and 'Y' parameters of {caller} must be finite. Got non-finite values instead.")
+    X, Y, Sigma = _check_data(dims, X, Y, caller)
     n = X.shape[1]
-    Sigma = X @ X.T
-    cond = np.linalg.cond(Sigma) if n >= dims[0] else np.inf
-    if not np.isfinite(cond) or cond > 1e12:
-        raise InvalidParameterError(
-            f"The 'X' parameter of {caller} must have X Xᵀ of full rank {dims[0]} (condition number "
-            f"{cond:.3g}); use at least d_0 = {dims[0]} linearly independent samples, or remove redundant input features."
-        )
     c = _scale(normalisation, n)
     target = _target(dims, X, Y, c)
     shapes = [(dims[i + 1], dims[i]) for i in range(len(dims) - 1)]
@@ -120,20 +104,7 @@ def linear_network(
         return (product(theta) - jnp.asarray(Wstar, dtype=theta.dtype)).reshape(-1)
 
 
-    curvature = None
-    if target.filling:
-        # on M the gradient of l vanishes (W* = W0* is l's unconstrained minimiser), so
-        # H = Dμᵀ D²l Dμ with D²l = 2c (I ⊗ Σ) on row-major vec W: its non-zero eigenvalues are
-        # those of the d_h·d_0 square matrix S Dμ Dμᵀ S, S = (D²l)^{1/2}
-        ev_s, U_s = np.linalg.eigh(Sigma)
-        S_np = np.kron(np.eye(dims[-1]), (U_s * np.sqrt(2.0 * c * ev_s)) @ U_s.T)
-        jac_mu = jax.jacfwd(lambda th: product(th).reshape(-1))
-
-        def curvature(theta):
-            S = jnp.asarray(S_np, dtype=theta.dtype)
-            J = S @ jac_mu(theta)
-            return J @ J.T
-
+    curvature = _curvature_on_M(dims, product, Sigma, c) if target.filling else None
     minima = Minima(
         description=f"mu_d^-1(W*), a smooth manifold of dimension {target.dim_M}",
         dim=target.dim_M,
@@ -154,6 +125,49 @@ def linear_network(
         options={"dims": list(dims), "normalisation": normalisation, "target": target, "shapes": shapes},
         variables=tuple(f"W{i + 1}[{a},{b}]" for i, (r_, c_) in enumerate(shapes) for a in range(r_) for b in range(c_)),
     )
+
+
+def _check_data(dims, X, Y, caller: str):
+    """X (d_0 × n) and Y (d_h × n) as finite float64 matrices with X Xᵀ of full rank; returns
+    X, Y and Σ = X Xᵀ."""
+    X = np.asarray(X, dtype=np.float64)
+    Y = np.asarray(Y, dtype=np.float64)
+    if X.ndim != 2 or X.shape[0] != dims[0]:
+        raise fail("X", caller, f"a matrix with d_0 = {dims[0]} rows (one column per sample)", f"shape {X.shape}")
+    if Y.ndim != 2 or Y.shape[0] != dims[-1] or Y.shape[1] != X.shape[1]:
+        raise fail("Y", caller, f"a matrix of shape ({dims[-1]}, {X.shape[1]}) (d_h rows, one column per sample of X)",
+                   f"shape {Y.shape}")
+    if not (np.all(np.isfinite(X)) and np.all(np.isfinite(Y))):
+        raise InvalidParameterError(f"The 'X' and 'Y' parameters of {caller} must be finite. Got non-finite values instead.")
+    n = X.shape[1]
+    Sigma = X @ X.T
+    cond = np.linalg.cond(Sigma) if n >= dims[0] else np.inf
+    if not np.isfinite(cond) or cond > 1e12:
+        raise InvalidParameterError(
+            f"The 'X' parameter of {caller} must have X Xᵀ of full rank {dims[0]} (condition number "
+            f"{cond:.3g}); use at least d_0 = {dims[0]} linearly independent samples, or remove redundant input features."
+        )
+    return X, Y, Sigma
+
+
+def _curvature_on_M(dims, product, Sigma: np.ndarray, c: float):
+    """The closed-form curvature of a filling network on M: there the gradient of l vanishes
+    (W* = W0* is l's unconstrained minimiser), so H = Dμᵀ D²l Dμ with D²l = 2c (I ⊗ Σ) on
+    row-major vec W, and its non-zero eigenvalues are those of the d_h·d_0 square matrix
+    S Dμ Dμᵀ S, S = (D²l)^{1/2}."""
+    import jax
+    import jax.numpy as jnp
+
+    ev_s, U_s = np.linalg.eigh(Sigma)
+    S_np = np.kron(np.eye(dims[-1]), (U_s * np.sqrt(2.0 * c * ev_s)) @ U_s.T)
+    jac_mu = jax.jacfwd(lambda th: product(th).reshape(-1))
+
+    def curvature(theta):
+        S = jnp.asarray(S_np, dtype=theta.dtype)
+        J = S @ jac_mu(theta)
+        return J @ J.T
+
+    return curvature
 
 
 def _target(dims, X, Y, c) -> LinearTarget:

@@ -103,9 +103,6 @@ def mlp(
     then ``stationary``, not ``converged``; pass None to call every settled trajectory converged.
     See the module docstring for the normalisation of the losses.
     """
-    import jax
-    import jax.numpy as jnp
-
     caller = "mlp"
     depth = positive_int(depth, "depth", caller)
     width = positive_int(width, "width", caller)
@@ -126,6 +123,32 @@ def mlp(
 
         data = mnist((0, 1))
     X, Y, labels, source = _data_arrays(data, caller)
+    _check_data(X, Y, loss, caller)
+    n, d_in = X.shape
+    C = Y.shape[1]
+    shapes = mlp_shapes(d_in, depth, width, C, bias)
+    dim = int(sum(int(np.prod(s)) for s in shapes))
+    full_loss, batch_loss = _mlp_losses(X, Y, shapes, depth, bias, _activation(activation), loss)
+    sampler = _mlp_sampler(shapes, 1.0 if init == "lecun" else 2.0, float(bias_init))
+    norm = (
+        f"mean squared error over all n*C = {n}*{C} outputs, no 1/2"
+        if loss == "mse"
+        else f"mean over n = {n} samples of the softmax cross-entropy"
+    )
+    itemsize = 8
+    # working set of one trajectory besides its parameters: activations and their cotangents
+    act_bytes = itemsize * n * (width * depth * 4 + C * 4)
+    return Problem(
+        name=name or f"mlp_{activation}_{loss}_depth{depth}", loss=full_loss, dim=dim, box=None,
+        min_value=None if min_value is None else float(min_value), normalisation=norm,
+        options={"depth": depth, "width": width, "activation": activation, "loss": loss, "bias": bias, "init": init,
+                 "bias_init": float(bias_init), "d_in": int(d_in), "d_out": int(C), "samples": int(n),
+                 "data": source, "bytes_per_trajectory": int(act_bytes)},
+        sampler=sampler, n_samples=int(n), batch_loss=batch_loss)
+
+
+def _check_data(X: np.ndarray, Y: np.ndarray, loss: str, caller: str) -> None:
+    """Shapes (n, d_in) and (n, C), finite values, one-hot targets for cross-entropy."""
     if X.ndim != 2 or X.shape[0] < 1 or X.shape[1] < 1:
         raise fail("data", caller, "features X of shape (n, d_in) with n, d_in >= 1", f"shape {X.shape}")
     if Y.ndim != 2 or Y.shape[0] != X.shape[0] or Y.shape[1] < 1:
@@ -136,13 +159,15 @@ def mlp(
         onehot = np.all((Y == 0) | (Y == 1)) and np.all(Y.sum(axis=1) == 1)
         if not onehot or Y.shape[1] < 2:
             raise fail("data", caller, "one-hot targets Y (n, C >= 2) for the cross_entropy loss", "targets that are not one-hot")
-    n, d_in = X.shape
-    C = Y.shape[1]
-    shapes = mlp_shapes(d_in, depth, width, C, bias)
+
+
+def _mlp_losses(X: np.ndarray, Y: np.ndarray, shapes, depth: int, bias: bool, act, loss: str):
+    """The full-batch loss θ ↦ L(θ) and the minibatch loss (θ, idx) ↦ L on the rows idx."""
+    import jax
+    import jax.numpy as jnp
+
     sizes = [int(np.prod(s)) for s in shapes]
     offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
-    dim = int(offsets[-1])
-    act = _activation(activation)
     classes = np.argmax(Y, axis=1)
 
     def split(theta):
@@ -176,7 +201,13 @@ def mlp(
     def batch_loss(theta, idx):
         return _loss_on(theta, jnp.asarray(X)[idx], jnp.asarray(Y)[idx], jnp.asarray(classes)[idx])
 
-    gain = 1.0 if init == "lecun" else 2.0
+    return full_loss, batch_loss
+
+
+def _mlp_sampler(shapes, gain: float, bias_init: float):
+    """Initial parameters: weights N(0, gain / fan_in), biases N(0, bias_init²)."""
+    import jax
+    import jax.numpy as jnp
 
     def sampler(key, m):
         keys = jax.random.split(key, len(shapes))
@@ -189,39 +220,7 @@ def mlp(
             parts.append(w.reshape(m, -1))
         return jnp.concatenate(parts, axis=1)
 
-    norm = (
-        f"mean squared error over all n*C = {n}*{C} outputs, no 1/2"
-        if loss == "mse"
-        else f"mean over n = {n} samples of the softmax cross-entropy"
-    )
-    itemsize = 8
-    # working set of one trajectory besides its parameters: activations and their cotangents
-    act_bytes = itemsize * n * (width * depth * 4 + C * 4)
-    return Problem(
-        name=name or f"mlp_{activation}_{loss}_depth{depth}",
-        loss=full_loss,
-        dim=dim,
-        box=None,
-        min_value=None if min_value is None else float(min_value),
-        normalisation=norm,
-        options={
-            "depth": depth,
-            "width": width,
-            "activation": activation,
-            "loss": loss,
-            "bias": bias,
-            "init": init,
-            "bias_init": float(bias_init),
-            "d_in": int(d_in),
-            "d_out": int(C),
-            "samples": int(n),
-            "data": source,
-            "bytes_per_trajectory": int(act_bytes),
-        },
-        sampler=sampler,
-        n_samples=int(n),
-        batch_loss=batch_loss,
-    )
+    return sampler
 
 
 def mlp_problem(

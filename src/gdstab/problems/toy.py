@@ -131,34 +131,7 @@ def quadratic(
     import jax.numpy as jnp
 
     caller = "quadratic"
-    given = [n for n, v in (("spectrum", spectrum), ("matrix", matrix), ("a", a)) if v is not None]
-    if len(given) > 1:
-        raise InvalidParameterError(
-            f"The parameters of quadratic are exclusive: give one of 'a', 'spectrum' or 'matrix'. Got {given} instead."
-        )
-    if matrix is not None:
-        try:
-            A = np.asarray(matrix, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise fail("matrix", caller, "a square symmetric matrix of finite floats", matrix) from None
-        if A.ndim != 2 or A.shape[0] != A.shape[1] or A.shape[0] == 0 or not np.all(np.isfinite(A)):
-            raise fail("matrix", caller, "a square symmetric matrix of finite floats", matrix)
-        if not np.allclose(A, A.T, rtol=1e-12, atol=1e-12 * max(1.0, np.abs(A).max())):
-            raise fail("matrix", caller, "a symmetric matrix", matrix)
-        A = 0.5 * (A + A.T)
-    elif spectrum is not None:
-        try:
-            s = np.asarray(spectrum, dtype=np.float64).reshape(-1)
-        except (TypeError, ValueError):
-            raise fail("spectrum", caller, "a non-empty sequence of finite floats >= 0", spectrum) from None
-        if s.size == 0 or not np.all(np.isfinite(s)) or np.any(s < 0):
-            raise fail("spectrum", caller, "a non-empty sequence of finite floats >= 0", spectrum)
-        A = np.diag(s)
-    else:
-        av = 1.0 if a is None else finite_float(a, "a", caller, low=0.0, low_inclusive=True)
-        n = 1 if dim is None else positive_int(dim, "dim", caller)
-        check_memory(8.0 * n * n * 3, "dim", caller, "a dense Hessian and its eigenvectors", dim)
-        A = av * np.eye(n)
+    A = _quadratic_matrix(spectrum, matrix, a, dim, caller)
     if dim is not None and A.shape[0] != dim:
         raise fail("dim", caller, f"equal to the size of A ({A.shape[0]})", dim)
     evals, evecs = np.linalg.eigh(A)
@@ -191,18 +164,42 @@ def quadratic(
         hessian_eigenvalues=lambda theta: jnp.asarray(ev, theta.dtype),
         residual=lambda theta: jnp.linalg.norm(jnp.asarray(A, theta.dtype) @ theta),
     )
-    options = {"matrix": A.tolist()}
-    return Problem(
-        name="quadratic",
-        loss=loss,
-        dim=d,
-        box=_square_box(d),
-        min_value=0.0,
-        minima=minima,
-        normalisation="L(theta) = 1/2 theta^T A theta (Hessian = A)",
-        options=options,
-        variables=tuple(f"x{i}" for i in range(d)) if d > 1 else ("x",),
-    )
+    return Problem(name="quadratic", loss=loss, dim=d, box=_square_box(d), min_value=0.0, minima=minima,
+                   normalisation="L(theta) = 1/2 theta^T A theta (Hessian = A)", options={"matrix": A.tolist()},
+                   variables=tuple(f"x{i}" for i in range(d)) if d > 1 else ("x",))
+
+
+def _quadratic_matrix(spectrum, matrix, a, dim, caller: str) -> np.ndarray:
+    """A from exactly one of ``matrix`` (symmetric), ``spectrum`` (diagonal) or ``a`` (a·I)."""
+    given = [n for n, v in (("spectrum", spectrum), ("matrix", matrix), ("a", a)) if v is not None]
+    if len(given) > 1:
+        raise InvalidParameterError(
+            f"The parameters of quadratic are exclusive: give one of 'a', 'spectrum' or 'matrix'. Got {given} instead."
+        )
+    if matrix is not None:
+        try:
+            A = np.asarray(matrix, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise fail("matrix", caller, "a square symmetric matrix of finite floats", matrix) from None
+        if A.ndim != 2 or A.shape[0] != A.shape[1] or A.shape[0] == 0 or not np.all(np.isfinite(A)):
+            raise fail("matrix", caller, "a square symmetric matrix of finite floats", matrix)
+        if not np.allclose(A, A.T, rtol=1e-12, atol=1e-12 * max(1.0, np.abs(A).max())):
+            raise fail("matrix", caller, "a symmetric matrix", matrix)
+        A = 0.5 * (A + A.T)
+    elif spectrum is not None:
+        try:
+            s = np.asarray(spectrum, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            raise fail("spectrum", caller, "a non-empty sequence of finite floats >= 0", spectrum) from None
+        if s.size == 0 or not np.all(np.isfinite(s)) or np.any(s < 0):
+            raise fail("spectrum", caller, "a non-empty sequence of finite floats >= 0", spectrum)
+        A = np.diag(s)
+    else:
+        av = 1.0 if a is None else finite_float(a, "a", caller, low=0.0, low_inclusive=True)
+        n = 1 if dim is None else positive_int(dim, "dim", caller)
+        check_memory(8.0 * n * n * 3, "dim", caller, "a dense Hessian and its eigenvectors", dim)
+        A = av * np.eye(n)
+    return A
 
 
 def quartic() -> Problem:

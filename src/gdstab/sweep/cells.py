@@ -23,11 +23,6 @@ from .store import Layout
 __all__ = ["compute_cell"]
 
 
-@functools.lru_cache(maxsize=64)
-def _problem(cfg: SweepConfig, o: int):
-    return cfg.problem.build(cfg.option_points()[o])
-
-
 @functools.lru_cache(maxsize=8)
 def _layout(cfg: SweepConfig) -> Layout:
     return Layout.for_config(cfg)
@@ -36,7 +31,7 @@ def _layout(cfg: SweepConfig) -> Layout:
 @functools.lru_cache(maxsize=4)
 def _block_points(cfg: SweepConfig, o: int, b: int) -> np.ndarray:
     """The initial points of block b at option point o (shared by all step sizes)."""
-    problem = _problem(cfg, o)
+    problem = cfg.problem_at(o)
     layout = _layout(cfg)
     sl = layout.init_slice(b)
     box = None if cfg.box is None else parse_box(list(cfg.box), problem.dim, caller="the sweep config", name="grid.box")
@@ -64,7 +59,7 @@ def compute_cell(cfg: SweepConfig, cell: tuple[int, int, int], threads: int | No
     t0 = time.perf_counter()
     layout = _layout(cfg)
     o, e, b = cell
-    problem = _problem(cfg, o)
+    problem = cfg.problem_at(o)
     points = _block_points(cfg, o, b)
     etas = np.asarray(cfg.eta[layout.eta_slice(e)], dtype=np.float64)
     k, n = len(etas), points.shape[0]
@@ -104,4 +99,4 @@ def cell_is_small(cfg: SweepConfig, threads: int) -> bool:
     """Whether the cells of ``cfg`` are too small to fill ``threads`` with engine chunks (a few
     network trajectories each): such cells are better run side by side, one thread each."""
     layout = _layout(cfg)
-    return layout.cell_inits * layout.cell_etas < 64 * threads or _problem(cfg, 0).dim > 64
+    return layout.cell_inits * layout.cell_etas < 64 * threads or cfg.problem_at(0).dim > 64

@@ -39,6 +39,7 @@ of the config: they never change results.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -192,6 +193,11 @@ class SweepConfig:
     def option_shape(self) -> tuple[int, ...]:
         return tuple(len(self.options[n]) for n in self.option_names())
 
+    def problem_at(self, o: int):
+        """The :class:`~gdstab.problems.Problem` at option point ``o`` (built once per process
+        and config: validation, the layout and every cell share it)."""
+        return _problem_at(self, o)
+
     # --- identity ----------------------------------------------------------------------------
     def __hash__(self) -> int:  # the options are mappings: hash the canonical form (equal configs, equal hash)
         return hash(self.canonical_json())
@@ -245,6 +251,11 @@ class SweepConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "SweepConfig":
         return _parse(data)
+
+
+@functools.lru_cache(maxsize=64)
+def _problem_at(cfg: SweepConfig, o: int):
+    return cfg.problem.build(cfg.option_points()[o])
 
 
 def load_config(source: str | Path | Mapping[str, Any]) -> SweepConfig:
@@ -448,9 +459,9 @@ def _check_buildable(cfg: SweepConfig) -> None:
     from .. import problems
 
     spec, batch_size, backend, box = cfg.problem, cfg.batch_size, cfg.backend, cfg.box
-    for point in cfg.option_points():
+    for o, point in enumerate(cfg.option_points()):
         try:
-            prob = spec.build(point)
+            prob = cfg.problem_at(o)
         except ConfigError:
             raise
         except InvalidParameterError as exc:

@@ -79,7 +79,7 @@ class Layout:
 
     @classmethod
     def for_config(cls, cfg: SweepConfig) -> "Layout":
-        dims = [cfg.problem.build(p).dim for p in cfg.option_points()]
+        dims = [cfg.problem_at(o).dim for o in range(len(cfg.option_points()))]
         d = max(dims)
         n_records = cfg.steps // cfg.record_every + 1 if cfg.record_every else 0
         per = 1 + 4 + 2 + 16 + (16 * d if cfg.store_theta else 0) + 24 * n_records  # bytes per trajectory
