@@ -130,3 +130,22 @@ def test_a_new_reproduce_target_is_one_registry_record(tmp_path, monkeypatch):
     assert (tmp_path / "out" / "figures" / "demo_figure.png").stat().st_size > 0
     page = (tmp_path / "out" / "report.html").read_text()
     assert "A demo target (small)." in page and "id='demo'" in page
+
+
+#: the longest a function's code may be (lines, its docstring not counted): a longer one hides
+#: steps that deserve a name (issue #14)
+MAX_FUNCTION_LINES = 80
+
+
+def test_no_function_is_longer_than_80_lines_of_code():
+    long = []
+    for mod, path in _modules().items():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                first = node.body[0]
+                if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+                    n -= first.end_lineno - first.lineno + 1
+                if n > MAX_FUNCTION_LINES:
+                    long.append(f"{mod}.{node.name}: {n} lines")
+    assert not long, long

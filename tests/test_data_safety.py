@@ -263,7 +263,7 @@ def test_a_truncated_runs_line_does_not_swallow_the_next_record(tmp_path):
 _CHILD = textwrap.dedent("""
     import json, os, sys
     from gdstab.sweep import folders, store, load_config
-    from gdstab.sweep.run import _provenance
+    from gdstab.sweep.driver import _provenance
     cfg = load_config(sys.argv[1])
     layout = store.Layout.for_config(cfg)
     attrs = json.loads(sys.argv[4])
@@ -286,7 +286,7 @@ _CHILD = textwrap.dedent("""
 def test_death_after_each_write_of_the_creation_resumes(tmp_path, small_reference, existing):
     """The child dies (os._exit, no cleanup) just before the k-th write of the folder's
     creation, for every k; the next run must clear what it left and end identical."""
-    from gdstab.sweep.run import _provenance
+    from gdstab.sweep.driver import _provenance
 
     cfg_path = tmp_path / "small.toml"
     cfg_path.write_text(SMALL)

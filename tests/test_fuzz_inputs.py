@@ -6,7 +6,6 @@ counts), with a fixed database-free seed so CI is repeatable."""
 
 from __future__ import annotations
 
-import math
 
 import pytest
 from hypothesis import HealthCheck, given, settings

@@ -237,3 +237,25 @@ def test_inf_lambda_max_small_matrix_and_dense_hessian_agree():
     sampled = [np.linalg.eigvalsh(spectrum.hessian(p, q))[-1] for q in pts]
     assert min(sampled) >= small * (1 - 1e-9)
     assert p.minima.residual(jax.numpy.asarray(th)) < 1e-12
+
+
+def test_analyse_linear_network_is_what_the_command_prints(capsys, tmp_path):
+    """The library function behind `gdstab linear`: the scalar network (1, 1, 1) on X = Y = 1 has
+    inf_M lambda_max = 4 (eta* = 0.5), M = {w1 w2 = 1} of dimension 1, one zero and one positive
+    eigenvalue at every minimum; the command's JSON is this analysis plus where the data came from."""
+    from gdstab.cli import main
+    from gdstab.experiments.paper_linear import analyse_linear_network
+
+    a = analyse_linear_network([1, 1, 1], np.ones((1, 1)), np.ones((1, 1)), seed=2, restarts=3)
+    assert a["inf_lambda_max"] == pytest.approx(4.0, rel=1e-9) and a["eta_star"] == pytest.approx(0.5, rel=1e-9)
+    assert a["dim_M"] == 1 and a["rank"] == 1 and a["filling"]
+    sp = a["spectrum_at_sampled_minimum"]
+    assert (sp["zero"], sp["positive"], sp["negative"]) == (1, 1, 0)
+    assert a["starts"] == 4 and len(a["restarts"]) == 4 and a["restarts_agree"]
+    assert a["minimiser_balanced"]
+    np.savez(tmp_path / "one.npz", X=np.ones((1, 1)), Y=np.ones((1, 1)))
+    assert main(["linear", "--dims", "1,1,1", "--data", str(tmp_path / "one.npz"), "--seed", "2", "--restarts", "3",
+                 "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed.pop("data") == f"data from {tmp_path / 'one.npz'}"
+    assert printed == json.loads(json.dumps(a))

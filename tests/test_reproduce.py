@@ -83,7 +83,6 @@ def test_reproduce_network_figures_and_report(tmp_path, tiny_nets, capsys):
     # their ReLUs die: stationary at log 2)
     assert k["fig3_largest_converging_eta"]["value"]["1_smallest_eta_all_diverged"] == 50.0
     assert all(k["fig4_largest_converging_eta"]["value"][d] in (None, 0.05) for d in ("1", "2"))
-    import xarray as xr
 
     from gdstab.sweep import open_results
 

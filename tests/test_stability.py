@@ -157,3 +157,34 @@ def test_singular_set_fraction_shrinks_like_eps(make, eta):
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_stability_summary_of_the_hyperbola_against_closed_forms():
+    """The library function behind `gdstab stability`: eta* = eta_E = 1 (inf over xy = 1 of
+    x^2 + y^2 = 2), the M_WS arc length per step size from the integral in x, and the verdicts
+    at the minimum (1, 1), whose Hessian is [[1, 1], [1, 1]] (eigenvalues 0 and 2)."""
+    s = stability.stability_summary(problems.get("hyperbola"), [0.5, 1.5], key=jax.random.key(0), point=[1.0, 1.0])
+    assert s["critical"]["eta_star"] == pytest.approx(1.0, rel=1e-9)
+    assert s["critical"]["eta_E"] == pytest.approx(1.0, rel=1e-9)
+    r2 = math.sqrt(1 / 0.5**2 - 1)
+    want, _ = quad(lambda x: math.sqrt(1 + x**-4), math.sqrt(2 - r2), math.sqrt(2 + r2), epsabs=1e-13, epsrel=1e-13)
+    half, beyond = s["per_eta"]
+    assert half["mws_length"]["total"] == pytest.approx(2 * want, rel=1e-8)
+    assert beyond["mws_length"]["total"] == 0.0  # 2/eta = 4/3 < 2 = inf lambda on M
+    assert half["point"]["eigenvalues"] == pytest.approx([0.0, 2.0], abs=1e-12)
+    assert half["point"]["linearly_stable"] and not beyond["point"]["linearly_stable"]
+    assert beyond["threshold_2_over_eta"] == pytest.approx(2 / 1.5)
+
+
+def test_stability_summary_samples_m_when_it_has_no_curve_and_says_when_it_has_no_description():
+    # quadratic with spectrum (0, 1, 3): M = ker A, every minimum has the non-zero eigenvalues
+    # {1, 3}; weakly stable iff 1 <= 2/eta, so the fraction is 1 at eta = 1.5 and 0 at eta = 2.5
+    q = problems.get("quadratic", spectrum=[0.0, 1.0, 3.0])
+    s = stability.stability_summary(q, [1.5, 2.5], key=jax.random.key(1))
+    assert [r["mws_fraction"]["fraction"] for r in s["per_eta"]] == [1.0, 0.0]
+    assert s["critical"]["eta_star"] == pytest.approx(2 / 3) and s["critical"]["eta_E"] == pytest.approx(2.0)
+    free = Problem.from_expression("(x*y - 1)^2")
+    s = stability.stability_summary(free, [0.5], key=jax.random.key(0))
+    assert s["critical"] is None and "no description" in s["critical_note"]
+    with pytest.raises(ValueError, match="'etas' parameter of stability_summary"):
+        stability.stability_summary(free, [0.5, -1.0], key=jax.random.key(0))

@@ -423,7 +423,7 @@ def test_store_metadata_is_what_xarray_writes(tmp_path):
 def test_large_sweeps_are_read_back_with_the_same_result(tmp_path, monkeypatch):
     import importlib
 
-    run_module = importlib.import_module("gdstab.sweep.run")  # the module (the package exports the function)
+    run_module = importlib.import_module("gdstab.sweep.driver")
     a = _run_uninterrupted(tmp_path, name="mem")
     monkeypatch.setattr(run_module, "_KEEP_IN_MEMORY", 0)
     b = _run_uninterrupted(tmp_path, name="disk")
@@ -439,7 +439,7 @@ def test_a_dask_cluster_without_workers_is_reported_and_the_sweep_continues_when
 
     from distributed import LocalCluster
 
-    run_module = importlib.import_module("gdstab.sweep.run")
+    run_module = importlib.import_module("gdstab.sweep.driver")
     monkeypatch.setattr(importlib.import_module("gdstab.sweep.executors"), "DASK_QUIET_SECONDS", 1.0)
     messages = []
     monkeypatch.setattr(run_module.sys, "stderr", type("E", (), {"write": lambda self, t: messages.append(t),
@@ -454,3 +454,76 @@ def test_a_dask_cluster_without_workers_is_reported_and_the_sweep_continues_when
         ds = sweep.run(load_config(BASE), tmp_path / "w", executor="dask", scheduler=cluster.scheduler_address)
     assert any("has no workers" in m and cluster.scheduler_address in m for m in messages), messages
     xr.testing.assert_identical(ds, sweep.run(load_config(BASE), tmp_path / "local", quiet=True))
+
+
+# ------------------------------------------------------------ typed config and executors (#14)
+
+
+def test_workers_receive_the_typed_config_and_never_parse_text(tmp_path, monkeypatch):
+    """The config object pickles (Dask ships it to workers) with the same hash and equality; a
+    sweep given the object runs with the parser disabled, so no worker re-parses text."""
+    import pickle
+
+    from gdstab.sweep import config as config_module
+
+    cfg = load_config(BASE)
+    again = pickle.loads(pickle.dumps(cfg))
+    assert again == cfg and hash(again) == hash(cfg) and again.digest() == cfg.digest()
+    ref = _run_uninterrupted(tmp_path)
+
+    def no_parsing(*a, **kw):
+        raise AssertionError("a sweep given a SweepConfig parsed a config")
+
+    monkeypatch.setattr(config_module, "_parse", no_parsing)
+    monkeypatch.setattr(config_module, "load_config", no_parsing)
+    ds = sweep.run(cfg, tmp_path / "typed", quiet=True)
+    xr.testing.assert_identical(ref, ds)
+    cell = sweep.compute_cell(cfg, (0, 0, 0))
+    status = cell["arrays"]["status"]  # the step sizes of block 0 x the first 100 initialisations
+    np.testing.assert_array_equal(status, ref.status.values[: status.shape[0], :100])
+
+
+def test_a_sweep_builds_each_problem_once_per_process(tmp_path, monkeypatch):
+    from gdstab.sweep import config as config_module
+
+    built = []
+    real = config_module.ProblemSpec.build
+    monkeypatch.setattr(config_module.ProblemSpec, "build", lambda self, swept=None: built.append(swept) or real(self, swept))
+    text = cfg_text(**{'name = "hyperbola"': 'name = "quadratic"'}) + "\n"
+    text = text.replace("inits = 600", "inits = 600\noptions = { a = [1.0, 3.0] }")
+    sweep.run(text, tmp_path / "q", quiet=True)
+    assert sorted(b["a"] for b in built) == [1.0, 3.0]
+
+
+class _Backwards(sweep.Executor):
+    """A third executor, as a contributor would add one: the cells in reverse order, in-process."""
+
+    name = "backwards"
+
+    def __init__(self):
+        self.started = self.closed = False
+
+    def start(self, say):
+        self.started = True
+
+    def results(self, cfg, cells, chunk_size):
+        for cell in reversed(cells):
+            yield sweep.compute_cell(cfg, cell, 1, chunk_size)
+
+    def close(self, quiet=False):
+        self.closed = True
+
+
+def test_a_new_executor_is_one_class(tmp_path, monkeypatch):
+    """An Executor subclass runs a sweep, given as an instance or registered by name, with the
+    same Dataset as the local executor (the driver stores cells in whatever order they come)."""
+    from gdstab.sweep import executors
+
+    ref = _run_uninterrupted(tmp_path)
+    ex = _Backwards()
+    xr.testing.assert_identical(ref, sweep.run(load_config(BASE), tmp_path / "b1", executor=ex, quiet=True))
+    assert ex.started and ex.closed
+    monkeypatch.setitem(executors.EXECUTORS, "backwards", _Backwards)
+    xr.testing.assert_identical(ref, sweep.run(load_config(BASE), tmp_path / "b2", executor="backwards", quiet=True))
+    with pytest.raises(ValueError, match="'executor' parameter of gdstab.sweep.run must be one of"):
+        sweep.run(load_config(BASE), tmp_path / "b3", executor="nowhere", quiet=True)

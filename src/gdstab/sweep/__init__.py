@@ -10,7 +10,7 @@ from .config import ConfigError, ProblemSpec, SweepConfig, load_config
 from ..random import init_keys, init_points, trajectory_key
 from .cells import compute_cell
 from .executors import EXECUTORS, DaskExecutor, Executor, LocalExecutor
-from .run import STATUS_CODES, folder_summary, open_results, run, summary
+from .driver import STATUS_CODES, folder_summary, open_results, run, summary
 from .store import Layout, ResultsFolder, StoreError, StoreMismatchError
 
 __all__ = [

@@ -196,15 +196,16 @@ EXECUTORS = {"local": LocalExecutor, "dask": DaskExecutor}
 
 def make_executor(name: str, *, scheduler: str | None = None, dask_local: int | None = None,
                   threads: int | None = None, caller: str = "gdstab.sweep.run") -> Executor:
-    """The executor ``name`` with its settings validated (the message names the parameter)."""
+    """The executor ``name`` with its settings validated (the message names the parameter).  An
+    executor registered in :data:`EXECUTORS` under another name is built without arguments."""
     name = choice(name, "executor", caller, tuple(EXECUTORS))
     if threads is not None:
         threads = positive_int(threads, "threads", caller)
-    if name == "local":
+    if name != "dask":
         if scheduler or dask_local:
             raise InvalidParameterError(f"The 'scheduler' and 'dask_local' parameters of {caller} go with "
                                         f"executor='dask'.")
-        return LocalExecutor(threads)
+        return LocalExecutor(threads) if name == "local" else EXECUTORS[name]()
     if bool(scheduler) == bool(dask_local):
         raise InvalidParameterError(
             f"The 'executor' parameter of {caller} is 'dask': give exactly one of 'scheduler' "

@@ -1,5 +1,5 @@
-"""Running a sweep: the folder prepared and locked, cells handed to an executor
-(:mod:`gdstab.sweep.executors`) and stored as they come back, progress, the returned Dataset."""
+"""The sweep driver behind :func:`gdstab.sweep.run`: the folder prepared and locked, cells handed to an
+executor (:mod:`gdstab.sweep.executors`) and stored as they come back, progress, the returned Dataset."""
 
 from __future__ import annotations
 
@@ -107,7 +107,7 @@ def run(
     config: SweepConfig | str | Path | Mapping[str, Any],
     out: str | Path,
     *,
-    executor: str = "local",
+    executor: str | Executor = "local",
     scheduler: str | None = None,
     dask_local: int | None = None,
     resume: bool = False,
@@ -126,7 +126,9 @@ def run(
         out: the results folder (created if missing).
 
     Other arguments (keyword-only; none of them changes any result):
-        executor: "local" (in-process, vectorised) or "dask" (:mod:`gdstab.sweep.executors`).
+        executor: "local" (in-process, vectorised), "dask", or an :class:`~gdstab.sweep.executors.Executor`
+            instance (:mod:`gdstab.sweep.executors`; ``scheduler``, ``dask_local`` and ``threads``
+            are then its own business).
         scheduler: with "dask", the address of a running scheduler (``tcp://host:port``).
         dask_local: with "dask", start a LocalCluster of this many worker processes instead.
         resume: require an existing folder to continue (an existing folder with the same config
@@ -151,7 +153,10 @@ def run(
     """
     caller = "gdstab.sweep.run"
     cfg = config if isinstance(config, SweepConfig) else load_config(config)
-    runner = make_executor(executor, scheduler=scheduler, dask_local=dask_local, threads=threads, caller=caller)
+    if isinstance(executor, Executor):
+        runner = executor
+    else:
+        runner = make_executor(executor, scheduler=scheduler, dask_local=dask_local, threads=threads, caller=caller)
     if max_cells is not None:
         max_cells = positive_int(max_cells, "max_cells", caller, minimum=0)
     if chunk_size != "auto":
