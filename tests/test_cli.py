@@ -172,17 +172,21 @@ def test_linear_reports_its_restarts_spread_and_warns_when_they_disagree(tmp_pat
     U, _ = np.linalg.qr(rng.normal(size=(2, 2)))
     V, _ = np.linalg.qr(rng.normal(size=(6, 2)))
     np.savez(tmp_path / "ill.npz", X=U @ np.diag([5.37, 0.177]) @ V.T, Y=rng.normal(size=(2, 6)))
+    from gdstab.cli.theory import _linear_lines
+
     for extra in ([], ["--data", str(tmp_path / "ill.npz")]):
-        assert main(["linear", "--dims", "2,3,2", "--json", *extra]) == 0
+        assert main(["linear", "--dims", "2,3,2", "--restarts", "2", "--json", *extra]) == 0
         data = json.loads(capsys.readouterr().out)
         values = data["restarts"]
         assert data["restart_spread"] == pytest.approx((max(values) - min(values)) / min(values))
         assert data["inf_lambda_max"] == pytest.approx(min(values), rel=1e-12)
-        assert main(["linear", "--dims", "2,3,2", *extra]) == 0
-        text = capsys.readouterr().out
+        text = "\n".join(_linear_lines(data, data["data"]))  # what the command prints for this result
         assert ("warning" in text) == (data["restart_spread"] > 1e-6)
-        if data["restart_spread"] > 1e-6:
-            assert "at most" in text and f"{data['inf_lambda_max']:.12g}" not in text
+        # the same result had its starts disagreed (as before the polish: 2.3 % on this data)
+        low = min(values)
+        data.update(restarts=[low, low * 1.023], restart_spread=0.023, restarts_agree=False)
+        text = "\n".join(_linear_lines(data, data["data"]))
+        assert "warning" in text and "at most" in text and f"{low:.12g}" not in text
 
 
 def test_a_data_file_that_would_unpack_beyond_memory_is_refused_before_reading(tmp_path, capsys):

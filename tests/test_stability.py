@@ -183,8 +183,39 @@ def test_stability_summary_samples_m_when_it_has_no_curve_and_says_when_it_has_n
     s = stability.stability_summary(q, [1.5, 2.5], key=jax.random.key(1))
     assert [r["mws_fraction"]["fraction"] for r in s["per_eta"]] == [1.0, 0.0]
     assert s["critical"]["eta_star"] == pytest.approx(2 / 3) and s["critical"]["eta_E"] == pytest.approx(2.0)
-    free = Problem.from_expression("(x*y - 1)^2")
+    free = Problem.from_expression("(x*y - 1)^2")  # M not described: estimated (see the test below)
     s = stability.stability_summary(free, [0.5], key=jax.random.key(0))
-    assert s["critical"] is None and "no description" in s["critical_note"]
+    assert s["critical"]["estimate"] and s["critical"]["eta_star"] == pytest.approx(0.5, rel=1e-8)
+    big = Problem(name="big", loss=lambda th: jnp.sum(th**2), dim=65, box=((-1.0, 1.0),) * 65)
+    s = stability.stability_summary(big, [0.5], key=jax.random.key(0))
+    assert s["critical"] is None and "no description" in s["critical_note"] and "d = 65" in s["critical_note"]
     with pytest.raises(ValueError, match="'etas' parameter of stability_summary"):
         stability.stability_summary(free, [0.5, -1.0], key=jax.random.key(0))
+
+
+@pytest.mark.parametrize("expr, min_value, eta_star, eta_E", [
+    # 1/2 (1 - xy)^2: on M = {xy = 1} the one non-zero eigenvalue is x^2 + y^2 >= 2 (at +-(1, 1))
+    ("0.5*(1-x*y)^2", 0.0, 1.0, 1.0),
+    ("0.5*(1-x*y)^2", None, 1.0, 1.0),  # L* unknown: the lowest loss found
+    # an isolated minimum: the Hessian is diag(1, 3)
+    ("0.5*x^2+1.5*y^2", 0.0, 2 / 3, 2.0),
+    # two isolated minima x = +-1 of (x^2 - 1)^2 (3 + x): L'' = 8 x^2 (3 + x) = 32 at 1, 16 at -1
+    ("(x^2-1)^2*(3+x)", 0.0, 2 / 16, 2 / 16),
+])
+def test_critical_step_sizes_of_an_expression_are_estimated_from_minima_found(expr, min_value, eta_star, eta_E):
+    """Issue #16 item 10: without a description of M, eta* and eta_E from minima found
+    numerically; closed forms above.  They are lower bounds, reached here."""
+    p = Problem.from_expression(expr, min_value=min_value)
+    r = stability.estimate_critical_step_sizes(p, key=jax.random.key(0))
+    assert r.eta_star == pytest.approx(eta_star, rel=1e-8) and r.eta_E == pytest.approx(eta_E, rel=1e-8)
+    assert r.global_minima >= 10 and "lower bounds" in r.note and r.to_dict()["estimate"]
+
+
+def test_an_estimate_is_a_lower_bound_and_says_when_no_minimum_is_found():
+    p = Problem.from_expression("0.5*(1-x*y)^2", min_value=0.0)
+    r = stability.estimate_critical_step_sizes(p, key=jax.random.key(3), starts=8, refine=False)
+    assert r.eta_star <= 1.0 + 1e-12  # without refinement: the flattest of 8 minima, below the true eta*
+    with pytest.raises(ValueError, match="found no minimum"):
+        stability.estimate_critical_step_sizes(Problem.from_expression("x"), key=jax.random.key(0))
+    with pytest.raises(ValueError, match="none within f_tol"):
+        stability.estimate_critical_step_sizes(Problem.from_expression("x^2", min_value=-1.0), key=jax.random.key(0))

@@ -41,6 +41,8 @@ __all__ = [
     "minimise_sharpness_on_minima",
     "walk_along_minima",
     "stability_summary",
+    "EstimatedCriticalStepSizes",
+    "estimate_critical_step_sizes",
 ]
 
 
@@ -348,7 +350,8 @@ def _minimise_lambda_max(problem, starts, *, iters: int, rtol: float):
     Σ w_i ∇(v_iᵀ K v_i) (exact for the spectral function f_t, multiplicities included) is
     projected onto the tangent space ker DF when the defining equations are known, the step
     is followed by the projection onto M.  K is ``minima.curvature`` (a small matrix with the
-    Hessian's non-zero spectrum) when the problem has one, else the dense Hessian."""
+    Hessian's non-zero spectrum) when the problem has one, else the dense Hessian.  Up to
+    :data:`POLISH_MAX_DIM` parameters, each start's result is then polished (:func:`_polish`)."""
     import jax
     import jax.numpy as jnp
 
@@ -418,15 +421,50 @@ def _minimise_lambda_max(problem, starts, *, iters: int, rtol: float):
                 if t <= rtol * best[0]:
                     break
                 t *= 0.1
+            if problem.dim <= POLISH_MAX_DIM:
+                best, n = _polish(lambda q: float(spectrum(q)[0][-1]),
+                                  lambda x: np.asarray(proj(jnp.asarray(x, dtype=jnp.float64))), best)
+                evals += n
             results.append(best)
     bestall = min(results, key=lambda r: r[0])
     return bestall[0], bestall[1], [r[0] for r in results], evals
 
 
+#: problems up to this dimension get the derivative-free polish of inf_M λ_max
+POLISH_MAX_DIM = 64
+
+
+def _polish(lam_max, project, best: tuple[float, np.ndarray]) -> tuple[tuple[float, np.ndarray], int]:
+    """Nelder–Mead on x ↦ λ_max(project(x)) from the continuation's result, restarted once from
+    its own end.  On ill-conditioned problems (data with cond(XXᵀ) ~ 10³) projected gradient
+    steps zig-zag and stop short of the infimum, at values that differ from start to start;
+    the simplex needs no gradient, so the non-smooth maximum at the infimum does not stall it.
+    Returns the better of the two (the polish never makes the result worse), as (value, point
+    on M), and the evaluations it used."""
+    from scipy.optimize import minimize
+
+    def fun(x):
+        return lam_max(project(x))
+
+    x = np.asarray(best[1], dtype=np.float64)
+    n = 0
+    for _ in range(2):
+        r = minimize(fun, x, method="Nelder-Mead",
+                     options={"maxfev": 400 * x.size, "maxiter": 400 * x.size, "xatol": 1e-12, "fatol": 1e-14,
+                              "adaptive": True})
+        n += int(r.nfev)
+        x = r.x
+        if np.isfinite(r.fun) and r.fun < best[0]:
+            best = (float(r.fun), project(r.x))
+    return best, n
+
+
 def minimise_sharpness_on_minima(problem, starts, *, which: str = "max", iters: int = 200, rtol: float = 1e-12,
                                  rank_tol: float = DEFAULT_RANK_TOL):
-    """Local minimisation over M of λ_max (``which="max"``) or λ_min⁺ (``"min_pos"``) by
-    projected gradient descent from each start: θ ← project(θ − α ∇λ(θ)) with
+    """Local minimisation over M of λ_max (``which="max"``) or λ_min⁺ (``"min_pos"``) from each
+    start.  λ_max: continuation on a smoothed maximum by projected gradient descent, then a
+    Nelder–Mead polish up to 64 parameters (:func:`_minimise_lambda_max`).  λ_min⁺: projected
+    gradient descent: θ ← project(θ − α ∇λ(θ)) with
     ∇λ = ∇_θ (vᵀ H(θ) v) for the eigenvector v of that eigenvalue (exact where it is simple),
     α halved until λ decreases and doubled after a success; stops when a step gains less than
     ``rtol`` relative.  Returns (best value, best point, values per start, evaluations).
@@ -665,8 +703,9 @@ def singular_set_fraction(problem, eta: float, eps, *, key, n: int = 100_000, bo
 
 
 def stability_summary(problem, etas, *, key, point=None, n_samples: int = 2000) -> dict[str, Any]:
-    """What ``gdstab stability`` reports, as plain data: the critical step sizes over M (None
-    with a note when the problem does not describe M), and per step size the threshold 2/η, the
+    """What ``gdstab stability`` reports, as plain data: the critical step sizes over M (from
+    M's description; without one, estimated from minima found numerically by
+    :func:`estimate_critical_step_sizes`, marked ``"estimate": true``), and per step size the threshold 2/η, the
     size of M_WS (the exact arc length when M is a union of curves, else the fraction of
     ``n_samples`` minima drawn by the problem's sampler, with its Wilson interval) and, with
     ``point``, the stability verdicts at that minimum (:func:`minimum_stability`)."""
@@ -678,10 +717,17 @@ def stability_summary(problem, etas, *, key, point=None, n_samples: int = 2000) 
     out: dict[str, Any] = {"problem": problem.name, "normalisation": problem.normalisation}
     if m is not None and (m.sample is not None or m.curve is not None):
         out["critical"] = critical_step_sizes(problem, key=key).to_dict()
+    elif problem.dim <= ESTIMATE_MAX_DIM:  # no description of M: estimated from minima found numerically
+        try:
+            out["critical"] = estimate_critical_step_sizes(problem, key=key).to_dict()
+        except InvalidParameterError as exc:
+            out["critical"] = None
+            out["critical_note"] = f"no description of the set of minima M, and no estimate: {exc}"
     else:
         out["critical"] = None
-        out["critical_note"] = ("no description of the set of minima M: critical step sizes need one (built-in "
-                                "problems have it)")
+        out["critical_note"] = (f"no description of the set of minima M, and d = {problem.dim} > {ESTIMATE_MAX_DIM} is "
+                                f"too large to search for minima with dense Hessians (gdstab critical-lr estimates "
+                                f"the critical step size of a model from its runs)")
     rows = []
     for eta in map(float, etas):
         row: dict[str, Any] = {"eta": eta, "threshold_2_over_eta": 2.0 / eta}
@@ -696,3 +742,181 @@ def stability_summary(problem, etas, *, key, point=None, n_samples: int = 2000) 
         rows.append(row)
     out["per_eta"] = rows
     return out
+
+
+# ------------------------------------------------------------------ minima found numerically
+
+
+@dataclass(frozen=True)
+class EstimatedCriticalStepSizes:
+    """Critical step sizes estimated from minima found numerically (no description of M).
+
+    ``eta_star`` = 2 / ``inf_lambda_max`` over the minima found (refined locally), and ``eta_E``
+    = 2 / ``inf_lambda_min_pos`` likewise.  The true infima over M are at most the values
+    found, so both are **lower bounds** of the true critical step sizes, equal to them when the
+    flattest minimum was reached.  Evidence: ``starts`` descents, ``minima`` of them ended at a
+    minimum (gradient and negative curvature below tolerance), ``global_minima`` at the lowest
+    loss (L* where known, else the lowest found), the range of λ_max over those, and ``note``."""
+
+    eta_star: float
+    eta_E: float
+    inf_lambda_max: float
+    inf_lambda_min_pos: float
+    argmin_lambda_max: np.ndarray
+    argmin_lambda_min_pos: np.ndarray
+    starts: int
+    minima: int
+    global_minima: int
+    lambda_max_range: tuple[float, float]
+    min_value_found: float
+    refined: bool
+    note: str
+    method: str = "estimated from minima found numerically"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["argmin_lambda_max"] = np.asarray(self.argmin_lambda_max).tolist()
+        d["argmin_lambda_min_pos"] = np.asarray(self.argmin_lambda_min_pos).tolist()
+        d["lambda_max_range"] = list(self.lambda_max_range)
+        d["estimate"] = True
+        return d
+
+
+#: the largest dimension for which minima are searched with dense Hessians
+ESTIMATE_MAX_DIM = 64
+#: a descent that ends farther out than this ran off to infinity (no minimum there)
+MAX_NORM_FOUND = 1e6
+
+
+def _descend(problem, iters: int = 200):
+    """A jitted, vmapped saddle-free Newton descent θ ← θ − V diag(1/max(|λ|, μ)) Vᵀ ∇L: it
+    reaches minima (degenerate ones included: flat directions take no step) and leaves saddles
+    and maxima along their negative curvature."""
+    import jax
+    import jax.numpy as jnp
+
+    g = jax.grad(problem.loss)
+    h = jax.hessian(problem.loss)
+
+    def one(th):
+        def step(t, _):
+            ev, V = jnp.linalg.eigh(h(t))
+            scale = jnp.maximum(jnp.max(jnp.abs(ev)), 1e-300)
+            inv = 1.0 / jnp.maximum(jnp.abs(ev), 1e-6 * scale)
+            new = t - V @ (inv * (V.T @ g(t)))
+            ok = jnp.all(jnp.isfinite(new)) & (problem.loss(new) <= problem.loss(t) + 1e-14 * (1 + jnp.abs(problem.loss(t))))
+            return jnp.where(ok, new, t - 1e-3 * g(t) / (1.0 + jnp.linalg.norm(g(t)))), None
+
+        th, _ = jax.lax.scan(step, th, None, length=iters)
+        return th
+
+    return jax.jit(jax.vmap(one))
+
+
+def estimate_critical_step_sizes(problem, *, key, starts: int = 256, box=None, f_tol: float = 1e-8,
+                                 g_tol: float = 1e-7, rank_tol: float = DEFAULT_RANK_TOL,
+                                 refine: bool = True) -> EstimatedCriticalStepSizes:
+    """η* and η_E of a problem whose set of minima M is not described (e.g. a loss expression),
+    from minima found numerically: ``starts`` points uniform in ``box`` (default the problem's)
+    descend to critical points by saddle-free Newton; those with ‖∇L‖ <= g_tol·(1 + |θ|) and no
+    eigenvalue below −rank_tol·max|λ| are minima; those within ``f_tol`` of L* (or, with L*
+    unknown, of the lowest loss found) are the global minima found.  λ_max and λ_min⁺ at each;
+    with ``refine`` (d <= 8), the three flattest are refined by Nelder–Mead on
+    x ↦ λ(descend(x)), a local minimisation over M.  Returns :class:`EstimatedCriticalStepSizes`:
+    lower bounds of the true η*, η_E (the infimum over M is at most the value found)."""
+    import jax
+    import jax.numpy as jnp
+
+    from .problems import parse_box
+
+    caller = "estimate_critical_step_sizes"
+    starts = positive_int(starts, "starts", caller, minimum=2)
+    f_tol = finite_float(f_tol, "f_tol", caller, low=0.0)
+    g_tol = finite_float(g_tol, "g_tol", caller, low=0.0)
+    box = problem.box if box is None else parse_box(box, problem.dim, caller=caller, name="box")
+    with jax.enable_x64(True):
+        if box is not None:
+            lo, hi = np.asarray(box, dtype=np.float64).T
+            x0 = lo + (hi - lo) * np.asarray(jax.random.uniform(key, (starts, problem.dim), dtype=jnp.float64))
+        else:  # a problem without a box has a sampler (Problem's contract)
+            x0 = np.asarray(problem.sampler(key, starts), dtype=np.float64)
+        descend = _descend(problem)
+        pts = np.asarray(descend(jnp.asarray(x0)))
+        loss = np.asarray(jax.vmap(problem.loss)(jnp.asarray(pts)))
+        grads = np.asarray(jax.vmap(jax.grad(problem.loss))(jnp.asarray(pts)))
+    spectra = [_eigenvalues(problem, p) if np.all(np.isfinite(p)) else None for p in pts]
+    is_min = np.array([  # a critical point with no negative curvature, not run off to infinity
+        ev is not None and np.isfinite(loss[i]) and np.linalg.norm(pts[i]) <= MAX_NORM_FOUND
+        and np.linalg.norm(grads[i]) <= g_tol * (1 + np.linalg.norm(pts[i]))
+        and ev[0] >= -rank_tol * max(float(np.abs(ev).max()), np.finfo(float).tiny)
+        for i, ev in enumerate(spectra)])
+    if not is_min.any():
+        raise InvalidParameterError(
+            f"{caller} found no minimum of {problem.name!r} from {starts} starts in the box {box} (every descent "
+            f"ended away from a critical point with non-negative curvature); try another box or more starts.")
+    floor = problem.min_value if problem.min_value is not None else float(loss[is_min].min())
+    glob = is_min & (loss - floor <= f_tol)
+    lam = {i: (float(spectra[i][-1]), smallest_nonzero_eigenvalue(spectra[i], rank_tol=rank_tol).value)
+           for i in np.flatnonzero(glob)}
+    if not lam:
+        raise InvalidParameterError(
+            f"{caller} found minima of {problem.name!r} but none within f_tol = {f_tol:g} of L* = {floor:g}: the "
+            f"global minima were not reached from {starts} starts; try another box, more starts or check min_value.")
+    best_max = min(lam, key=lambda i: lam[i][0])
+    best_min = min(lam, key=lambda i: lam[i][1])
+    vmax, amax = lam[best_max][0], pts[best_max]
+    vmin, amin = lam[best_min][1], pts[best_min]
+    refined = bool(refine and problem.dim <= 8)
+    if refined:
+        vmax, amax = _refine_over_minima(problem, descend, [pts[i] for i in sorted(lam, key=lambda i: lam[i][0])[:3]],
+                                         0, rank_tol, floor, f_tol, (vmax, amax))
+        if np.isfinite(vmin):
+            vmin, amin = _refine_over_minima(problem, descend,
+                                             [pts[i] for i in sorted(lam, key=lambda i: lam[i][1])[:3]],
+                                             1, rank_tol, floor, f_tol, (vmin, amin))
+    scale = max(abs(v[0]) for v in lam.values())
+    notes = ["an estimate: the minima found bound the infimum over M from above, so eta* and eta_E are lower "
+             "bounds (equal when the flattest minimum was reached)"]
+    if vmax <= rank_tol * scale:
+        vmax = 0.0
+        notes.append("inf lambda_max is 0 (a minimum with a vanishing Hessian)")
+    if not np.isfinite(vmin) or vmin <= rank_tol * scale:
+        notes.append("inf lambda_min+ is 0" if np.isfinite(vmin) else "no non-zero eigenvalue at the minima found")
+        vmin = 0.0 if np.isfinite(vmin) else np.inf
+    lmax_all = [v[0] for v in lam.values()]
+    return EstimatedCriticalStepSizes(
+        eta_star=2.0 / vmax if vmax > 0 else math.inf,
+        eta_E=2.0 / vmin if 0 < vmin < math.inf else math.inf,
+        inf_lambda_max=float(vmax), inf_lambda_min_pos=float(vmin),
+        argmin_lambda_max=np.asarray(amax), argmin_lambda_min_pos=np.asarray(amin),
+        starts=starts, minima=int(is_min.sum()), global_minima=len(lam),
+        lambda_max_range=(float(min(lmax_all)), float(max(lmax_all))), min_value_found=float(loss[is_min].min()),
+        refined=refined, note="; ".join(notes),
+    )
+
+
+def _refine_over_minima(problem, descend, points, which: int, rank_tol, floor, f_tol, best):
+    """Nelder–Mead on x ↦ λ(descend(x)) (λ_max for which = 0, λ_min⁺ for 1), where descend maps
+    a point to the minimum it flows to; points that do not reach a global minimum count +inf."""
+    import jax
+    import jax.numpy as jnp
+    from scipy.optimize import minimize
+
+    def value(x):
+        with jax.enable_x64(True):
+            q = np.asarray(descend(jnp.asarray(x, dtype=jnp.float64)[None]))[0]
+            L = float(problem.loss(jnp.asarray(q)))
+        if not np.all(np.isfinite(q)) or not L - floor <= f_tol:
+            return np.inf, q
+        ev = _eigenvalues(problem, q)
+        v = float(ev[-1]) if which == 0 else smallest_nonzero_eigenvalue(ev, rank_tol=rank_tol).value
+        return v, q
+
+    for p in points:
+        with np.errstate(all="ignore"):  # +inf where a trial point flows elsewhere
+            r = minimize(lambda x: value(x)[0], p, method="Nelder-Mead",
+                         options={"maxfev": 200 * problem.dim, "xatol": 1e-10, "fatol": 1e-12, "adaptive": True})
+        v, q = value(r.x)
+        if v < best[0]:
+            best = (v, q)
+    return best

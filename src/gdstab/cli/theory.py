@@ -27,6 +27,14 @@ def cmd_stability(args) -> int:
     c = out["critical"]
     if c is None:
         lines.append(f"critical  {out['critical_note']}")
+    elif c.get("estimate"):
+        lines += [f"critical  ESTIMATE (no description of M): {c['global_minima']} of {c['starts']} descents ended "
+                  f"at a global minimum (lambda_max there from {c['lambda_max_range'][0]:.6g} to "
+                  f"{c['lambda_max_range'][1]:.6g})",
+                  f"          eta* >= 2 / {c['inf_lambda_max']:.10g} = {c['eta_star']:.10g} (flattest at "
+                  f"{np.round(c['argmin_lambda_max'], 8).tolist()})",
+                  f"          eta_E >= 2 / {c['inf_lambda_min_pos']:.10g} = {c['eta_E']:.10g}",
+                  f"          note: {c['note']}"]
     else:
         lines += [f"critical  eta* = 2 / inf_M lambda_max = {c['eta_star']:.10g} (inf {c['inf_lambda_max']:.10g} at "
                   f"{np.round(c['argmin_lambda_max'], 8).tolist()})",
