@@ -362,3 +362,31 @@ def test_default_tolerances_follow_the_dtype():
     assert load_config(text.format("float32")).criteria.tol == 1e-5
     assert load_config(text.format("float64")).criteria.tol == 1e-8
     assert load_config(text.format("float32") + "[criteria]\ntol=1e-6\n").criteria.tol == 1e-6
+
+
+@pytest.mark.parametrize("backend", ["native", "jax"])
+def test_a_slowly_growing_orbit_at_exactly_two_is_not_a_cycle(backend):
+    """Issue #16 item 9: at eta = 2 on x^2/2 + x^4/4, G(x) = -x - 2x^3 and G(G(x)) = x + 4x^3 + O(x^5):
+    the only periodic orbit is the fixed point 0 (G(G(x)) = x forces x = 0), and every other orbit
+    drifts outwards by 4|x|^3 per two steps.  7.1 % of the points of [-0.02, 0.02] used to be called
+    period 2 (their return distance is below tol = 1e-8 for |x| < 1.4e-3).  A cycle must now close:
+    its return distance may not grow between segments unless it is below DRIFT * tol = 1e-11,
+    i.e. unless 4|x|^3 <= 1e-11, |x| <= 1.36e-4 (drift indistinguishable from rounding-level
+    closure within the window; the orbit grows by < 2 % over the 10^5 steps there)."""
+    from gdstab.outcomes import DRIFT
+    from gdstab.random import init_points
+
+    if backend == "native" and not _native.available("quad_quartic"):
+        pytest.skip("compiled kernels not built")
+    p = problems.get("quad_quartic")
+    x0 = init_points(p, 0, np.arange(2000), [(-0.02, 0.02)])
+    r = trajectories(p, x0, 2.0, steps=100_000, backend=backend)
+    periodic = r.status == Status.PERIODIC
+    x_c = (DRIFT * Criteria().tol / 4) ** (1 / 3)
+    assert np.all(np.abs(x0[periodic, 0]) <= 1.05 * x_c)  # the drift threshold, from the closed form
+    assert periodic.mean() <= 1.05 * x_c / 0.02 + 0.01  # the uniform measure of |x0| <= x_c, + sampling
+    # the others drift outwards: diverged, or still undecided after 10^5 steps (never converged)
+    assert not np.any(r.status == Status.CONVERGED) and np.all(np.isin(r.status[~periodic], [Status.DIVERGED, Status.BOUNDED]))
+    # a real 2-cycle (1/2 (1 - xy)^2 at eta = 1.1 from (1.2, 0.9)) is still found
+    h = trajectories(problems.get("hyperbola"), [[1.2, 0.9]], 1.1, steps=20_000, backend=backend)
+    assert h.status[0] == Status.PERIODIC and h.period[0] == 2

@@ -284,3 +284,41 @@ def test_bifurcation_intervals_widen_where_the_transient_is_too_short():
     assert long
     for x in long:
         assert any(s["eta_low"] <= x["eta"] <= s["eta_high"] for s in short), (x, short)
+
+
+def test_what_bounded_trajectories_were_doing():
+    """Issue #16 item 8: `bounded` split into regimes, each case with a closed form.
+    slow: 1/2 (1e-4 x^2 + y^2) at eta = 0.5 contracts x by 1 - 5e-5 per step, the loss decreases
+    monotonically; chaotic: 4/3 x^3 - 3/2 x^2 at eta = 1 is the logistic map 4x(1 - x), Lyapunov
+    exponent ln 2; diverging: 1/2 x^2 at eta = 2.05 grows by 1.05 per step; oscillating: 1/2 x^2
+    at eta = 2 flips x forever at constant loss (period detection off)."""
+    from gdstab import Criteria, Problem, Status
+    from gdstab.orbits import diagnose_bounded
+
+    cases = [
+        (problems.get("quadratic", spectrum=[1e-4, 1.0]), [1.0, 1.0], 0.5, Criteria(), "slow"),
+        (Problem.from_expression("4/3*x^3-1.5*x^2"), [0.3], 1.0, Criteria(), "chaotic"),
+        (problems.get("quadratic"), [0.5], 2.05, Criteria(), "diverging"),
+        (problems.get("quadratic"), [0.5], 2.0, Criteria(max_period=1, check_every=32), "oscillating"),
+    ]
+    for p, x0, eta, crit, want in cases:
+        r = trajectories(p, [x0], eta, steps=100, criteria=crit)
+        assert r.status[0] == Status.BOUNDED, (want, r.status)
+        d = diagnose_bounded(p, r.theta, eta, steps=4000)[0]
+        assert d["regime"] == want, (want, d)
+        if want == "chaotic":
+            assert abs(d["lyapunov"] - math.log(2)) <= 3 * d["lyapunov_stderr"] + 1e-3
+
+
+def test_trajectories_diagnose_reports_the_regimes_of_bounded_runs(capsys):
+    import json
+
+    from gdstab.cli import main
+
+    # 1/2 (1 - xy)^2 at eta = 1.5 from near (1, 1): chaotic (the orbit diagram's aperiodic band)
+    assert main(["trajectories", "--problem", "hyperbola", "--eta", "1.5", "--box", "0.9,1.1", "--inits", "20",
+                 "--steps", "2000", "--diagnose", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)["results"][0]
+    reg = row["bounded_regimes"]
+    assert reg["diagnosed"] == round(row["bounded"]["fraction"] * 20) > 0
+    assert sum(v for k, v in reg.items() if k != "diagnosed") == reg["diagnosed"] and reg["chaotic"] == reg["diagnosed"]

@@ -146,3 +146,37 @@ def test_critical_step_size_bad_brackets():
         critical.critical_step_size(q, eta_low=0.5, eta_high=0.5)
     with pytest.raises(InvalidParameterError, match="'fraction'"):
         critical.critical_step_size(q, eta_low=0.1, eta_high=5.0, fraction=1.0)
+
+
+def test_the_largest_step_size_that_trains_on_a_quadratic_is_two_over_lambda_max():
+    """Issue #16 item 8: 'does not diverge' as a criterion.  On 1/2 (x^2 + 3 y^2) the y-coordinate
+    of GD is multiplied by 1 - 3 eta per step: no run diverges for eta <= 2/3, and beyond it
+    |1 - 3 eta|^T |y0| exceeds max_norm = 1e6 within T = 20000 steps once
+    eta > 2/3 + ln(1e6 / |y0|) / (3 T) (< 2/3 (1 + 1e-3) for |y0| > 1e-3)."""
+    q = problems.get("quadratic", spectrum=[1.0, 3.0])
+    r = critical.trainable_step_size(q, eta_low=0.01, eta_high=10.0, steps=20_000, rtol=1e-4)
+    lo, hi = r.interval
+    assert 2 / 3 * (1 - 2e-4) <= lo < hi <= 2 / 3 * (1 + 1e-3)
+    assert hi / lo - 1 <= 1e-4 and lo <= r.eta <= hi
+    below = [e for e in r.evidence if e["eta"] <= 2 / 3]
+    assert below and all(e["not_diverged"] == e["n"] for e in below)
+    with pytest.raises(InvalidParameterError, match="'eta_high' parameter of trainable_step_size"):
+        critical.trainable_step_size(q, eta_low=0.01, eta_high=0.5, steps=100)
+
+
+def test_critical_lr_on_a_network_answers_with_default_settings(capsys):
+    """`gdstab critical-lr --problem mlp` used to stop at 'eta_low: 0 of 16 converged' with the
+    documented defaults; for problems on data it now bisects on 'does not diverge' (criterion
+    auto -> trains), and says so.  (Sizes reduced here; the defaults are 8 runs of 500 steps.)"""
+    import json
+
+    from gdstab.cli import main
+
+    assert main(["critical-lr", "--problem", "mlp", "--option", "samples=20", "--steps", "100", "--inits", "4",
+                 "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["criterion_used"] == "trains"
+    lo, hi = d["interval"]
+    assert 0.001 < lo < hi < 100 and hi / lo - 1 <= 1e-2
+    at = {e["eta"]: e for e in d["evidence"]}
+    assert at[lo]["not_diverged"] > 2 and at[hi]["not_diverged"] <= 2

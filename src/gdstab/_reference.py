@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .outcomes import PERSISTENCE, Criteria
+from .outcomes import DRIFT, PERSISTENCE, Criteria, rounding2
 
 __all__ = ["python_trajectory", "numpy_engine", "TOY_GRADS_PY", "TOY_GRADS_NP"]
 
@@ -37,8 +37,11 @@ def python_trajectory(
     small_run = 0
     returns: list[int] = []  # return time of each completed segment (0 = none)
     spans: list[float] = []  # largest squared step over each segment's probe steps 1..max_period
+    dists: list[float] = []  # squared distance of each segment's first return (0 = none)
+    floors: list[float] = []  # below which a return distance may grow (drift and rounding floors)
     steps2: list[float] = []
     persist2 = (1.0 - PERSISTENCE) ** 2
+    rnd2 = rounding2(float(np.finfo(np.float64).eps))
     for t in range(steps + 1):
         history.append(theta)
         g = grad(theta)
@@ -55,20 +58,24 @@ def python_trajectory(
             a = t - k
             anchor = history[a]
 
-            def back(j):
-                return sum((u - v) ** 2 for u, v in zip(history[a + j], anchor)) <= c.tol**2
+            def dist(j):
+                return sum((u - v) ** 2 for u, v in zip(history[a + j], anchor))
 
-            if c.max_period >= 1 and back(1):
+            if c.max_period >= 1 and dist(1) <= c.tol**2:
                 r = 0
             else:
-                r = next((j for j in range(2, c.max_period + 1) if back(j)), 0)
+                r = next((j for j in range(2, c.max_period + 1) if dist(j) <= c.tol**2), 0)
             returns.append(r)
             spans.append(max(steps2[a + 1 : t + 1]))
+            dists.append(dist(r) if r > 0 else 0.0)
+            floors.append(max((DRIFT * c.tol) ** 2, rnd2 * (1.0 + n2)))
             last = returns[-c.period_checks :]
-            span = spans[-c.period_checks :]
+            span, dd, fl = spans[-c.period_checks :], dists[-c.period_checks :], floors[-c.period_checks :]
             # the same return time in the last period_checks segments, and the cycle persists:
-            # its largest step does not shrink from one of them to the next
-            persists = all(span[i + 1] >= span[i] * persist2 for i in range(len(span) - 1))
+            # its largest step does not shrink from one of them to the next, and it closes: its
+            # return distance does not grow (unless below the floors)
+            persists = all(span[i + 1] >= span[i] * persist2 and (dd[i + 1] <= dd[i] or dd[i + 1] <= fl[i + 1])
+                           for i in range(len(span) - 1))
             if r > 0 and len(last) == c.period_checks and all(x == r for x in last) and persists:
                 return PERIODIC, t, r, theta
         if t == steps:
@@ -104,15 +111,18 @@ def numpy_engine(
     pcnt = np.zeros(B, np.int64)
     dmx = np.zeros(B)
     dprev = np.zeros(B)
+    pret = np.zeros(B)
+    prprev = np.zeros(B)
     persist2 = (1.0 - PERSISTENCE) ** 2
+    drift2, rnd2 = (DRIFT * c.tol) ** 2, rounding2(float(np.finfo(np.float64).eps))
     tol2, maxn2 = c.tol**2, c.max_norm**2
     for t in range(steps + 1):
         k = t % c.check_every
         if k == 0:
             keep = status[idx] == 0
             if not keep.all():
-                idx, th, et, s1, pseg, pprev, pcnt, dmx, dprev = (
-                    a[keep] for a in (idx, th, et, s1, pseg, pprev, pcnt, dmx, dprev))
+                idx, th, et, s1, pseg, pprev, pcnt, dmx, dprev, pret, prprev = (
+                    a[keep] for a in (idx, th, et, s1, pseg, pprev, pcnt, dmx, dprev, pret, prprev))
             if idx.size == 0:
                 break
             anc = th.copy()
@@ -127,19 +137,25 @@ def numpy_engine(
         ns = np.where(~ok, DIVERGED, np.where(s1 >= c.window, SETTLED, 0))
         if 1 <= k <= c.max_period:
             diff = th - anc
-            ret = np.sum(diff * diff, axis=1) <= tol2
+            dd = np.sum(diff * diff, axis=1)
+            ret = dd <= tol2
             if k == 1:
                 pseg = np.where(ret, -1, 0)
                 dmx = d2.copy()
+                pret = np.zeros_like(dd)
             else:
-                pseg = np.where(ret & (pseg == 0), k, pseg)
+                first = ret & (pseg == 0)
+                pseg = np.where(first, k, pseg)
                 dmx = np.maximum(dmx, d2)
+                pret = np.where(first, dd, pret)
             if k == c.max_period:
                 found = pseg > 0
-                same = found & (pseg == pprev) & (dmx >= dprev * persist2)
+                closes = (pret <= prprev) | (pret <= np.maximum(drift2, rnd2 * (1 + n2)))
+                same = found & (pseg == pprev) & (dmx >= dprev * persist2) & closes
                 pcnt = np.where(same, pcnt + 1, np.where(found, 1, 0))
                 pprev = pseg.copy()
                 dprev = dmx.copy()
+                prprev = pret.copy()
                 isper = found & (pcnt >= c.period_checks)
                 ns = np.where((ns == 0) & isper, PERIODIC, ns)
                 period[idx[act & isper & (ns == PERIODIC)]] = pseg[act & isper & (ns == PERIODIC)]

@@ -44,7 +44,7 @@ from .random import init_points
 from .sharpness import sharpness_at
 from .stats import wilson_interval
 
-__all__ = ["CriticalStepSize", "critical_step_size"]
+__all__ = ["CriticalStepSize", "critical_step_size", "TrainableStepSize", "trainable_step_size"]
 
 
 @dataclass(frozen=True)
@@ -241,3 +241,117 @@ def _estimate(runs: _Runs, lo: float, hi: float, eta_high: float, steps: int, se
         settings=settings,
         warnings=tuple(warnings),
     )
+
+
+# ------------------------------------------------------------------ the largest η that trains
+
+
+@dataclass(frozen=True)
+class TrainableStepSize:
+    """Result of :func:`trainable_step_size`: the largest step size at which training does not
+    diverge, the threshold deep-learning users usually mean by "the critical learning rate".
+
+    Attributes: ``eta`` (the geometric midpoint of ``interval``), ``interval`` (η_lo, η_hi):
+    more than ``fraction`` of the runs stayed finite and bounded for ``steps`` steps at η_lo,
+    not at η_hi, within ``rtol``; ``evidence``: per evaluated η the runs that did not diverge
+    (with a Wilson 95 % interval), those that converged and those still undecided; ``settings``;
+    ``warnings`` ("budget": runs still undecided at η_lo after ``steps`` steps may diverge
+    later, so the answer is "does not diverge within ``steps`` steps"; "converged": no run
+    converged at η_lo, these runs only stay bounded: edge-of-stability oscillation or slow
+    convergence)."""
+
+    eta: float
+    interval: tuple[float, float]
+    evidence: list[dict[str, Any]] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+    criterion: str = "trains: more than `fraction` of the runs do not diverge within `steps` steps"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"eta": self.eta, "interval": list(self.interval), "criterion": self.criterion,
+                "evidence": self.evidence, "settings": self.settings, "warnings": list(self.warnings)}
+
+
+def trainable_step_size(
+    problem: Problem,
+    *,
+    eta_low: float,
+    eta_high: float,
+    inits: int = 16,
+    steps: int = 1000,
+    seed: int = 0,
+    box=None,
+    fraction: float = 0.5,
+    rtol: float = 1e-2,
+    criteria=None,
+    backend: str = "auto",
+    progress=None,
+) -> TrainableStepSize:
+    """The largest η at which training does not diverge: bisection (geometric) of the predicate
+    T(η) = "more than ``fraction`` of ``inits`` random initialisations (the same at every η) do
+    not diverge within ``steps`` steps" (diverged: non-finite, or ‖θ‖ above ``criteria.max_norm``)
+    between ``eta_low`` (T holds) and ``eta_high`` (T fails), until η_hi / η_lo − 1 <= ``rtol``.
+
+    Unlike :func:`critical_step_size` nothing has to converge: a network that keeps
+    oscillating at the edge of stability, or converges slowly, counts as training.  For a
+    quadratic the answer is 2/λ_max (beyond it every run with a component along the top
+    eigenvector diverges)."""
+    caller = "trainable_step_size"
+    lo = finite_float(eta_low, "eta_low", caller, low=0.0)
+    hi = finite_float(eta_high, "eta_high", caller, low=0.0)
+    if hi <= lo:
+        raise fail("eta_high", caller, f"a float > eta_low = {lo:g}", eta_high)
+    inits = positive_int(inits, "inits", caller)
+    steps = positive_int(steps, "steps", caller)
+    seed = positive_int(seed, "seed", caller, minimum=0)
+    fraction = finite_float(fraction, "fraction", caller, low=0.0, low_inclusive=True)
+    if fraction >= 1:
+        raise fail("fraction", caller, "a float in [0, 1)", fraction)
+    rtol = finite_float(rtol, "rtol", caller, low=0.0)
+    if box is not None:
+        box = parse_box(box, problem.dim, caller=caller, name="box")
+    points = init_points(problem, seed, np.arange(inits), box)
+    kw = {"backend": backend, **({} if criteria is None else {"criteria": criteria})}
+    evidence: dict[float, dict[str, Any]] = {}
+
+    def trains(eta: float) -> bool:
+        st = np.asarray(trajectories(problem, points, eta, steps=steps, **kw).status)
+        kept = int((st != int(Status.DIVERGED)).sum())
+        f, a, b = wilson_interval(kept, inits)
+        evidence[eta] = {"eta": eta, "n": inits, "not_diverged": kept, "fraction": f, "low": a, "high": b,
+                         "converged": int((st == int(Status.CONVERGED)).sum()),
+                         "undecided": int((st == int(Status.BOUNDED)).sum())}
+        if progress is not None:
+            progress(eta, kept, inits)
+        return kept > fraction * inits
+
+    if not trains(lo):
+        raise InvalidParameterError(
+            f"The 'eta_low' parameter of {caller} must be a step size at which more than {fraction:g} of the "
+            f"runs do not diverge. Got {lo:g}, where {evidence[lo]['not_diverged']} of {inits} did not diverge "
+            f"instead; lower it.")
+    if trains(hi):
+        raise InvalidParameterError(
+            f"The 'eta_high' parameter of {caller} must be a step size at which at most {fraction:g} of the "
+            f"runs do not diverge. Got {hi:g}, where {evidence[hi]['not_diverged']} of {inits} did not diverge "
+            f"instead; raise it (or raise 'steps': divergence can take longer).")
+    while hi / lo - 1.0 > rtol:
+        mid = math.sqrt(lo * hi)
+        if trains(mid):
+            lo = mid
+        else:
+            hi = mid
+    warnings = []
+    if evidence[lo]["undecided"]:
+        warnings.append(f"budget: at eta = {lo:.6g}, {evidence[lo]['undecided']} of {inits} runs were still undecided "
+                        f"(bounded, neither converged nor periodic) after {steps} steps and may diverge later: the "
+                        f"answer is 'does not diverge within {steps} steps'")
+    if evidence[lo]["converged"] == 0:
+        warnings.append(f"converged: no run converged at eta = {lo:.6g} within {steps} steps; the runs that train "
+                        f"there stay bounded without settling (edge-of-stability oscillation or slow convergence)")
+    return TrainableStepSize(
+        eta=math.sqrt(lo * hi), interval=(lo, hi), evidence=[evidence[e] for e in sorted(evidence)],
+        settings={"inits": inits, "steps": steps, "seed": seed, "fraction": fraction, "rtol": rtol,
+                  "box": [list(b) for b in (box or problem.box or [])], "problem": problem.name,
+                  "normalisation": problem.normalisation},
+        warnings=tuple(warnings))

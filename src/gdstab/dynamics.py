@@ -23,8 +23,12 @@ every step t = 0, 1, …, T to the current iterate θ_t with g = ∇L(θ_t)):
   condition a slowly contracting oscillation (θ_t − θ* ∝ (1 − ηλ)^t with |1 − ηλ| close to 1,
   e.g. near η = 2/λ) returns within tol after two steps long before it settles and would be
   called a 2-cycle.  (Oscillations contracting by less than 0.1 % per ``check_every`` steps
-  remain indistinguishable from cycles.)  It is decided at step anchor + ``max_period`` of the
-  last of the agreeing segments;
+  remain indistinguishable from cycles.)  The cycle must also close: the squared distance of the
+  segment's first return to its anchor may not grow from one segment to the next unless it is
+  below max((``DRIFT``·tol)², 2(64 eps)²(1 + ‖θ‖²)) (``DRIFT`` = 10⁻³, :mod:`gdstab.outcomes`);
+  an orbit drifting slowly outwards (near a neutrally stable point, e.g. x²/2 + x⁴/4 at η = 2)
+  returns within tol too, but its return distance grows.  It is decided at step anchor +
+  ``max_period`` of the last of the agreeing segments;
 * **bounded** at t = T if none of the above happened (e.g. a chaotic orbit, or convergence
   slower than T steps).
 
@@ -50,6 +54,7 @@ import numpy as np
 from . import interrupts
 from .outcomes import Criteria, Status, fraction_rows
 from .outcomes import PERSIST2 as _PERSIST2
+from .outcomes import rounding2
 from ._validation import InvalidParameterError, check_batch, choice, fail, positive_int
 from .problems.base import Problem
 from .stats import wilson_interval
@@ -188,9 +193,11 @@ class _State(NamedTuple):
     pdec: Any
     pdmx: Any  # largest squared displacement over the probe steps of the current segment
     pdprev: Any  # the same of the previous segment
+    pret: Any  # squared distance of the current segment's first return to its anchor
+    prprev: Any  # the same of the previous segment
 
 
-def _step_one(value_grad_fn, eta, s: _State, t, k, T, tol2, W, maxn2, P, checks):
+def _step_one(value_grad_fn, eta, s: _State, t, k, T, tol2, W, maxn2, P, checks, drift2, rnd2):
     """One step of the engine for one trajectory: classify θ_t, then move if still running.
     Returns the new state and (L(θ_t), ‖∇L(θ_t)‖) for optional recording.
 
@@ -210,18 +217,25 @@ def _step_one(value_grad_fn, eta, s: _State, t, k, T, tol2, W, maxn2, P, checks)
     act = s.st == 0
     probe = (k >= 1) & (k <= P)
     diff = theta - anc
-    ret = jnp.sum(diff * diff) <= tol2
-    pseg_probe = jnp.where(k == 1, jnp.where(ret, -1, 0), jnp.where(ret & (s.pseg == 0), k, s.pseg))
+    dd = jnp.sum(diff * diff)
+    ret = dd <= tol2
+    first = ret & (s.pseg == 0)
+    pseg_probe = jnp.where(k == 1, jnp.where(ret, -1, 0), jnp.where(first, k, s.pseg))
     pseg = jnp.where(probe, pseg_probe, s.pseg).astype(s.pseg.dtype)
+    pret = jnp.where(probe, jnp.where(k == 1, 0.0, jnp.where(first, dd, s.pret)), s.pret).astype(s.pret.dtype)
     pdmx = jnp.where(probe, jnp.where(k == 1, d2, jnp.maximum(s.pdmx, d2)), s.pdmx).astype(s.pdmx.dtype)
     seg_end = k == P
     found = pseg > 0
     # a cycle persists: its largest step does not shrink between segments (a slowly contracting
     # oscillation returns within tol after p steps long before it settles, but shrinks)
-    same = found & (pseg == s.pprev) & (pdmx >= s.pdprev * _PERSIST2)
+    # ... and closes: its return distance does not grow (an orbit drifting slowly outwards
+    # returns within tol too), unless it is below the drift and rounding floors
+    closes = (pret <= s.prprev) | (pret <= jnp.maximum(drift2, rnd2 * (1 + n2)))
+    same = found & (pseg == s.pprev) & (pdmx >= s.pdprev * _PERSIST2) & closes
     pcnt = jnp.where(seg_end, jnp.where(same, s.pcnt + 1, jnp.where(found, 1, 0)), s.pcnt).astype(s.pcnt.dtype)
     pprev = jnp.where(seg_end, pseg, s.pprev)
     pdprev = jnp.where(seg_end, pdmx, s.pdprev)
+    prprev = jnp.where(seg_end, pret, s.prprev)
     isper = seg_end & found & (pcnt >= checks)
     pdec = jnp.where(act & isper, pseg, s.pdec)
     ns = jnp.where(
@@ -232,7 +246,7 @@ def _step_one(value_grad_fn, eta, s: _State, t, k, T, tol2, W, maxn2, P, checks)
     st = jnp.where(act, ns, s.st).astype(s.st.dtype)
     cnt = s.cnt + act.astype(s.cnt.dtype)
     new_theta = jnp.where(st == 0, theta - eta * g, theta)
-    new = _State(new_theta, st, cnt, s1.astype(s.s1.dtype), anc, pseg, pprev, pcnt, pdec, pdmx, pdprev)
+    new = _State(new_theta, st, cnt, s1.astype(s.s1.dtype), anc, pseg, pprev, pcnt, pdec, pdmx, pdprev, pret, prprev)
     return new, value, jnp.sqrt(gg)
 
 
@@ -278,13 +292,14 @@ def _jax_runner(problem: Problem, chunk: int, n_records: int, dtype_name: str, b
 
     def unpack(opts):
         return ((opts[0] * opts[0]).astype(dtype), opts[1].astype(jnp.int32), (opts[2] * opts[2]).astype(dtype),
-                opts[3].astype(jnp.int32), opts[4].astype(jnp.int32), opts[5].astype(jnp.int32))
+                opts[3].astype(jnp.int32), opts[4].astype(jnp.int32), opts[5].astype(jnp.int32),
+                opts[7].astype(dtype), jnp.asarray(rounding2(float(jnp.finfo(dtype).eps)), dtype))
 
     def start(theta0):
         B = theta0.shape[0]
         zi = jnp.zeros((B,), jnp.int32)
         zf = jnp.zeros((B,), dtype)
-        state = _State(theta0, zi, zi, zi, theta0, zi, zi, zi, zi, zf, zf)
+        state = _State(theta0, zi, zi, zi, theta0, zi, zi, zi, zi, zf, zf, zf, zf)
         bufs = (jnp.full((n_records, B), jnp.nan, dtype),) * 3 if n_records else ()
         return state, bufs
 
@@ -294,11 +309,11 @@ def _jax_runner(problem: Problem, chunk: int, n_records: int, dtype_name: str, b
         is honoured between calls); the sequence of segments, and so every result, is the
         same as one call with t_stop = T + 1."""
         _TRACES[id(problem)] += 1  # runs at trace time only
-        tol2, W, maxn2, P, K, checks = unpack(opts)
-        step = jax.vmap(traj_step, in_axes=(0, 0, 0) + (None,) * 8)
+        tol2, W, maxn2, P, K, checks, drift2, rnd2 = unpack(opts)
+        step = jax.vmap(traj_step, in_axes=(0, 0, 0) + (None,) * 10)
 
         def step_all(t, state, bufs):
-            new_state, loss_b, gn = step(eta, keys, state, t, t % K, T, tol2, W, maxn2, P, checks)
+            new_state, loss_b, gn = step(eta, keys, state, t, t % K, T, tol2, W, maxn2, P, checks, drift2, rnd2)
             if n_records:  # metrics of θ_t (before the move)
                 row = jnp.minimum(t // record_every, n_records - 1)
                 do = (t % record_every == 0) & (t <= T)

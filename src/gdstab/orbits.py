@@ -39,6 +39,8 @@ __all__ = [
     "bifurcation_points",
     "LyapunovResult",
     "lyapunov",
+    "BOUNDED_REGIMES",
+    "diagnose_bounded",
 ]
 
 PERIOD_APERIODIC = 0
@@ -490,3 +492,73 @@ def _lyapunov_block_means(problem, th0, et, k, per_block, blocks, transient, max
 
 
 # ------------------------------------------------------------------------------ basin maps
+
+
+# ------------------------------------------------------------------ what "bounded" was doing
+
+#: the regimes of a trajectory still undecided (``bounded``) at its last step
+BOUNDED_REGIMES = ("slow", "edge_of_stability", "chaotic", "oscillating", "diverging")
+
+#: sharpness within this relative distance of 2/η counts as "at the edge of stability"
+EOS_BAND = 0.1
+
+
+def diagnose_bounded(problem: Problem, theta, eta, *, steps: int = 1000, blocks: int = 10,
+                     max_norm: float = 1e6, key=None) -> list[dict[str, Any]]:
+    """What undecided (``bounded``) trajectories were doing: GD continues ``steps`` steps from
+    each final point ``theta`` (B, d) at its step size ``eta`` and each is labelled, in this
+    order of precedence:
+
+    * ``diverging``: the continuation leaves the finite region (or ‖θ‖ > ``max_norm``);
+    * ``chaotic``: the largest Lyapunov exponent over the continuation is positive beyond two
+      batch-means standard errors (:func:`lyapunov`, ``blocks`` blocks);
+    * ``slow``: over the second half of the continuation the loss never increases (up to
+      rounding) and ends lower: still descending, convergence slower than the step budget;
+    * ``edge_of_stability``: over the second half the loss is not monotone but lower at the end
+      than at the start on average (first vs last tenth of the half), and the sharpness λ_max
+      at the end is within ``EOS_BAND`` = 10 % of 2/η (Cohen et al. 2021's regime);
+    * ``oscillating``: anything else (a long transient towards a cycle, a quasi-periodic orbit,
+      an oscillation away from 2/η).
+
+    Returns one dict per trajectory: ``regime``, ``lyapunov`` and its ``lyapunov_stderr``,
+    ``sharpness`` (at the end), ``two_over_eta``, ``loss_start`` and ``loss_end`` (means of the
+    first and last tenth of the second half), ``increases`` (steps of the second half at which
+    the loss rose).  Float64."""
+    import jax
+    import jax.numpy as jnp
+
+    from .dynamics import iterate
+    from .sharpness import sharpness_at
+
+    caller = "diagnose_bounded"
+    th, et = check_batch(problem, theta, eta, caller)
+    steps = positive_int(steps, "steps", caller, minimum=20)
+    blocks = positive_int(blocks, "blocks", caller, minimum=2)
+    steps -= steps % blocks
+    path = iterate(problem, th, et, steps=steps)  # (T + 1, B, d)
+    with jax.enable_x64(True):
+        loss = np.asarray(jax.vmap(jax.vmap(problem.loss))(jnp.asarray(path)))  # (T + 1, B)
+    lyap = lyapunov(problem, th, et, steps=steps, transient=0, blocks=blocks, max_norm=max_norm)
+    out = []
+    tenth = max(1, steps // 20)
+    for b in range(th.shape[0]):
+        finite = np.all(np.isfinite(path[:, b])) and np.all(np.linalg.norm(path[:, b], axis=1) <= max_norm)
+        row: dict[str, Any] = {"eta": float(et[b]), "two_over_eta": 2.0 / float(et[b])}
+        if not finite or lyap.diverged[b]:
+            out.append({**row, "regime": "diverging"})
+            continue
+        L = loss[steps // 2:, b]  # the second half: after the continuation's own transient
+        rises = np.diff(L) > 1e-12 * (1.0 + np.abs(L[:-1]))
+        s = float(sharpness_at(problem, path[-1, b], key=key if key is not None else jax.random.key(0))[0])
+        row.update(lyapunov=float(lyap.exponents[b, 0]), lyapunov_stderr=float(lyap.stderr[b, 0]), sharpness=s,
+                   loss_start=float(L[:tenth].mean()), loss_end=float(L[-tenth:].mean()), increases=int(rises.sum()))
+        if row["lyapunov"] - 2 * row["lyapunov_stderr"] > 0:
+            row["regime"] = "chaotic"
+        elif not rises.any() and row["loss_end"] < row["loss_start"]:
+            row["regime"] = "slow"
+        elif row["loss_end"] < row["loss_start"] and abs(s * et[b] / 2 - 1) <= EOS_BAND:
+            row["regime"] = "edge_of_stability"
+        else:
+            row["regime"] = "oscillating"
+        out.append(row)
+    return out

@@ -27,6 +27,19 @@ __all__ = ["Criteria", "PERSISTENCE", "MAX_CHECK_EVERY", "Status", "NOT_COMPUTED
 PERSISTENCE = 1e-3
 PERSIST2 = (1.0 - PERSISTENCE) ** 2
 
+#: a cycle must close: the distance at which an orbit returns after its period may not grow
+#: from one segment to the next unless it is below DRIFT·tol (or the rounding floor
+#: ROUNDING·eps·(1 + ‖θ‖)), so that an orbit drifting slowly outwards (near a neutrally stable
+#: point, e.g. x²/2 + x⁴/4 at η = 2 exactly) is not called a cycle; see :mod:`gdstab.dynamics`
+DRIFT = 1e-3
+ROUNDING = 64.0
+
+
+def rounding2(eps: float) -> float:
+    """The squared rounding floor factor 2·(ROUNDING·eps)² of return distances (times 1 + ‖θ‖²)."""
+    return 2.0 * (ROUNDING * eps) ** 2
+
+
 #: the largest segment of the period detector (check_every): the engines run whole segments
 MAX_CHECK_EVERY = 100_000
 
@@ -90,7 +103,7 @@ class Criteria:
         """The options vector shared by both backends."""
         return np.array(
             [self.tol, self.window, self.max_norm, self.max_period, self.check_every, self.period_checks,
-             PERSIST2],
+             PERSIST2, (DRIFT * self.tol) ** 2, rounding2(float(np.finfo(np.float64).eps))],
             dtype=np.float64,
         )
 

@@ -330,14 +330,16 @@ def sharpness_trace(ds, axes=None):
 
 
 def critical_evidence(result, ax=None):
-    """The evidence of :func:`gdstab.critical.critical_step_size`: converging fraction (Wilson
-    95% intervals) against η, the interval of the estimate shaded."""
+    """The evidence of :func:`gdstab.critical.critical_step_size` (converging fraction) or of
+    :func:`gdstab.critical.trainable_step_size` (fraction that did not diverge), with Wilson 95%
+    intervals, against η; the interval of the estimate shaded."""
     fig, ax = _axes(ax, (6.5, 4))
     ev = result.evidence
     eta = np.array([e["eta"] for e in ev])
     f = np.array([e["fraction"] for e in ev])
     yerr = np.vstack([f - np.array([e["low"] for e in ev]), np.array([e["high"] for e in ev]) - f])
-    ax.errorbar(eta, f, yerr=yerr, fmt="o", ms=3, capsize=2, label="converged fraction")
+    what = "fraction that did not diverge" if hasattr(result, "criterion") else "converged fraction"
+    ax.errorbar(eta, f, yerr=yerr, fmt="o", ms=3, capsize=2, label=what)
     lo, hi = result.interval
     ax.axvspan(lo, hi, color="C3", alpha=0.2, label=f"critical step size in [{lo:.4g}, {hi:.4g}]")
     ax.axvline(result.eta, color="C3", lw=1)

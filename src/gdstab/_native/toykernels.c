@@ -97,14 +97,14 @@ static inline int64_t decode_status(long long f)
  * separate variants, so the common step does only the work every step needs.
  */
 typedef struct {
-    vd tol2, W, maxn2, Tf, checks, persist2;
+    vd tol2, W, maxn2, Tf, checks, persist2, drift2, rnd2;
 } consts_t;
 
 #define DEFINE_STEP(NAME, D)                                                                   \
 static inline __attribute__((always_inline)) void NAME##_step(                                \
     vd TH[MAXD][NV], const vd E[NV], vl ST[NV], vd CNT[NV], vd S1[NV], const vd START[NV],    \
     const vd ANC[MAXD][NV], vd PSEG[NV], vd PPREV[NV], vd PCNT[NV], vd PDEC[NV],               \
-    vd PDMX[NV], vd PDPREV[NV],                                                                \
+    vd PDMX[NV], vd PDPREV[NV], vd PRET[NV], vd PRPREV[NV],                                    \
     const double *prm, const consts_t *C, const double tfs, const double kfs,                  \
     const int probe, const int k1, const int seg_end, const int lastc)                         \
 {                                                                                              \
@@ -128,17 +128,24 @@ static inline __attribute__((always_inline)) void NAME##_step(                  
             vd dd = (x[0] - ANC[0][v]) * (x[0] - ANC[0][v]);                                   \
             for (int c = 1; c < D; c++) dd = dd + (x[c] - ANC[c][v]) * (x[c] - ANC[c][v]);     \
             vl ret = dd <= C->tol2;                                                            \
-            if (k1) { PSEG[v] = sel(ret, bc(-1.0), zero); PDMX[v] = d2; }                      \
+            if (k1) { PSEG[v] = sel(ret, bc(-1.0), zero); PDMX[v] = d2; PRET[v] = zero; }      \
             else {                                                                             \
-                PSEG[v] = sel(ret & (PSEG[v] == zero), bc(kfs), PSEG[v]);                      \
+                vl first = ret & (PSEG[v] == zero);                                            \
+                PSEG[v] = sel(first, bc(kfs), PSEG[v]);                                        \
                 PDMX[v] = sel(d2 > PDMX[v], d2, PDMX[v]);                                      \
+                PRET[v] = sel(first, dd, PRET[v]);                                             \
             }                                                                                  \
             if (seg_end) {                                                                     \
                 vl found = PSEG[v] > zero;                                                     \
-                vl same = found & (PSEG[v] == PPREV[v]) & (PDMX[v] >= PDPREV[v] * C->persist2); \
+                vd fl = C->rnd2 * (one + n2);                                                  \
+                fl = sel(fl > C->drift2, fl, C->drift2);                                       \
+                vl closes = (PRET[v] <= PRPREV[v]) | (PRET[v] <= fl);                          \
+                vl same = found & (PSEG[v] == PPREV[v]) & (PDMX[v] >= PDPREV[v] * C->persist2) \
+                          & closes;                                                            \
                 PCNT[v] = sel(same, PCNT[v] + one, (vd)((vl)one & found));                     \
                 PPREV[v] = PSEG[v];                                                            \
                 PDPREV[v] = PDMX[v];                                                           \
+                PRPREV[v] = PRET[v];                                                           \
                 vl isper = found & (PCNT[v] >= C->checks);                                     \
                 ns |= F_PER & isper;                                                           \
                 PDEC[v] = sel(act & isper, PSEG[v], PDEC[v]);                                  \
@@ -166,16 +173,17 @@ KERNEL_ATTR void gdstab_run_##NAME(int64_t n, const double *theta0, const double
     consts_t C;                                                                                \
     C.tol2 = bc(opts[0] * opts[0]); C.W = bc(opts[1]); C.maxn2 = bc(opts[2] * opts[2]);        \
     C.Tf = bc((double)T); C.checks = bc(opts[5]); C.persist2 = bc(opts[6]);                    \
+    C.drift2 = bc(opts[7]); C.rnd2 = bc(opts[8]);                                              \
     /* lane state between segments (addressable: refilled lane by lane) */                     \
     vl st[NV];                                                                                 \
     vd th[MAXD][NV], e[NV], cnt[NV], start[NV], s1[NV];                                        \
-    vd pseg[NV], pprev[NV], pcnt[NV], pdec[NV], pdmx[NV], pdprev[NV];                          \
+    vd pseg[NV], pprev[NV], pcnt[NV], pdec[NV], pdmx[NV], pdprev[NV], pret[NV], prprev[NV];    \
     int64_t idx[LANES];                                                                        \
     int64_t next = 0;                                                                          \
     for (int v = 0; v < NV; v++) {                                                             \
         st[v] = F_EMPTY; cnt[v] = bc(0.0); start[v] = bc(0.0); s1[v] = bc(0.0); e[v] = bc(0.0); \
         pseg[v] = bc(0.0); pprev[v] = bc(0.0); pcnt[v] = bc(0.0); pdec[v] = bc(0.0);           \
-        pdmx[v] = bc(0.0); pdprev[v] = bc(0.0);                                                \
+        pdmx[v] = bc(0.0); pdprev[v] = bc(0.0); pret[v] = bc(0.0); prprev[v] = bc(0.0);        \
         for (int c = 0; c < D; c++) th[c][v] = bc(0.0);                                        \
     }                                                                                          \
     for (int i = 0; i < LANES; i++) idx[i] = -1;                                               \
@@ -209,7 +217,7 @@ KERNEL_ATTR void gdstab_run_##NAME(int64_t n, const double *theta0, const double
                     e[v][j] = eta[next];                                                       \
                     st[v][j] = 0; cnt[v][j] = 0.0; start[v][j] = (double)t0; s1[v][j] = 0.0;   \
                     pseg[v][j] = 0.0; pprev[v][j] = 0.0; pcnt[v][j] = 0.0; pdec[v][j] = 0.0;   \
-                    pdmx[v][j] = 0.0; pdprev[v][j] = 0.0;                                      \
+                    pdmx[v][j] = 0.0; pdprev[v][j] = 0.0; pret[v][j] = 0.0; prprev[v][j] = 0.0;  \
                     next++;                                                                    \
                 }                                                                              \
                 busy |= (*id >= 0);                                                            \
@@ -217,11 +225,11 @@ KERNEL_ATTR void gdstab_run_##NAME(int64_t n, const double *theta0, const double
         if (!busy) break;                                                                      \
         /* the segment runs on copies that the compiler can keep in registers */               \
         vl ST_[NV]; vd TH_[MAXD][NV], E_[NV], CNT_[NV], S1_[NV], START_[NV], ANC_[MAXD][NV];    \
-        vd PSEG_[NV], PPREV_[NV], PCNT_[NV], PDEC_[NV], PDMX_[NV], PDPREV_[NV];                \
+        vd PSEG_[NV], PPREV_[NV], PCNT_[NV], PDEC_[NV], PDMX_[NV], PDPREV_[NV], PRET_[NV], PRPREV_[NV]; \
         for (int v = 0; v < NV; v++) {                                                         \
             ST_[v] = st[v]; E_[v] = e[v]; CNT_[v] = cnt[v]; S1_[v] = s1[v]; START_[v] = start[v]; \
             PSEG_[v] = pseg[v]; PPREV_[v] = pprev[v]; PCNT_[v] = pcnt[v]; PDEC_[v] = pdec[v];  \
-            PDMX_[v] = pdmx[v]; PDPREV_[v] = pdprev[v];                                        \
+            PDMX_[v] = pdmx[v]; PDPREV_[v] = pdprev[v]; PRET_[v] = pret[v]; PRPREV_[v] = prprev[v]; \
             for (int c = 0; c < D; c++) { TH_[c][v] = th[c][v]; ANC_[c][v] = th[c][v]; }       \
         }                                                                                      \
         for (int64_t k = 0; k < K; k++) {                                                      \
@@ -229,26 +237,26 @@ KERNEL_ATTR void gdstab_run_##NAME(int64_t n, const double *theta0, const double
             const int lastc = (k == kT);                                                       \
             if (k >= 1 && k <= P) {                                                            \
                 if (k == P) {                                                                  \
-                    if (k == 1) NAME##_step(TH_, E_, ST_, CNT_, S1_, START_, ANC_, PSEG_, PPREV_, PCNT_, PDEC_, PDMX_, PDPREV_, prm, &C, tf, kf, 1, 1, 1, lastc); \
-                    else if (lastc) NAME##_step(TH_, E_, ST_, CNT_, S1_, START_, ANC_, PSEG_, PPREV_, PCNT_, PDEC_, PDMX_, PDPREV_, prm, &C, tf, kf, 1, 0, 1, 1); \
-                    else NAME##_step(TH_, E_, ST_, CNT_, S1_, START_, ANC_, PSEG_, PPREV_, PCNT_, PDEC_, PDMX_, PDPREV_, prm, &C, tf, kf, 1, 0, 1, 0); \
+                    if (k == 1) NAME##_step(TH_, E_, ST_, CNT_, S1_, START_, ANC_, PSEG_, PPREV_, PCNT_, PDEC_, PDMX_, PDPREV_, PRET_, PRPREV_, prm, &C, tf, kf, 1, 1, 1, lastc); \
+                    else if (lastc) NAME##_step(TH_, E_, ST_, CNT_, S1_, START_, ANC_, PSEG_, PPREV_, PCNT_, PDEC_, PDMX_, PDPREV_, PRET_, PRPREV_, prm, &C, tf, kf, 1, 0, 1, 1); \
+                    else NAME##_step(TH_, E_, ST_, CNT_, S1_, START_, ANC_, PSEG_, PPREV_, PCNT_, PDEC_, PDMX_, PDPREV_, PRET_, PRPREV_, prm, &C, tf, kf, 1, 0, 1, 0); \
                 } else if (k == 1) {                                                           \
-                    NAME##_step(TH_, E_, ST_, CNT_, S1_, START_, ANC_, PSEG_, PPREV_, PCNT_, PDEC_, PDMX_, PDPREV_, prm, &C, tf, kf, 1, 1, 0, lastc); \
+                    NAME##_step(TH_, E_, ST_, CNT_, S1_, START_, ANC_, PSEG_, PPREV_, PCNT_, PDEC_, PDMX_, PDPREV_, PRET_, PRPREV_, prm, &C, tf, kf, 1, 1, 0, lastc); \
                 } else if (lastc) {                                                            \
-                    NAME##_step(TH_, E_, ST_, CNT_, S1_, START_, ANC_, PSEG_, PPREV_, PCNT_, PDEC_, PDMX_, PDPREV_, prm, &C, tf, kf, 1, 0, 0, 1); \
+                    NAME##_step(TH_, E_, ST_, CNT_, S1_, START_, ANC_, PSEG_, PPREV_, PCNT_, PDEC_, PDMX_, PDPREV_, PRET_, PRPREV_, prm, &C, tf, kf, 1, 0, 0, 1); \
                 } else {                                                                       \
-                    NAME##_step(TH_, E_, ST_, CNT_, S1_, START_, ANC_, PSEG_, PPREV_, PCNT_, PDEC_, PDMX_, PDPREV_, prm, &C, tf, kf, 1, 0, 0, 0); \
+                    NAME##_step(TH_, E_, ST_, CNT_, S1_, START_, ANC_, PSEG_, PPREV_, PCNT_, PDEC_, PDMX_, PDPREV_, PRET_, PRPREV_, prm, &C, tf, kf, 1, 0, 0, 0); \
                 }                                                                              \
             } else if (lastc) {                                                                \
-                NAME##_step(TH_, E_, ST_, CNT_, S1_, START_, ANC_, PSEG_, PPREV_, PCNT_, PDEC_, PDMX_, PDPREV_, prm, &C, tf, kf, 0, 0, 0, 1); \
+                NAME##_step(TH_, E_, ST_, CNT_, S1_, START_, ANC_, PSEG_, PPREV_, PCNT_, PDEC_, PDMX_, PDPREV_, PRET_, PRPREV_, prm, &C, tf, kf, 0, 0, 0, 1); \
             } else {                                                                           \
-                NAME##_step(TH_, E_, ST_, CNT_, S1_, START_, ANC_, PSEG_, PPREV_, PCNT_, PDEC_, PDMX_, PDPREV_, prm, &C, tf, kf, 0, 0, 0, 0); \
+                NAME##_step(TH_, E_, ST_, CNT_, S1_, START_, ANC_, PSEG_, PPREV_, PCNT_, PDEC_, PDMX_, PDPREV_, PRET_, PRPREV_, prm, &C, tf, kf, 0, 0, 0, 0); \
             }                                                                                  \
         }                                                                                      \
         for (int v = 0; v < NV; v++) {                                                         \
             st[v] = ST_[v]; cnt[v] = CNT_[v]; s1[v] = S1_[v];                                  \
             pseg[v] = PSEG_[v]; pprev[v] = PPREV_[v]; pcnt[v] = PCNT_[v]; pdec[v] = PDEC_[v];  \
-            pdmx[v] = PDMX_[v]; pdprev[v] = PDPREV_[v];                                        \
+            pdmx[v] = PDMX_[v]; pdprev[v] = PDPREV_[v]; pret[v] = PRET_[v]; prprev[v] = PRPREV_[v]; \
             for (int c = 0; c < D; c++) th[c][v] = TH_[c][v];                                  \
         }                                                                                      \
     }                                                                                          \

@@ -218,32 +218,56 @@ def _sharpness_outcome(ds, eta: float) -> dict[str, Any]:
     return out
 
 
-def cmd_critical(args) -> int:
+#: per criterion: default initialisations, steps, fraction and rtol of `gdstab critical-lr`
+CRITICAL_DEFAULTS = {"converges": (64, 20_000, 0.0, 1e-3), "trains": (8, 500, 0.5, 1e-2)}
 
+
+def _criterion(args, problem) -> str:
+    """auto: "trains" for problems defined on data (networks: the threshold deep-learning users
+    mean, reachable in a few hundred steps), "converges" otherwise."""
+    if args.criterion != "auto":
+        return args.criterion
+    return "trains" if problem.n_samples else "converges"
+
+
+def cmd_critical(args) -> int:
     caller = "gdstab critical-lr"
     problem = build_problem(args)
     lo, hi = point(args.eta_range, 2, "--eta-range", caller)
     out = out_dir(args)
+    criterion = _criterion(args, problem)
+    inits, steps, fraction, rtol = (d if v is None else v for v, d in
+                                    zip((args.inits, args.steps, args.fraction, args.rtol), CRITICAL_DEFAULTS[criterion]))
+    counted = "did not diverge" if criterion == "trains" else "converged"
     progress = None
     if not args.json and not args.quiet and sys.stderr.isatty():
         def progress(eta, k, n):
-            sys.stderr.write(f"  eta {eta:.6g}: {k}/{n} converged\n")
+            sys.stderr.write(f"  eta {eta:.6g}: {k}/{n} {counted}\n")
     t0 = time.perf_counter()
-    r = critical.critical_step_size(problem, eta_low=lo, eta_high=hi, inits=args.inits, steps=args.steps,
-                                     seed=args.seed, box=args.box, fraction=args.fraction, rtol=args.rtol,
-                                     criteria=criteria_from_args(args), progress=progress)
-    summary = {"problem": problem.name, "normalisation": problem.normalisation, **r.to_dict(),
-               "wall_time_s": time.perf_counter() - t0}
+    estimate = critical.trainable_step_size if criterion == "trains" else critical.critical_step_size
+    r = estimate(problem, eta_low=lo, eta_high=hi, inits=inits, steps=steps, seed=args.seed, box=args.box,
+                 fraction=fraction, rtol=rtol, criteria=criteria_from_args(args), progress=progress)
+    summary = {"problem": problem.name, "normalisation": problem.normalisation, "criterion_used": criterion,
+               **r.to_dict(), "wall_time_s": time.perf_counter() - t0}
     summary["files"] = write_outputs(out, "critical", lambda plots: plots.critical_evidence(r), None, summary)
     a, b = r.interval
-    lines = [f"problem   {problem.name}: {problem.normalisation}",
-             f"critical step size  {r.eta:.6g}  in [{a:.6g}, {b:.6g}]",
-             f"  (a) fraction: convergence seen at {r.fraction_interval[0]:.6g} (more than {args.fraction:g} of "
-             f"{args.inits}), not at {r.fraction_interval[1]:.6g}",
-             f"  (b) sharpness: flattest minimum reached has lambda_max = {r.min_sharpness:.8g} "
-             f"(at eta = {r.argmin_eta:.6g}), stable up to 2/lambda = {r.eta_sharpness:.6g}",
-             *(f"warning   {w}" for w in r.warnings),
-             "", f"{'eta':>12}  {'converged':>10}  {'fraction [Wilson 95%]':<26}  min/max sharpness of minima reached"]
+    lines = [f"problem   {problem.name}: {problem.normalisation}"]
+    if criterion == "trains":
+        lines += [f"largest step size that trains  {r.eta:.6g}  in [{a:.6g}, {b:.6g}]",
+                  f"  more than {fraction:g} of {inits} runs did not diverge within {steps} steps at {a:.6g}, not at "
+                  f"{b:.6g} (criterion 'trains'; --criterion converges asks for convergence to a minimum)",
+                  *(f"warning   {w}" for w in r.warnings),
+                  "", f"{'eta':>12}  {'not diverged':>12}  {'fraction [Wilson 95%]':<26}  converged  undecided"]
+        lines += [f"{e['eta']:>12.6g}  {e['not_diverged']:>5}/{e['n']:<6}  {e['fraction']:.3f} [{e['low']:.3f}, "
+                  f"{e['high']:.3f}]{'':<8}  {e['converged']:>9}  {e['undecided']:>9}" for e in r.evidence]
+        return emit(summary, args.json, lines)
+    lines += [f"critical step size  {r.eta:.6g}  in [{a:.6g}, {b:.6g}]",
+              f"  (a) fraction: convergence seen at {r.fraction_interval[0]:.6g} (more than {fraction:g} of "
+              f"{inits}), not at {r.fraction_interval[1]:.6g}",
+              f"  (b) sharpness: flattest minimum reached has lambda_max = {r.min_sharpness:.8g} "
+              f"(at eta = {r.argmin_eta:.6g}), stable up to 2/lambda = {r.eta_sharpness:.6g}",
+              *(f"warning   {w}" for w in r.warnings),
+              "", f"{'eta':>12}  {'converged':>10}  {'fraction [Wilson 95%]':<26}  min/max sharpness of minima reached"]
     for e in r.evidence:
         sh = "-" if e["min_sharpness"] is None else f"{e['min_sharpness']:.6g} / {e['max_sharpness']:.6g}"
         lines.append(f"{e['eta']:>12.6g}  {e['converged']:>4}/{e['n']:<5}  "
@@ -354,24 +378,31 @@ def _register_sharpness(sub) -> None:
 def _register_critical(sub) -> None:
     p = sub.add_parser(
         "critical-lr",
-        help="estimate, with error bars, the step size beyond which GD stops converging for a model",
+        help="estimate, with error bars, the step size beyond which GD stops converging (or training) for a model",
         description="(a) Bisection over eta on the Monte Carlo fraction of --inits random initialisations that "
         "converge (the same points at every eta; Wilson 95%% intervals reported), between a step size where "
         "more than --fraction of them converge and one where none does; (b) the sharpness of the minima "
         "reached: the flattest stays stable up to 2/lambda. Prints the combined estimate, its interval and "
-        "the evidence.",
+        "the evidence. With --criterion trains (the default for networks): bisection on the fraction of runs "
+        "that do not diverge, the largest step size at which training stays bounded.",
         epilog="examples:\n  gdstab critical-lr --problem hyperbola --eta-range 0.1,3 --steps 50000\n"
-        "  gdstab critical-lr --problem quadratic --option spectrum=1,3 --eta-range 0.01,10 --json\n",
+        "  gdstab critical-lr --problem quadratic --option spectrum=1,3 --eta-range 0.01,10 --json\n"
+        "  gdstab critical-lr --problem mlp --option samples=100\n",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_problem_args(p)
     p.add_argument("--eta-range", default="0.001,100", metavar="LO,HI", help="the bracket (default 0.001,100)")
-    p.add_argument("--inits", type=int, default=64, help="random initialisations per step size (default 64)")
-    p.add_argument("--steps", type=int, default=20_000, help="maximum GD steps per trajectory (default 20000)")
+    p.add_argument("--criterion", choices=("auto", "converges", "trains"), default="auto",
+                   help="converges: the largest eta at which runs converge to a minimum (with the sharpness of the "
+                   "minima reached); trains: the largest eta at which runs do not diverge (what deep-learning users "
+                   "usually mean); auto (default): trains for problems on data (networks), converges otherwise")
+    p.add_argument("--inits", type=int, help="random initialisations per step size (default 64; trains: 8)")
+    p.add_argument("--steps", type=int, help="maximum GD steps per trajectory (default 20000; trains: 500)")
     p.add_argument("--seed", type=int, default=0, help="integer seed of the initialisations (default 0)")
     p.add_argument("--box", metavar="SPEC", help="initialisation box (default: the problem's)")
-    p.add_argument("--fraction", type=float, default=0.0, help="converging fraction that counts as 'still converges' (default 0: any)")
-    p.add_argument("--rtol", type=float, default=1e-3, help="relative width at which the bisection stops (default 1e-3)")
+    p.add_argument("--fraction", type=float, help="fraction of the runs that must still converge (default 0: any "
+                   "one) or, with trains, not diverge (default 0.5)")
+    p.add_argument("--rtol", type=float, help="relative width at which the bisection stops (default 1e-3; trains: 1e-2)")
     p.add_argument("--out", metavar="DIR", help="write critical.png/.pdf/.svg and critical.json into DIR")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.add_argument("--json", action="store_true", help="print the results as JSON")

@@ -11,6 +11,7 @@ import numpy as np
 from .. import problems
 from .._validation import InvalidParameterError, positive_int
 from ..dynamics import trajectories
+from ..orbits import BOUNDED_REGIMES, diagnose_bounded
 from ..outcomes import Status
 from ..random import init_points
 from ..specs import parse_eta
@@ -27,12 +28,15 @@ statuses (see gdstab.dynamics for the exact definition):
   stationary  settled where L - L* > f_tol (a critical point that is not a global minimum)
   periodic    returns within tol to the same point every p <= --max-period steps
   diverged    non-finite, or |theta| > --max-norm
-  bounded     none of these after --steps steps (e.g. chaos, or slow convergence)
+  bounded     none of these after --steps steps (e.g. chaos, or slow convergence; --diagnose
+              continues them and says which)
 fractions are over the initial points, with Wilson 95% intervals in brackets.
 """
 
 #: the most trajectories one ``gdstab trajectories`` call runs (initial points x step sizes)
 MAX_TRAJECTORIES = 200_000_000
+#: with --diagnose: bounded trajectories diagnosed per step size, and the steps they continue
+DIAGNOSED, DIAGNOSE_STEPS = 64, 2000
 
 
 def cmd_trajectories(args) -> int:
@@ -67,6 +71,18 @@ def cmd_trajectories(args) -> int:
              f"backend   {res.backend}, {wall:.2f} s for {len(res)} trajectories", "",
              f"{'eta':>10}  " + "  ".join(f"{lab:<21}" for lab in labels)]
     lines += [f"{fmt_eta(row['eta']):>10}  " + "  ".join(f"{fmt_frac(row[lab]):<21}" for lab in labels) for row in rows]
+    if args.diagnose:
+        lines += ["", f"bounded trajectories (up to {DIAGNOSED} per step size) continued {DIAGNOSE_STEPS} steps "
+                  f"(gdstab.orbits.diagnose_bounded):"]
+        status = res.status.reshape(etas.size, n)
+        theta = res.theta.reshape(etas.size, n, problem.dim)
+        for row, st, th, eta in zip(rows, status, theta, etas):
+            pick = np.flatnonzero(st == Status.BOUNDED)[:DIAGNOSED]
+            regimes = [d["regime"] for d in diagnose_bounded(problem, th[pick], float(eta), steps=DIAGNOSE_STEPS)] \
+                if pick.size else []
+            row["bounded_regimes"] = {"diagnosed": int(pick.size), **{r: regimes.count(r) for r in BOUNDED_REGIMES}}
+            lines.append(f"{fmt_eta(eta):>10}  " + (", ".join(f"{r} {regimes.count(r)}" for r in BOUNDED_REGIMES
+                                                            if regimes.count(r)) or "none bounded"))
     return emit(summary, args.json, lines)
 
 
@@ -102,6 +118,9 @@ def register(sub) -> None:
     g.add_argument("--steps", type=int, default=1000, help="maximum number of GD steps T (default 1000)")
     g.add_argument("--seed", type=int, default=0, help="integer seed of the initial points (default 0; printed with the results)")
     g.add_argument("--backend", choices=("auto", "jax", "native"), default="auto", help="engine backend (default auto)")
+    g.add_argument("--diagnose", action="store_true",
+                   help="say what the bounded (undecided) trajectories were doing: up to 64 per step size continue "
+                   "2000 steps and are labelled slow, edge_of_stability, chaotic, oscillating or diverging")
     g.add_argument("--json", action="store_true", help="print the results as JSON")
     add_criteria_args(p)
     p.set_defaults(func=cmd_trajectories)
