@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from gdstab import Criteria, Status, problems, trajectories
+from gdstab import Criteria, Problem, Status, problems, trajectories
 from gdstab import _native
 from gdstab._reference import TOY_GRADS_NP, TOY_GRADS_PY, numpy_engine, python_trajectory
 from gdstab.dynamics import trace_count
@@ -390,3 +390,26 @@ def test_a_slowly_growing_orbit_at_exactly_two_is_not_a_cycle(backend):
     # a real 2-cycle (1/2 (1 - xy)^2 at eta = 1.1 from (1.2, 0.9)) is still found
     h = trajectories(problems.get("hyperbola"), [[1.2, 0.9]], 1.1, steps=20_000, backend=backend)
     assert h.status[0] == Status.PERIODIC and h.period[0] == 2
+
+
+@pytest.mark.parametrize("backend", ["native", "jax"])
+def test_a_step_size_too_small_to_move_is_undecided_not_stationary(backend):
+    """Issue #16 item 11: at eta <= 1e-12 every trajectory 'settles' (eta |grad L| <= tol from the
+    start) and was reported 100 % stationary.  Below ETA_CRITICAL a settled point that is not a
+    global minimum must be critical at ETA_CRITICAL too; the saddle (0, 0) of 1/2 (1 - xy)^2,
+    where the gradient is exactly 0, stays stationary at any step size."""
+    from gdstab.outcomes import ETA_CRITICAL
+
+    if backend == "native" and not _native.available("hyperbola"):
+        pytest.skip("compiled kernels not built")
+    p = problems.get("hyperbola")
+    x0 = p.init(jax.random.key(0), 200)
+    for eta in (1e-12, 1e-6):
+        r = trajectories(p, x0, eta, steps=200, backend=backend)
+        assert np.all(r.status == Status.BOUNDED), np.unique(r.status)
+        assert np.all(r.grad_norm * ETA_CRITICAL > Criteria().tol)  # none of them at a critical point
+    saddle = trajectories(p, [[0.0, 0.0]], 1e-6, steps=200, backend=backend)
+    assert saddle.status[0] == Status.STATIONARY
+    free = Problem.from_expression("0.5*(1-x*y)^2")  # L* unknown: 'converged' needs a critical point too
+    assert np.all(trajectories(free, x0, 1e-12, steps=200, backend="jax").status == Status.BOUNDED)
+    assert trajectories(free, [[1.0, 1.0]], 1e-12, steps=200, backend="jax").status[0] == Status.CONVERGED

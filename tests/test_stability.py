@@ -219,3 +219,22 @@ def test_an_estimate_is_a_lower_bound_and_says_when_no_minimum_is_found():
         stability.estimate_critical_step_sizes(Problem.from_expression("x"), key=jax.random.key(0))
     with pytest.raises(ValueError, match="none within f_tol"):
         stability.estimate_critical_step_sizes(Problem.from_expression("x^2", min_value=-1.0), key=jax.random.key(0))
+
+
+def test_sampled_critical_step_sizes_report_whether_their_refinements_agree():
+    """Issue #16 (evidence for every estimator): with a sampled M the infima come from local
+    refinements started at the best few samples; their spread is reported, and a disagreement
+    becomes a note that the value is only a bound.  On a quadratic every minimum has the same
+    spectrum, so the refinements agree exactly; on a (2, 2, 2) linear network lambda_min+ has
+    infimum 0 along M (docs/linear.md), which refinements from different starts approach
+    differently."""
+    from gdstab.problems.linear import linear_network
+
+    q = stability.critical_step_sizes(problems.get("quadratic", spectrum=[0.0, 1.0, 3.0]), key=jax.random.key(0))
+    assert q.refine_spread == (0.0, 0.0) and q.note == ""
+    rng = np.random.default_rng(0)
+    lin = linear_network((2, 2, 2), rng.normal(size=(2, 6)), rng.normal(size=(2, 6)))
+    c = stability.critical_step_sizes(lin, key=jax.random.key(0), n_samples=200)
+    assert c.refine_spread[0] <= stability.REFINE_AGREE  # inf lambda_max: the starts agree
+    assert c.refine_spread[1] > stability.REFINE_AGREE and "lambda_min+" in c.note and "upper bound" in c.note
+    assert c.to_dict()["refine_spread"][1] == pytest.approx(c.refine_spread[1])

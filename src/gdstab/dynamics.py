@@ -11,7 +11,9 @@ every step t = 0, 1, …, T to the current iterate θ_t with g = ∇L(θ_t)):
 * **settled** at t if the displacement ‖θ_{t+1} − θ_t‖ = η‖g‖ is ≤ ``tol`` at ``window``
   consecutive steps ending at t.  A settled trajectory is **converged** if L(θ_t) − L* ≤
   ``f_tol`` (or L* is unknown), and **stationary** otherwise (a critical point that is not a
-  global minimum, e.g. a saddle);
+  global minimum, e.g. a saddle).  Below η = ``ETA_CRITICAL`` = 10⁻³ a small displacement only
+  says that η is small: there a settled trajectory that is not at a global minimum (or whose L*
+  is unknown) must also have ``ETA_CRITICAL``·‖g‖ ≤ ``tol``, else it is **bounded** (undecided);
 * **periodic** with period p: the iterates are cut into segments of ``check_every`` steps.  At
   the start of each segment the current point is an anchor; the segment's *return time* is the
   smallest k in 2..``max_period`` with ‖θ_{anchor+k} − θ_anchor‖ ≤ ``tol`` (none if the point
@@ -54,7 +56,7 @@ import numpy as np
 from . import interrupts
 from .outcomes import Criteria, Status, fraction_rows
 from .outcomes import PERSIST2 as _PERSIST2
-from .outcomes import rounding2
+from .outcomes import ETA_CRITICAL, rounding2
 from ._validation import InvalidParameterError, check_batch, choice, fail, positive_int
 from .problems.base import Problem
 from .stats import wilson_interval
@@ -630,7 +632,7 @@ def trajectories(
                 )
             used = "jax"
     theta_f, raw, step, period, loss, gnorm, metrics = out
-    status = _final_status(raw, loss, problem.min_value, criteria.f_tol)
+    status = _final_status(raw, loss, gnorm, et, problem.min_value, criteria)
     period = np.where(status == Status.PERIODIC, period, 0)
     return Trajectories(status=status, step=step, period=period, theta=theta_f, loss=loss, grad_norm=gnorm,
                         eta=et if et.dtype == np.dtype(dtype) else et.astype(dtype), steps=steps, criteria=criteria,
@@ -692,14 +694,24 @@ def _sgd_inputs(problem: Problem, batch_size, keys, B: int, caller: str) -> np.n
 _RAW_TO_STATUS = np.array([0, Status.CONVERGED, Status.DIVERGED, Status.PERIODIC, Status.BOUNDED], np.int8)
 
 
-def _final_status(raw: np.ndarray, loss: np.ndarray, min_value: float | None, f_tol: float) -> np.ndarray:
+def _final_status(raw: np.ndarray, loss: np.ndarray, gnorm: np.ndarray, eta: np.ndarray, min_value: float | None,
+                  criteria: Criteria) -> np.ndarray:
     """Raw engine codes to :class:`Status`; a settled trajectory is converged at a global minimum
-    (L − L* ≤ f_tol, or L* unknown) and stationary otherwise."""
+    (L − L* ≤ f_tol, or L* unknown) and stationary otherwise.  Where it is not at a global
+    minimum (or L* is unknown) it must also be at a critical point: settled at a step size below
+    ``ETA_CRITICAL`` only says that η is small, so ‖∇L‖ must satisfy the settling test at
+    ``ETA_CRITICAL`` as well; otherwise it is ``bounded`` (undecided)."""
     if raw.size and (raw.min() < 1 or raw.max() > 4):  # pragma: no cover - would be an engine bug
         raise RuntimeError("engine returned an undecided trajectory")
     status = _RAW_TO_STATUS[raw]
+    settled = raw == _RAW_SETTLED
+    at_min = np.zeros(raw.shape, bool)
     if min_value is not None:
         with np.errstate(invalid="ignore"):
-            not_min = ~(np.asarray(loss, dtype=np.float64) - min_value <= f_tol)
-        status[(raw == _RAW_SETTLED) & not_min] = Status.STATIONARY
+            at_min = np.asarray(loss, dtype=np.float64) - min_value <= criteria.f_tol
+        status[settled & ~at_min] = Status.STATIONARY
+    with np.errstate(invalid="ignore"):  # (at eta >= ETA_CRITICAL the settling test itself is the test)
+        critical = (np.asarray(eta, np.float64) >= ETA_CRITICAL) | (np.asarray(gnorm, np.float64) * ETA_CRITICAL
+                                                                    <= criteria.tol)
+    status[settled & ~at_min & ~critical] = Status.BOUNDED
     return status

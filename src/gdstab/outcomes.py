@@ -40,6 +40,11 @@ def rounding2(eps: float) -> float:
     return 2.0 * (ROUNDING * eps) ** 2
 
 
+#: a trajectory that settles at a step size below this has only shown that η is small: it counts
+#: as stationary (or, with L* unknown, converged) only if η‖∇L‖ would be within tol at this step
+#: size too; otherwise it is undecided (bounded).  See :mod:`gdstab.dynamics`
+ETA_CRITICAL = 1e-3
+
 #: the largest segment of the period detector (check_every): the engines run whole segments
 MAX_CHECK_EVERY = 100_000
 

@@ -167,7 +167,11 @@ class CriticalStepSizes:
     that lie in the problem's initialisation box (all points searched, for a problem without a
     box): the curvature the problem works at.  An infimum at or below ``rank_tol`` ·
     ``curvature_scale`` is reported as 0 (the Hessian vanishes there, or its non-zero
-    eigenvalues tend to 0 along M), so that its step size is ∞, and ``note`` says so."""
+    eigenvalues tend to 0 along M), so that its step size is ∞, and ``note`` says so.
+    ``refine_spread`` (method "sampled"): the relative spread of the local refinements started
+    from the best few samples, for λ_max and λ_min⁺ (NaN where there was none to compare): when
+    the refinements end apart, the smallest is only an upper bound of the infimum, and ``note``
+    says so."""
 
     eta_star: float
     eta_E: float
@@ -179,9 +183,11 @@ class CriticalStepSizes:
     evaluations: int
     curvature_scale: float = math.nan
     note: str = ""
+    refine_spread: tuple[float, float] = (math.nan, math.nan)
 
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
+        d["refine_spread"] = [None if not math.isfinite(v) else float(v) for v in self.refine_spread]
         d["argmin_lambda_max"] = [float(v) for v in self.argmin_lambda_max]
         d["argmin_lambda_min_pos"] = [float(v) for v in self.argmin_lambda_min_pos]
         return d
@@ -205,15 +211,18 @@ def critical_step_sizes(problem, *, key, n_samples: int = 2000, rank_tol: float 
         )
     n_samples = positive_int(n_samples, "n_samples", "critical_step_sizes")
     ev = _SpectrumOnM(problem, rank_tol)
+    spread = (math.nan, math.nan)
     if m.curve is not None:
         best, method = _infima_on_curve(problem, ev), "curve"
     else:
-        best, method = _infima_sampled(problem, ev, key, n_samples), "sampled"
+        (best, spread), method = _infima_sampled(problem, ev, key, n_samples), "sampled"
     lmax, lmin = best[0][0], best[1][0]
     # the relative rank cut of each Hessian cannot see a Hessian that vanishes as a whole:
     # against the curvature met on M, eigenvalues below rank_tol times it are zero
     floor = rank_tol * ev.scale
-    notes = []
+    notes = [f"the local refinements of inf {name} from the best samples end {100 * v:.2g} % apart: the value is "
+             f"an upper bound of the infimum (eta{'*' if i == 0 else '_E'} a lower bound)"
+             for i, (name, v) in enumerate(zip(("lambda_max", "lambda_min+"), spread)) if v > REFINE_AGREE]
     if lmax <= floor:
         lmax = 0.0
         notes.append("inf lambda_max is 0 (the Hessian vanishes on M)")
@@ -233,6 +242,7 @@ def critical_step_sizes(problem, *, key, n_samples: int = 2000, rank_tol: float 
         evaluations=ev.evals,
         curvature_scale=ev.scale,
         note="; ".join(notes),
+        refine_spread=spread,
     )
 
 
@@ -291,15 +301,18 @@ def _infima_on_curve(problem, lam: _SpectrumOnM) -> dict:
     return best
 
 
-def _infima_sampled(problem, lam: _SpectrumOnM, key, n_samples: int) -> dict:
-    """``n_samples`` minima from the sampler, then local refinement on M from the best: Nelder–Mead
-    on the projected point up to 3 dimensions, projected gradient descent above."""
+def _infima_sampled(problem, lam: _SpectrumOnM, key, n_samples: int) -> tuple[dict, tuple[float, float]]:
+    """``n_samples`` minima from the sampler, then local refinement on M from the best few:
+    Nelder–Mead on the projected point up to 3 dimensions (from the best 3), projected gradient
+    descent above (from the best 4).  Returns the infima found and, per eigenvalue, the relative
+    spread of the refinements (NaN when there was none to compare)."""
     import jax
     import jax.numpy as jnp
     from scipy.optimize import minimize
 
     m = problem.minima
     best = {0: (np.inf, None), 1: (np.inf, None)}
+    spread = [math.nan, math.nan]
     with jax.enable_x64(True):
         pts = np.asarray(m.sample(key, n_samples), dtype=np.float64)
     vals = np.array([lam(p) for p in pts])
@@ -310,12 +323,13 @@ def _infima_sampled(problem, lam: _SpectrumOnM, key, n_samples: int) -> dict:
             continue
         if problem.dim > 3:  # projected gradient descent from the best few samples
             order = np.argsort(vals[:, which])[:4]
-            v, th, _, ne = minimise_sharpness_on_minima(
+            v, th, per_start, ne = minimise_sharpness_on_minima(
                 problem, pts[order], which=("max", "min_pos")[which], rank_tol=lam.rank_tol
             )
             lam.evals += ne
             if v < best[which][0]:
                 best[which] = (float(v), np.asarray(th))
+            spread[which] = _spread(per_start)
             continue
 
         proj = jax.jit(m.project)
@@ -325,11 +339,27 @@ def _infima_sampled(problem, lam: _SpectrumOnM, key, n_samples: int) -> dict:
                 q = np.asarray(proj(jnp.asarray(x, dtype=jnp.float64)), dtype=np.float64)
             return lam(q)[which]
 
-        r = minimize(f, pts[i], method="Nelder-Mead", options={"xatol": 1e-10, "fatol": 1e-14, "maxiter": 4000})
-        if r.fun < best[which][0]:
-            with jax.enable_x64(True):
-                best[which] = (float(r.fun), np.asarray(m.project(jnp.asarray(r.x)), dtype=np.float64))
-    return best
+        ends = []
+        for j in np.argsort(vals[:, which])[:3]:
+            r = minimize(f, pts[j], method="Nelder-Mead", options={"xatol": 1e-10, "fatol": 1e-14, "maxiter": 4000})
+            ends.append(float(r.fun))
+            if r.fun < best[which][0]:
+                with jax.enable_x64(True):
+                    best[which] = (float(r.fun), np.asarray(m.project(jnp.asarray(r.x)), dtype=np.float64))
+        spread[which] = _spread(ends)
+    return best, (spread[0], spread[1])
+
+
+#: local refinements within this relative spread agree
+REFINE_AGREE = 1e-6
+
+
+def _spread(values) -> float:
+    """(max − min) / min of the finite positive values, NaN with fewer than two."""
+    v = np.asarray([x for x in values if np.isfinite(x)], dtype=np.float64)
+    if v.size < 2 or v.min() <= 0:
+        return math.nan
+    return float((v.max() - v.min()) / v.min())
 
 
 def _soft_max(ev: np.ndarray, t: float) -> tuple[float, np.ndarray]:
