@@ -177,4 +177,6 @@ def test_stability_cli(capsys):
     assert main(["stability", "--problem", "hyperbola", "--eta", "0,1"]) == 2
     assert "'--eta'" in capsys.readouterr().err
     assert main(["stability", "--loss", "x**2 + y**2", "--eta", "0.5", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["critical"] is None
+    # no description of M: estimated from minima found (issue #16 item 10); the Hessian is 2I
+    crit = json.loads(capsys.readouterr().out)["critical"]
+    assert crit["estimate"] and crit["eta_star"] == pytest.approx(1.0) and crit["eta_E"] == pytest.approx(1.0)
