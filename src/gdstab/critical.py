@@ -135,20 +135,9 @@ def critical_step_size(
         progress: optional callback ``progress(eta, converged, n)`` after each evaluation.
     """
     caller = "critical_step_size"
-    lo = finite_float(eta_low, "eta_low", caller, low=0.0)
-    hi = finite_float(eta_high, "eta_high", caller, low=0.0)
+    lo, hi, inits, steps, seed, fraction, rtol, box = _check_bisection(problem, eta_low, eta_high, inits, steps, seed,
+                                                                       fraction, rtol, box, caller)
     eta_high = hi
-    if hi <= lo:
-        raise fail("eta_high", caller, f"a float > eta_low = {lo:g}", eta_high)
-    inits = positive_int(inits, "inits", caller)
-    steps = positive_int(steps, "steps", caller)
-    seed = positive_int(seed, "seed", caller, minimum=0)
-    fraction = finite_float(fraction, "fraction", caller, low=0.0, low_inclusive=True)
-    if fraction >= 1:
-        raise fail("fraction", caller, "a float in [0, 1)", fraction)
-    rtol = finite_float(rtol, "rtol", caller, low=0.0)
-    if box is not None:
-        box = parse_box(box, problem.dim, caller=caller, name="box")
     runs = _Runs(problem, init_points(problem, seed, np.arange(inits), box), steps, seed, fraction, criteria,
                  backend, progress)
     if not runs(lo):
@@ -173,6 +162,20 @@ def critical_step_size(
                 "box": [list(b) for b in (box or problem.box or [])], "problem": problem.name,
                 "normalisation": problem.normalisation}
     return _estimate(runs, lo, hi, eta_high, steps, settings)
+
+
+def _check_bisection(problem, eta_low, eta_high, inits, steps, seed, fraction, rtol, box, caller: str):
+    """The arguments shared by the bisections of this module, validated (messages name them)."""
+    lo = finite_float(eta_low, "eta_low", caller, low=0.0)
+    hi = finite_float(eta_high, "eta_high", caller, low=0.0)
+    if hi <= lo:
+        raise fail("eta_high", caller, f"a float > eta_low = {lo:g}", eta_high)
+    fraction = finite_float(fraction, "fraction", caller, low=0.0, low_inclusive=True)
+    if fraction >= 1:
+        raise fail("fraction", caller, "a float in [0, 1)", fraction)
+    return (lo, hi, positive_int(inits, "inits", caller), positive_int(steps, "steps", caller),
+            positive_int(seed, "seed", caller, minimum=0), fraction, finite_float(rtol, "rtol", caller, low=0.0),
+            None if box is None else parse_box(box, problem.dim, caller=caller, name="box"))
 
 
 class _Runs:
@@ -297,19 +300,8 @@ def trainable_step_size(
     quadratic the answer is 2/λ_max (beyond it every run with a component along the top
     eigenvector diverges)."""
     caller = "trainable_step_size"
-    lo = finite_float(eta_low, "eta_low", caller, low=0.0)
-    hi = finite_float(eta_high, "eta_high", caller, low=0.0)
-    if hi <= lo:
-        raise fail("eta_high", caller, f"a float > eta_low = {lo:g}", eta_high)
-    inits = positive_int(inits, "inits", caller)
-    steps = positive_int(steps, "steps", caller)
-    seed = positive_int(seed, "seed", caller, minimum=0)
-    fraction = finite_float(fraction, "fraction", caller, low=0.0, low_inclusive=True)
-    if fraction >= 1:
-        raise fail("fraction", caller, "a float in [0, 1)", fraction)
-    rtol = finite_float(rtol, "rtol", caller, low=0.0)
-    if box is not None:
-        box = parse_box(box, problem.dim, caller=caller, name="box")
+    lo, hi, inits, steps, seed, fraction, rtol, box = _check_bisection(problem, eta_low, eta_high, inits, steps, seed,
+                                                                       fraction, rtol, box, caller)
     points = init_points(problem, seed, np.arange(inits), box)
     kw = {"backend": backend, **({} if criteria is None else {"criteria": criteria})}
     evidence: dict[float, dict[str, Any]] = {}
