@@ -732,13 +732,16 @@ def singular_set_fraction(problem, eta: float, eps, *, key, n: int = 100_000, bo
 # ------------------------------------------------------------------------ one summary
 
 
-def stability_summary(problem, etas, *, key, point=None, n_samples: int = 2000) -> dict[str, Any]:
+def stability_summary(problem, etas, *, key, point=None, n_samples: int = 2000, rule=None) -> dict[str, Any]:
     """What ``gdstab stability`` reports, as plain data: the critical step sizes over M (from
     M's description; without one, estimated from minima found numerically by
     :func:`estimate_critical_step_sizes`, marked ``"estimate": true``), and per step size the threshold 2/η, the
     size of M_WS (the exact arc length when M is a union of curves, else the fraction of
     ``n_samples`` minima drawn by the problem's sampler, with its Wilson interval) and, with
-    ``point``, the stability verdicts at that minimum (:func:`minimum_stability`)."""
+    ``point``, the stability verdicts at that minimum (:func:`minimum_stability`).  With ``rule``
+    (a :class:`gdstab.rules.Rule`), also the rule's critical step size c(rule) / inf_M λ_max and,
+    at ``point``, the spectral radius of the rule's companion matrices (not for the adaptive rules,
+    whose threshold is on P⁻¹H and needs the preconditioner at the minimum)."""
     caller = "stability_summary"
     etas = np.atleast_1d(np.asarray(etas, dtype=np.float64))
     if etas.ndim != 1 or etas.size == 0 or not np.all(np.isfinite(etas)) or not np.all(etas > 0):
@@ -771,7 +774,27 @@ def stability_summary(problem, etas, *, key, point=None, n_samples: int = 2000) 
             row["point"] = minimum_stability(problem, point, eta).to_dict()
         rows.append(row)
     out["per_eta"] = rows
+    if rule is not None:
+        _add_rule(out, rule)
     return out
+
+
+def _add_rule(out: dict[str, Any], rule) -> None:
+    """The rule's critical step size and point verdicts, added to a :func:`stability_summary`."""
+    from .rules import rule_stability, threshold
+
+    c = threshold(rule)
+    out["rule"] = {**rule.to_dict(), "threshold_c": c, "adaptive": rule.adaptive}
+    crit = out.get("critical")
+    if rule.adaptive:
+        out["rule"]["note"] = ("adaptive rule: its threshold c / eta is on the eigenvalues of P^-1 H, which need the "
+                               "preconditioner P at the minimum; not computed here")
+    elif crit is not None:
+        lmax = crit["inf_lambda_max"]
+        out["rule"]["eta_star"] = c / lmax if lmax > 0 else math.inf
+    for row in out["per_eta"]:
+        if "point" in row and not rule.adaptive:
+            row["point"]["rule"] = rule_stability(rule, row["eta"], row["point"]["eigenvalues"])
 
 
 # ------------------------------------------------------------------ minima found numerically

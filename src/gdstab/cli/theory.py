@@ -12,6 +12,7 @@ from ..experiments.linear_dynamics import compute_linear_trapping, trapping_rows
 from ..experiments.paper_linear import analyse_linear_network
 from ..problems.data import load_npz_arrays
 from ..problems.linear import gaussian_data
+from ..rules import parse_rule
 from ..specs import parse_eta
 from ._common import add_problem_args, build_problem, emit, fmt_eta, point
 
@@ -22,7 +23,8 @@ def cmd_stability(args) -> int:
     etas = parse_eta(args.eta, name="--eta", caller=caller)
     seed = positive_int(args.seed, "--seed", caller, minimum=0)
     pt = None if args.point is None else point(args.point, problem.dim, "--point", caller)
-    out = stability.stability_summary(problem, etas, key=gdstab_random.key(seed), point=pt)
+    rule = None if args.optimizer is None else parse_rule(args.optimizer, name="--optimizer", caller=caller)
+    out = stability.stability_summary(problem, etas, key=gdstab_random.key(seed), point=pt, rule=rule)
     lines = [f"problem   {problem.name}: {problem.normalisation}"]
     c = out["critical"]
     if c is None:
@@ -42,6 +44,14 @@ def cmd_stability(args) -> int:
                   f"{np.round(c['argmin_lambda_min_pos'], 8).tolist()})"]
         if c.get("note"):
             lines.append(f"          note: {c['note']}")
+    if rule is not None:
+        r = out["rule"]
+        lines.append(f"rule      {rule.spec()}: a minimum is linearly stable iff 0 < eta lambda < c = {r['threshold_c']:.10g} "
+                     f"for every non-zero eigenvalue lambda of {'P^-1 H' if rule.adaptive else 'H'}")
+        if "eta_star" in r:
+            lines.append(f"          eta*({rule.name}) = c / inf_M lambda_max = {r['eta_star']:.10g}")
+        if "note" in r:
+            lines.append(f"          note: {r['note']}")
     for row in out["per_eta"]:
         line = f"eta {fmt_eta(row['eta']):<8} 2/eta = {row['threshold_2_over_eta']:<10.6g}"
         if "mws_length" in row:
@@ -56,6 +66,10 @@ def cmd_stability(args) -> int:
             lines.append(f"    at the point: eigenvalues {np.round(p['eigenvalues'], 10).tolist()}, spectral radius of "
                          f"I - eta H {p['spectral_radius']:.6g}; linearly stable: {p['linearly_stable']}, weakly "
                          f"stable: {p['weakly_stable']}")
+            if "rule" in p:
+                q = p["rule"]
+                lines.append(f"    under {rule.spec()}: spectral radius of the companion matrices {q['spectral_radius']:.6g}; "
+                             f"linearly stable: {q['linearly_stable']} (needs lambda < c / eta = {q['lambda_threshold']:.6g})")
     return emit(out, args.json, lines)
 
 
@@ -146,6 +160,9 @@ def register(sub) -> None:
     p.add_argument("--eta", required=True, metavar="SPEC", help="step sizes: 0.5 | 0.1,0.5 | start:stop:num")
     p.add_argument("--point", metavar="X,Y,...", help="a minimum at which to report the spectrum and verdicts")
     p.add_argument("--seed", type=int, default=0, help="seed of the samplers of minima (default 0)")
+    p.add_argument("--optimizer", metavar="RULE", help="also the theory for an update rule: gd | momentum:BETA | "
+                   "nesterov:BETA | rmsprop:RHO[,EPS] | adam:B1,B2[,EPS] (its threshold c, eta* = c / inf_M lambda_max, "
+                   "and the spectral radius of its companion matrices at --point)")
     p.add_argument("--json", action="store_true", help="print as JSON")
     p.set_defaults(func=cmd_stability)
 
