@@ -898,9 +898,11 @@ def estimate_critical_step_sizes(problem, *, key, starts: int = 256, box=None, f
         loss = np.asarray(jax.vmap(problem.loss)(jnp.asarray(pts)))
         grads = np.asarray(jax.vmap(jax.grad(problem.loss))(jnp.asarray(pts)))
     spectra = [_eigenvalues(problem, p) if np.all(np.isfinite(p)) else None for p in pts]
+    with np.errstate(over="ignore", invalid="ignore"):  # descents that ran off to ±1e308
+        norms = np.linalg.norm(pts, axis=1)
     is_min = np.array([  # a critical point with no negative curvature, not run off to infinity
-        ev is not None and np.isfinite(loss[i]) and np.linalg.norm(pts[i]) <= MAX_NORM_FOUND
-        and np.linalg.norm(grads[i]) <= g_tol * (1 + np.linalg.norm(pts[i]))
+        ev is not None and np.isfinite(loss[i]) and norms[i] <= MAX_NORM_FOUND
+        and np.linalg.norm(grads[i]) <= g_tol * (1 + norms[i])
         and ev[0] >= -rank_tol * max(float(np.abs(ev).max()), np.finfo(float).tiny)
         for i, ev in enumerate(spectra)])
     if not is_min.any():
