@@ -381,7 +381,8 @@ def _minimise_lambda_max(problem, starts, *, iters: int, rtol: float):
     projected onto the tangent space ker DF when the defining equations are known, the step
     is followed by the projection onto M.  K is ``minima.curvature`` (a small matrix with the
     Hessian's non-zero spectrum) when the problem has one, else the dense Hessian.  Up to
-    :data:`POLISH_MAX_DIM` parameters, each start's result is then polished (:func:`_polish`)."""
+    :data:`POLISH_MAX_DIM` parameters, when the starts end more than :data:`POLISH_WHEN` apart
+    (or there is only one), each start's result is then polished (:func:`_polish`)."""
     import jax
     import jax.numpy as jnp
 
@@ -451,17 +452,34 @@ def _minimise_lambda_max(problem, starts, *, iters: int, rtol: float):
                 if t <= rtol * best[0]:
                     break
                 t *= 0.1
-            if problem.dim <= POLISH_MAX_DIM:
-                best, n = _polish(lambda q: float(spectrum(q)[0][-1]),
-                                  lambda x: np.asarray(proj(jnp.asarray(x, dtype=jnp.float64))), best)
-                evals += n
             results.append(best)
+        if problem.dim <= POLISH_MAX_DIM:
+            results, n = _polish_if_apart(results, lambda q: float(spectrum(q)[0][-1]),
+                                          lambda x: np.asarray(proj(jnp.asarray(x, dtype=jnp.float64))))
+            evals += n
     bestall = min(results, key=lambda r: r[0])
     return bestall[0], bestall[1], [r[0] for r in results], evals
 
 
-#: problems up to this dimension get the derivative-free polish of inf_M λ_max
+#: problems up to this dimension get the derivative-free polish of inf_M λ_max, when the
+#: continuation's starts end more than POLISH_WHEN apart (relative) or there is one start
 POLISH_MAX_DIM = 64
+POLISH_WHEN = 1e-9
+
+
+def _polish_if_apart(results: list, lam_max, project) -> tuple[list, int]:
+    """The continuation stalls at start-dependent values (ill-conditioned problems): polish every
+    start's result when the starts end more than POLISH_WHEN apart, or when a single start gives
+    no such evidence; returns the results and the evaluations used."""
+    values = [r[0] for r in results]
+    if len(results) > 1 and max(values) - min(values) <= POLISH_WHEN * min(values):
+        return results, 0
+    out, evals = [], 0
+    for r in results:
+        polished, n = _polish(lam_max, project, r)
+        out.append(polished)
+        evals += n
+    return out, evals
 
 
 def _polish(lam_max, project, best: tuple[float, np.ndarray]) -> tuple[tuple[float, np.ndarray], int]:
@@ -480,7 +498,7 @@ def _polish(lam_max, project, best: tuple[float, np.ndarray]) -> tuple[tuple[flo
     n = 0
     for _ in range(2):
         r = minimize(fun, x, method="Nelder-Mead",
-                     options={"maxfev": 400 * x.size, "maxiter": 400 * x.size, "xatol": 1e-12, "fatol": 1e-14,
+                     options={"maxfev": 400 * x.size, "maxiter": 400 * x.size, "xatol": 1e-9, "fatol": 1e-13 * abs(best[0]),
                               "adaptive": True})
         n += int(r.nfev)
         x = r.x
