@@ -322,3 +322,44 @@ def test_trajectories_diagnose_reports_the_regimes_of_bounded_runs(capsys):
     reg = row["bounded_regimes"]
     assert reg["diagnosed"] == round(row["bounded"]["fraction"] * 20) > 0
     assert sum(v for k, v in reg.items() if k != "diagnosed") == reg["diagnosed"] and reg["chaotic"] == reg["diagnosed"]
+
+
+def test_zhus_example_is_at_the_edge_of_stability_then_slow():
+    """Zhu et al. (2022): GD on 1/4 (x^2 y^2 - 1)^2 at eta = 0.1 from (4, 0.1) catapults, then its
+    sharpness self-stabilises just below 2/eta = 20 while the loss keeps oscillating down; once
+    the oscillation has died out the loss decreases monotonically.  Checked here with the closed-form
+    Hessian and a NumPy continuation written in the test, then against diagnose_bounded."""
+    from gdstab import Status
+    from gdstab.orbits import diagnose_bounded
+
+    def grad(x, y):
+        r = x * x * y * y - 1
+        return np.array([r * x * y * y, r * x * x * y])
+
+    def loss(x, y):
+        return 0.25 * (x * x * y * y - 1) ** 2
+
+    def top_eig(x, y):
+        H = np.array([[3 * x**2 * y**4 - y**2, 4 * x**3 * y**3 - 2 * x * y],
+                      [4 * x**3 * y**3 - 2 * x * y, 3 * x**4 * y**2 - x**2]])
+        return float(np.linalg.eigvalsh(H)[-1])
+
+    z, eta = problems.get("zhu"), 0.1
+    for T, want in ((600, "edge_of_stability"), (2000, "slow")):
+        r = trajectories(z, [[4.0, 0.1]], eta, steps=T)
+        assert r.status[0] == Status.BOUNDED
+        th = r.theta[0].copy()
+        path = [th]
+        for _ in range(400):
+            th = th - eta * grad(*th)
+            path.append(th)
+        L = np.array([loss(*p) for p in path[200:]])  # the second half, as diagnose_bounded reads it
+        rises = int(np.sum(np.diff(L) > 1e-12 * (1 + np.abs(L[:-1]))))
+        s = top_eig(*path[-1])
+        d = diagnose_bounded(z, r.theta, eta, steps=400)[0]
+        assert d["sharpness"] == pytest.approx(s, rel=1e-8) and d["increases"] == rises
+        if want == "edge_of_stability":
+            assert rises > 0 and L[-10:].mean() < L[:10].mean() and abs(s * eta / 2 - 1) <= 0.1
+        else:
+            assert rises == 0 and L[-1] < L[0]
+        assert d["regime"] == want
