@@ -341,7 +341,8 @@ def critical_evidence(result, ax=None):
     what = "fraction that did not diverge" if hasattr(result, "criterion") else "converged fraction"
     ax.errorbar(eta, f, yerr=yerr, fmt="o", ms=3, capsize=2, label=what)
     lo, hi = result.interval
-    ax.axvspan(lo, hi, color="C3", alpha=0.2, label=f"critical step size in [{lo:.4g}, {hi:.4g}]")
+    name = "largest step size that trains" if hasattr(result, "criterion") else "critical step size"
+    ax.axvspan(lo, hi, color="C3", alpha=0.2, label=f"{name} in [{lo:.4g}, {hi:.4g}]")
     ax.axvline(result.eta, color="C3", lw=1)
     ax.set_xscale("log")
     ax.set_xlabel(r"step size $\eta$")
