@@ -27,3 +27,13 @@ def test_wilson_edges():
     assert np.isnan(p) and (lo, hi) == (0.0, 1.0)
     with pytest.raises(ValueError):
         wilson_interval(3, 2)
+
+
+def test_relative_spread():
+    import math
+
+    from gdstab.stats import relative_spread
+
+    assert relative_spread([2.0, 3.0, 2.5]) == 0.5
+    assert relative_spread([4.0, float("inf"), 4.0]) == 0.0  # non-finite values are left out
+    assert math.isnan(relative_spread([1.0])) and math.isnan(relative_spread([0.0, 1.0]))

@@ -140,28 +140,34 @@ def critical_step_size(
     eta_high = hi
     runs = _Runs(problem, init_points(problem, seed, np.arange(inits), box), steps, seed, fraction, criteria,
                  backend, progress)
-    if not runs(lo):
-        raise InvalidParameterError(
-            f"The 'eta_low' parameter of {caller} must be a step size at which more than {fraction:g} of the "
-            f"initialisations converge. Got {lo:g}, where {runs.evidence[lo]['converged']} of {inits} converged "
-            f"instead; lower it (or raise 'steps')."
-        )
-    if runs(hi):
-        raise InvalidParameterError(
-            f"The 'eta_high' parameter of {caller} must be a step size at which at most {fraction:g} of the "
-            f"initialisations converge. Got {hi:g}, where {runs.evidence[hi]['converged']} of {inits} converged "
-            f"instead; raise it."
-        )
+    lo, hi = _bisect(runs, lo, hi, rtol, caller, f"{fraction:g} of the initialisations converge",
+                     lambda e: f"{runs.evidence[e]['converged']} of {inits} converged", "lower it (or raise 'steps')",
+                     "raise it")
+    return _estimate(runs, lo, hi, eta_high, steps, _settings(problem, inits, steps, seed, fraction, rtol, box))
+
+
+def _bisect(holds, lo: float, hi: float, rtol: float, caller: str, what: str, seen, lower: str, raise_: str):
+    """Geometric bisection of a predicate that must hold at ``lo`` ("more than ``what``") and
+    fail at ``hi``, until hi / lo − 1 <= rtol; a bracket that does not is refused, the message
+    saying what was ``seen`` there and how to mend it.  Returns (lo, hi)."""
+    for name, eta, want, hint in (("eta_low", lo, True, lower), ("eta_high", hi, False, raise_)):
+        if holds(eta) != want:
+            raise InvalidParameterError(
+                f"The '{name}' parameter of {caller} must be a step size at which {'more than' if want else 'at most'} "
+                f"{what}. Got {eta:g}, where {seen(eta)} instead; {hint}.")
     while hi / lo - 1.0 > rtol:
         mid = math.sqrt(lo * hi)
-        if runs(mid):
+        if holds(mid):
             lo = mid
         else:
             hi = mid
-    settings = {"inits": inits, "steps": steps, "seed": seed, "fraction": fraction, "rtol": rtol,
-                "box": [list(b) for b in (box or problem.box or [])], "problem": problem.name,
-                "normalisation": problem.normalisation}
-    return _estimate(runs, lo, hi, eta_high, steps, settings)
+    return lo, hi
+
+
+def _settings(problem, inits, steps, seed, fraction, rtol, box) -> dict[str, Any]:
+    return {"inits": inits, "steps": steps, "seed": seed, "fraction": fraction, "rtol": rtol,
+            "box": [list(b) for b in (box or problem.box or [])], "problem": problem.name,
+            "normalisation": problem.normalisation}
 
 
 def _check_bisection(problem, eta_low, eta_high, inits, steps, seed, fraction, rtol, box, caller: str):
@@ -317,22 +323,9 @@ def trainable_step_size(
             progress(eta, kept, inits)
         return kept > fraction * inits
 
-    if not trains(lo):
-        raise InvalidParameterError(
-            f"The 'eta_low' parameter of {caller} must be a step size at which more than {fraction:g} of the "
-            f"runs do not diverge. Got {lo:g}, where {evidence[lo]['not_diverged']} of {inits} did not diverge "
-            f"instead; lower it.")
-    if trains(hi):
-        raise InvalidParameterError(
-            f"The 'eta_high' parameter of {caller} must be a step size at which at most {fraction:g} of the "
-            f"runs do not diverge. Got {hi:g}, where {evidence[hi]['not_diverged']} of {inits} did not diverge "
-            f"instead; raise it (or raise 'steps': divergence can take longer).")
-    while hi / lo - 1.0 > rtol:
-        mid = math.sqrt(lo * hi)
-        if trains(mid):
-            lo = mid
-        else:
-            hi = mid
+    lo, hi = _bisect(trains, lo, hi, rtol, caller, f"{fraction:g} of the runs do not diverge",
+                     lambda e: f"{evidence[e]['not_diverged']} of {inits} did not diverge", "lower it",
+                     "raise it (or raise 'steps': divergence can take longer)")
     warnings = []
     if evidence[lo]["undecided"]:
         warnings.append(f"budget: at eta = {lo:.6g}, {evidence[lo]['undecided']} of {inits} runs were still undecided "
@@ -343,7 +336,5 @@ def trainable_step_size(
                         f"there stay bounded without settling (edge-of-stability oscillation or slow convergence)")
     return TrainableStepSize(
         eta=math.sqrt(lo * hi), interval=(lo, hi), evidence=[evidence[e] for e in sorted(evidence)],
-        settings={"inits": inits, "steps": steps, "seed": seed, "fraction": fraction, "rtol": rtol,
-                  "box": [list(b) for b in (box or problem.box or [])], "problem": problem.name,
-                  "normalisation": problem.normalisation},
+        settings=_settings(problem, inits, steps, seed, fraction, rtol, box),
         warnings=tuple(warnings))

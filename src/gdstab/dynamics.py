@@ -54,9 +54,8 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 
 from . import interrupts
-from .outcomes import Criteria, Status, fraction_rows
+from .outcomes import ETA_CRITICAL, Criteria, Status, fraction_rows, rounding2
 from .outcomes import PERSIST2 as _PERSIST2
-from .outcomes import ETA_CRITICAL, rounding2
 from ._validation import InvalidParameterError, check_batch, choice, fail, positive_int
 from .problems.base import Problem
 from .stats import wilson_interval

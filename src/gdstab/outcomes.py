@@ -1,6 +1,6 @@
 """The vocabulary of what happens to a trajectory, in one place: the :class:`Criteria` that
-decide it, the :class:`Status` enum, the codes stored in results (derived from the enum, never written out twice), and fraction tables
-with Wilson 95 % intervals.
+decide it, the :class:`Status` enum, the codes stored in results (derived from the enum, never
+written out twice), and fraction tables with Wilson 95 % intervals.
 
 Adding an outcome class: a member of :class:`Status` here, its verdict in the engine
 (:mod:`gdstab.dynamics`, and the compiled kernels if the fast path must know it), and its colour

@@ -26,7 +26,7 @@ import numpy as np
 
 from ._validation import InvalidParameterError, choice, fail, finite_float, positive_int
 from .spectrum import DEFAULT_RANK_TOL, hessian, smallest_nonzero_eigenvalue
-from .stats import wilson_interval
+from .stats import relative_spread, wilson_interval
 
 __all__ = [
     "MinimumStability",
@@ -329,7 +329,7 @@ def _infima_sampled(problem, lam: _SpectrumOnM, key, n_samples: int) -> tuple[di
             lam.evals += ne
             if v < best[which][0]:
                 best[which] = (float(v), np.asarray(th))
-            spread[which] = _spread(per_start)
+            spread[which] = relative_spread(per_start)
             continue
 
         proj = jax.jit(m.project)
@@ -346,20 +346,12 @@ def _infima_sampled(problem, lam: _SpectrumOnM, key, n_samples: int) -> tuple[di
             if r.fun < best[which][0]:
                 with jax.enable_x64(True):
                     best[which] = (float(r.fun), np.asarray(m.project(jnp.asarray(r.x)), dtype=np.float64))
-        spread[which] = _spread(ends)
+        spread[which] = relative_spread(ends)
     return best, (spread[0], spread[1])
 
 
 #: local refinements within this relative spread agree
 REFINE_AGREE = 1e-6
-
-
-def _spread(values) -> float:
-    """(max − min) / min of the finite positive values, NaN with fewer than two."""
-    v = np.asarray([x for x in values if np.isfinite(x)], dtype=np.float64)
-    if v.size < 2 or v.min() <= 0:
-        return math.nan
-    return float((v.max() - v.min()) / v.min())
 
 
 def _soft_max(ev: np.ndarray, t: float) -> tuple[float, np.ndarray]:
@@ -471,8 +463,7 @@ def _polish_if_apart(results: list, lam_max, project) -> tuple[list, int]:
     """The continuation stalls at start-dependent values (ill-conditioned problems): polish every
     start's result when the starts end more than POLISH_WHEN apart, or when a single start gives
     no such evidence; returns the results and the evaluations used."""
-    values = [r[0] for r in results]
-    if len(results) > 1 and max(values) - min(values) <= POLISH_WHEN * min(values):
+    if relative_spread([r[0] for r in results]) <= POLISH_WHEN:
         return results, 0
     out, evals = [], 0
     for r in results:
@@ -872,11 +863,13 @@ def _descend(problem, iters: int = 200):
     def one(th):
         def step(t, _):
             ev, V = jnp.linalg.eigh(h(t))
+            gt, lt = g(t), problem.loss(t)
             scale = jnp.maximum(jnp.max(jnp.abs(ev)), 1e-300)
             inv = 1.0 / jnp.maximum(jnp.abs(ev), 1e-6 * scale)
-            new = t - V @ (inv * (V.T @ g(t)))
-            ok = jnp.all(jnp.isfinite(new)) & (problem.loss(new) <= problem.loss(t) + 1e-14 * (1 + jnp.abs(problem.loss(t))))
-            return jnp.where(ok, new, t - 1e-3 * g(t) / (1.0 + jnp.linalg.norm(g(t)))), None
+            new = t - V @ (inv * (V.T @ gt))
+            ok = jnp.all(jnp.isfinite(new)) & (problem.loss(new) <= lt + 1e-14 * (1 + jnp.abs(lt)))
+            # where the Newton step does not decrease L: a small gradient step instead
+            return jnp.where(ok, new, t - 1e-3 * gt / (1.0 + jnp.linalg.norm(gt))), None
 
         th, _ = jax.lax.scan(step, th, None, length=iters)
         return th

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["wilson_interval", "Z95"]
+__all__ = ["wilson_interval", "relative_spread", "Z95"]
 
 #: two-sided 95% standard-normal quantile
 Z95 = 1.959963984540054
@@ -27,3 +27,12 @@ def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float, float
     low = 0.0 if k == 0 else max(0.0, centre - half)  # exact endpoints where rounding would blur them
     high = 1.0 if k == n else min(1.0, centre + half)
     return p, low, high
+
+
+def relative_spread(values) -> float:
+    """(max − min) / min of the finite values: how far apart the results of several starts of
+    one estimate end.  NaN with fewer than two finite values or a minimum <= 0."""
+    v = [float(x) for x in values if math.isfinite(float(x))]
+    if len(v) < 2 or min(v) <= 0:
+        return math.nan
+    return (max(v) - min(v)) / min(v)

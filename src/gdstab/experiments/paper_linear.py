@@ -14,12 +14,14 @@ a tanh MLP.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from .. import random as gdstab_random
 from .._validation import InvalidParameterError, positive_int
+from ..stats import relative_spread
 from .target import Target
 
 __all__ = ["LINEAR_CASES", "RESTARTS_AGREE", "analyse_linear_network", "compute_linear_table", "compute_linear_check", "compute_nonsingular", "NONSINGULAR"]
@@ -94,8 +96,9 @@ def analyse_linear_network(dims, X, Y, *, normalisation: str = "sum", seed: int 
         "inf_lambda_max": float(lmax), "eta_star": 2.0 / float(lmax),
         "minimiser_balanced": bool(is_balanced(dims, argmin, 1e-6)), "starts": len(starts),
         "restarts": [float(v) for v in per_start], "evaluations": int(evals),
-        "restart_spread": (max(per_start) - min(per_start)) / min(per_start) if len(per_start) > 1 else None,
     }
+    spread = relative_spread(per_start)
+    out["restart_spread"] = None if math.isnan(spread) else spread
     out["restarts_agree"] = out["restart_spread"] is None or out["restart_spread"] <= RESTARTS_AGREE
     out["walks"] = {}
     if walks and len(dims) >= 3:
@@ -113,8 +116,6 @@ def analyse_linear_network(dims, X, Y, *, normalisation: str = "sum", seed: int 
 def compute_linear_table(*, seed: int = 0, restarts: int = 4) -> list[dict[str, Any]]:
     """One row per case of :data:`LINEAR_CASES` (sum-of-squares loss, no ½), with the closed
     form of inf_M λ_max where there is one."""
-    from ..problems.linear import linear_network
-
     rows = []
     for label, dims, kind in LINEAR_CASES:
         X, Y, s = _case_data(dims, kind, seed)
@@ -123,9 +124,8 @@ def compute_linear_table(*, seed: int = 0, restarts: int = 4) -> list[dict[str, 
         N = len(dims) - 1
         if kind == "ones":
             closed = 2.0 * N  # |w_i| = 1 for every layer: λ = 2 Σ_i Π_{j≠i} w_j² = 2N
-        elif kind == "whitened":
-            W_star = linear_network(dims, X, Y, normalisation="sum").options["target"].W_star
-            sigma1 = float(np.linalg.svd(W_star, compute_uv=False)[0])
+        elif kind == "whitened":  # filling: W* is the least-squares solution Y Xᵀ (X Xᵀ)⁻¹
+            sigma1 = float(np.linalg.svd(Y @ X.T @ np.linalg.inv(X @ X.T), compute_uv=False)[0])
             closed = 2 * s * N * sigma1 ** (2 - 2 / N)
         else:
             closed = None
