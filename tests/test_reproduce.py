@@ -180,3 +180,30 @@ def test_stability_cli(capsys):
     # no description of M: estimated from minima found (issue #16 item 10); the Hessian is 2I
     crit = json.loads(capsys.readouterr().out)["critical"]
     assert crit["estimate"] and crit["eta_star"] == pytest.approx(1.0) and crit["eta_E"] == pytest.approx(1.0)
+
+
+def test_reproduce_optimizer_targets(tmp_path, monkeypatch):
+    """momentum and adaptive_eos (issue #15) at a reduced size: the momentum key numbers against
+    eta* = c / inf_M lambda_max computed here (heavy ball 1 + beta, Nesterov (1 + beta)/(1 + 2 beta)),
+    no convergence above it; adaptive_eos reaches the adaptive threshold 38/eta; both in the report."""
+    from gdstab.experiments import optimizer_dynamics as od
+    from gdstab.reproduce import reproduce
+
+    monkeypatch.setitem(od.MOMENTUM, "small", od._Momentum((0.6, 0.9, 1.1, 1.45, 1.55, 1.95), 64, 4000))
+    monkeypatch.setitem(od.ADAPTIVE_EOS, "small", od._AdaptiveEos((1e-2,), 100, 1200, 40))
+    out = tmp_path / "opt"
+    s = reproduce(["momentum", "adaptive_eos"], out, quiet=True)
+    k = s["key_numbers"]
+    for beta in (0.0, 0.5, 0.9):
+        hb = k["momentum_critical_step_size"]["value"][f"beta={beta:g}"]
+        ne = k["nesterov_critical_step_size"]["value"][f"beta={beta:g}"]
+        assert hb["eta_star"] == pytest.approx(1 + beta) and ne["eta_star"] == pytest.approx((1 + beta) / (1 + 2 * beta))
+        assert hb["converged_above_eta_star"] == 0 and ne["converged_above_eta_star"] == 0
+        assert hb["consistent"] and ne["consistent"]
+    assert k["momentum_critical_step_size"]["value"]["beta=0.5"]["largest_eta_with_convergence"] == 1.45
+    a = k["adaptive_eos_plateau_ratio"]["value"]["eta=0.01"]
+    assert a["reached"] and 0.9 <= a["max_ratio"] < 1.5 and a["window"][1] == 1200
+    html = (out / "report.html").read_text()
+    assert "id='momentum'" in html and "id='adaptive_eos'" in html
+    for stem in ("momentum", "adaptive_eos"):
+        assert (out / "figures" / f"{stem}.png").stat().st_size > 0

@@ -31,7 +31,7 @@ _NAMES = {
 }
 _SUBMODULES = ("problems", "dynamics", "outcomes", "random", "results", "sweep", "stability", "spectrum", "orbits",
                "basins", "sharpness", "critical", "plots",
-               "reproduce", "report", "experiments", "interrupts", "stats")
+               "reproduce", "report", "experiments", "interrupts", "stats", "optimizers")
 
 __all__ = [*_NAMES, "__version__"]
 

@@ -51,6 +51,24 @@ def _plane(problem: Problem, center, directions, caller: str) -> tuple[np.ndarra
     return c, D
 
 
+def _axes(extent, resolution, caller: str):
+    """The validated extent and the pixel coordinates a (n_a,) and b (n_b,)."""
+    try:
+        ext = [float(v) for v in extent]
+    except (TypeError, ValueError):
+        raise fail("extent", caller, "(a_min, a_max, b_min, b_max) finite floats with min < max", extent) from None
+    if len(ext) != 4 or not all(math.isfinite(v) for v in ext) or ext[0] >= ext[1] or ext[2] >= ext[3]:
+        raise fail("extent", caller, "(a_min, a_max, b_min, b_max) finite floats with min < max", extent)
+    if isinstance(resolution, (int, np.integer)) and not isinstance(resolution, bool):
+        na = nb = positive_int(resolution, "resolution", caller)
+    else:
+        try:
+            na, nb = (positive_int(r, "resolution", caller) for r in resolution)
+        except (TypeError, ValueError):
+            raise fail("resolution", caller, "an int >= 1 or a pair (n_a, n_b)", resolution) from None
+    return ext, np.linspace(ext[0], ext[1], na), np.linspace(ext[2], ext[3], nb)
+
+
 def basin_map(
     problem: Problem,
     eta: float,
@@ -64,8 +82,10 @@ def basin_map(
     classify: str | Callable | None = None,
     backend: str = "auto",
     threads: int | None = None,
+    optimizer=None,
 ):
-    """Basin map of GD at one step size on the plane θ(a, b) = center + a·u + b·v.
+    """Basin map of GD (or of the update rule ``optimizer``; buffers start at zero at every
+    pixel) at one step size on the plane θ(a, b) = center + a·u + b·v.
 
     Main arguments:
         problem: any :class:`Problem`.
@@ -76,7 +96,7 @@ def basin_map(
         resolution: pixels per side, or (n_a, n_b).
         center: the plane's origin (default 0); directions: (2, d) array [u, v] (default the
             first two coordinate axes).  Zero or parallel directions are refused.
-        steps, criteria, backend, threads: passed to :func:`gdstab.trajectories` (all pixels in
+        steps, criteria, backend, threads, optimizer: passed to :func:`gdstab.trajectories` (all pixels in
             one vectorised call; the compiled kernel for the built-in toys).
         classify: which minimum a converged pixel reached: ``None`` (one class), ``"sign"``
             (the sign pattern of the final point's coordinates, e.g. the branches of xy = 1), or
@@ -91,26 +111,12 @@ def basin_map(
 
     caller = "basin_map"
     eta = finite_float(eta, "eta", caller, low=0.0)
-    try:
-        ext = [float(v) for v in extent]
-    except (TypeError, ValueError):
-        raise fail("extent", caller, "(a_min, a_max, b_min, b_max) finite floats with min < max", extent) from None
-    if len(ext) != 4 or not all(math.isfinite(v) for v in ext) or ext[0] >= ext[1] or ext[2] >= ext[3]:
-        raise fail("extent", caller, "(a_min, a_max, b_min, b_max) finite floats with min < max", extent)
-    if isinstance(resolution, (int, np.integer)) and not isinstance(resolution, bool):
-        na = nb = positive_int(resolution, "resolution", caller)
-    else:
-        try:
-            na, nb = (positive_int(r, "resolution", caller) for r in resolution)
-        except (TypeError, ValueError):
-            raise fail("resolution", caller, "an int >= 1 or a pair (n_a, n_b)", resolution) from None
+    ext, a, b = _axes(extent, resolution, caller)
     c, D = _plane(problem, center, directions, caller)
-    a = np.linspace(ext[0], ext[1], na)
-    b = np.linspace(ext[2], ext[3], nb)
-    A, Bm = np.meshgrid(a, b)  # (nb, na)
-    theta0 = c[None, :] + A.reshape(-1, 1) * D[0][None, :] + Bm.reshape(-1, 1) * D[1][None, :]
-    kw = {} if criteria is None else {"criteria": criteria}
-    res = trajectories(problem, theta0, eta, steps=steps, backend=backend, threads=threads, **kw)
+    A, Bm = (g.reshape(-1, 1) for g in np.meshgrid(a, b))  # (nb * na, 1), b slowest
+    theta0 = c[None, :] + A * D[0][None, :] + Bm * D[1][None, :]
+    res = trajectories(problem, theta0, eta, steps=steps, backend=backend, threads=threads, optimizer=optimizer,
+                       **({} if criteria is None else {"criteria": criteria}))
     status = np.asarray(res.status, dtype=np.int8)
     conv = status == BASIN_CODES["converged"]
     cls = np.full(status.shape, -1, dtype=np.int32)
@@ -127,7 +133,7 @@ def basin_map(
             raise fail("classify", caller, "None, 'sign' or a function (N, d) -> (N,) ints", classify)
     elif conv.any():
         cls[conv] = 0
-    shape = (nb, na)
+    shape = (b.size, a.size)
     return xr.Dataset(
         {
             "status": (("b", "a"), status.reshape(shape), {"codes": str(BASIN_CODES)}),
@@ -141,6 +147,7 @@ def basin_map(
             "problem": problem.name,
             "normalisation": problem.normalisation,
             "eta": eta,
+            "optimizer": res.optimizer.spec(),
             "steps": int(steps),
             "center": c.tolist(),
             "direction_u": D[0].tolist(),

@@ -13,7 +13,8 @@
   (b) **sharpness**: the sharpness s of every minimum reached is computed (dense Hessian for
       d <= 256, Lanczos above); a minimum of sharpness s is linearly stable for η <= 2/s, so
       the flattest minimum reached, s_min, stays stable up to η_b = 2/s_min, where the curve
-      of reached sharpness crosses 2/η.  Interval: [η_lo, η_b] (reached at η_lo, stable up to
+      of reached sharpness crosses 2/η (c/s_min for an update rule with a constant threshold
+      c, :func:`gdstab.optimizers.threshold`; not made for the adaptive rules).  Interval: [η_lo, η_b] (reached at η_lo, stable up to
       η_b).  Since s_min >= inf_M λ_max, η_b is at most the sharp critical step size
       η* = 2 / inf_M λ_max of the theory.
 
@@ -38,6 +39,7 @@ import numpy as np
 from . import random as gdstab_random
 from ._validation import InvalidParameterError, fail, finite_float, positive_int
 from .dynamics import trajectories
+from .optimizers import as_rule
 from .outcomes import Status
 from .problems.base import Problem, parse_box
 from .random import init_points
@@ -116,6 +118,7 @@ def critical_step_size(
     criteria=None,
     backend: str = "auto",
     progress=None,
+    optimizer=None,
 ) -> CriticalStepSize:
     """Estimate, with error bars, the step size beyond which GD stops converging for
     ``problem`` (definitions (a) and (b) in the module docstring).
@@ -133,17 +136,22 @@ def critical_step_size(
         fraction: the predicate's threshold in [0, 1).
         rtol: stop when η_hi / η_lo − 1 <= rtol.
         progress: optional callback ``progress(eta, converged, n)`` after each evaluation.
+        optimizer: the update rule (None: GD; a :class:`gdstab.optimizers.Rule` or its text).
+            For a rule with a constant threshold c (momentum, Nesterov) estimate (b) is
+            c / s_min; for the adaptive rules, whose threshold is on P⁻¹H, (b) is not made
+            (NaN) and the estimate is (a).
     """
     caller = "critical_step_size"
+    rule = as_rule(optimizer, caller)
     lo, hi, inits, steps, seed, fraction, rtol, box = _check_bisection(problem, eta_low, eta_high, inits, steps, seed,
                                                                        fraction, rtol, box, caller)
     eta_high = hi
     runs = _Runs(problem, init_points(problem, seed, np.arange(inits), box), steps, seed, fraction, criteria,
-                 backend, progress)
+                 backend, progress, rule)
     lo, hi = _bisect(runs, lo, hi, rtol, caller, f"{fraction:g} of the initialisations converge",
                      lambda e: f"{runs.evidence[e]['converged']} of {inits} converged", "lower it (or raise 'steps')",
                      "raise it")
-    return _estimate(runs, lo, hi, eta_high, steps, _settings(problem, inits, steps, seed, fraction, rtol, box))
+    return _estimate(runs, lo, hi, eta_high, steps, _settings(problem, inits, steps, seed, fraction, rtol, box, rule))
 
 
 def _bisect(holds, lo: float, hi: float, rtol: float, caller: str, what: str, seen, lower: str, raise_: str):
@@ -164,8 +172,9 @@ def _bisect(holds, lo: float, hi: float, rtol: float, caller: str, what: str, se
     return lo, hi
 
 
-def _settings(problem, inits, steps, seed, fraction, rtol, box) -> dict[str, Any]:
+def _settings(problem, inits, steps, seed, fraction, rtol, box, rule) -> dict[str, Any]:
     return {"inits": inits, "steps": steps, "seed": seed, "fraction": fraction, "rtol": rtol,
+            "optimizer": rule.spec(),
             "box": [list(b) for b in (box or problem.box or [])], "problem": problem.name,
             "normalisation": problem.normalisation}
 
@@ -189,9 +198,11 @@ class _Runs:
     count with its Wilson interval and the sharpness of the minima reached; the flattest minimum
     over all runs.  Calling it answers the predicate C(η): more than ``fraction`` converged."""
 
-    def __init__(self, problem, points, steps, seed, fraction, criteria, backend, progress):
+    def __init__(self, problem, points, steps, seed, fraction, criteria, backend, progress, rule):
         self.problem, self.points, self.steps, self.fraction = problem, points, steps, fraction
-        self.kw = {"backend": backend, **({} if criteria is None else {"criteria": criteria})}
+        self.kw = {"backend": backend, "optimizer": rule, **({} if criteria is None else {"criteria": criteria})}
+        # the rule's threshold on the sharpness (NaN for the adaptive rules: theirs is on P⁻¹H)
+        self.c = math.nan if (rule.adaptive or rule.name == "optax") else rule.threshold
         self.progress = progress
         self.lanczos_key = gdstab_random.key(seed)
         self.evidence: dict[float, dict[str, Any]] = {}
@@ -211,7 +222,7 @@ class _Runs:
         self.evidence[eta] = {
             "eta": eta, "n": n, "converged": k, "fraction": f, "low": a, "high": b,
             "min_sharpness": min(sharp) if sharp else None, "max_sharpness": max(sharp) if sharp else None,
-            "two_over_eta": 2.0 / eta,
+            "two_over_eta": 2.0 / eta, "threshold_over_eta": self.c / eta,
         }
         if self.progress is not None:
             self.progress(eta, k, n)
@@ -221,7 +232,8 @@ class _Runs:
 def _estimate(runs: _Runs, lo: float, hi: float, eta_high: float, steps: int, settings: dict) -> CriticalStepSize:
     """(a) and (b) combined, with the warnings that say when the budget or the bracket decided."""
     best = runs.best
-    eta_b = 2.0 / best["s"] if best["s"] > 0 else math.inf
+    c = runs.c
+    eta_b = math.nan if math.isnan(c) else (c / best["s"] if best["s"] > 0 else math.inf)
     eta_a = math.sqrt(lo * hi)
     warnings = []
     if best["s"] < math.inf and best["eta"] * best["s"] * steps < 10:
@@ -230,10 +242,13 @@ def _estimate(runs: _Runs, lo: float, hi: float, eta_high: float, steps: int, se
             f"less than e^-10 in {steps} steps, so its 'converged' verdict was decided by the tolerance within the "
             f"step budget (a degenerate or very flat minimum), not by linear stability")
     use_b = lo <= eta_b < math.inf
-    if eta_b > eta_high:
+    if math.isnan(eta_b):
+        warnings.append("sharpness: the rule's threshold is on the preconditioned Hessian P^-1 H, so estimate (b) "
+                        "is not made; the estimate is the bisection's")
+    elif eta_b > eta_high:
         use_b = False
         warnings.append(
-            f"bracket: the stability estimate 2/s_min = {eta_b:.6g} lies above eta_high = {eta_high:.6g}, where no "
+            f"bracket: the stability estimate c/s_min = {eta_b:.6g} lies above eta_high = {eta_high:.6g}, where no "
             f"initialisation converged; it is not supported by the runs, so the estimate is the bisection's "
             f"({eta_a:.6g}); widen the bracket or raise 'steps' to test it")
     return CriticalStepSize(
@@ -295,6 +310,7 @@ def trainable_step_size(
     criteria=None,
     backend: str = "auto",
     progress=None,
+    optimizer=None,
 ) -> TrainableStepSize:
     """The largest η at which training does not diverge: bisection (geometric) of the predicate
     T(η) = "more than ``fraction`` of ``inits`` random initialisations (the same at every η) do
@@ -306,10 +322,11 @@ def trainable_step_size(
     quadratic the answer is 2/λ_max (beyond it every run with a component along the top
     eigenvector diverges)."""
     caller = "trainable_step_size"
+    rule = as_rule(optimizer, caller)
     lo, hi, inits, steps, seed, fraction, rtol, box = _check_bisection(problem, eta_low, eta_high, inits, steps, seed,
                                                                        fraction, rtol, box, caller)
     points = init_points(problem, seed, np.arange(inits), box)
-    kw = {"backend": backend, **({} if criteria is None else {"criteria": criteria})}
+    kw = {"backend": backend, "optimizer": rule, **({} if criteria is None else {"criteria": criteria})}
     evidence: dict[float, dict[str, Any]] = {}
 
     def trains(eta: float) -> bool:
@@ -336,5 +353,5 @@ def trainable_step_size(
                         f"there stay bounded without settling (edge-of-stability oscillation or slow convergence)")
     return TrainableStepSize(
         eta=math.sqrt(lo * hi), interval=(lo, hi), evidence=[evidence[e] for e in sorted(evidence)],
-        settings=_settings(problem, inits, steps, seed, fraction, rtol, box),
+        settings=_settings(problem, inits, steps, seed, fraction, rtol, box, rule),
         warnings=tuple(warnings))

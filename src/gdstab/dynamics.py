@@ -37,9 +37,17 @@ every step t = 0, 1, …, T to the current iterate θ_t with g = ∇L(θ_t)):
 If several verdicts occur at the same step the order is diverged > settled > periodic >
 bounded.  Once decided, a trajectory is frozen: ``theta`` is the iterate at the decision step.
 
-Two backends follow this definition: ``"jax"`` (any problem, CPU or GPU, float64 or float32,
-optional per-step metrics) and ``"native"`` (compiled register-blocked kernels for the
-closed-form toys, float64 on the CPU).  ``"auto"`` picks native where it applies.
+Update rules (``optimizer=``: heavy-ball momentum, Nesterov, RMSProp, Adam, any optax
+transformation; :mod:`gdstab.optimizers`) run through the same loop and the same definition,
+applied to the full state z_t = (θ_t, the rule's buffers) instead of θ_t: the displacement is
+‖z_{t+1} − z_t‖ (settled needs θ *and* the buffers at rest: a momentum buffer that still moves
+is not converged), the return distances of the periodic test compare full states, and a
+trajectory diverges when any entry of z is non-finite or ‖z‖ > ``max_norm``.  For GD, z = θ and
+the displacement is η‖g‖, as above.
+
+Two backends follow this definition: ``"jax"`` (any problem and rule, CPU or GPU, float64 or
+float32, optional per-step metrics) and ``"native"`` (compiled register-blocked kernels for the
+closed-form toys, plain GD, float64 on the CPU).  ``"auto"`` picks native where it applies.
 """
 
 from __future__ import annotations
@@ -57,6 +65,7 @@ from . import interrupts
 from .outcomes import ETA_CRITICAL, Criteria, Status, fraction_rows, rounding2
 from .outcomes import PERSIST2 as _PERSIST2
 from ._validation import InvalidParameterError, check_batch, choice, fail, positive_int
+from .optimizers import GD, Rule, as_rule, state_rule
 from .problems.base import Problem
 from .stats import wilson_interval
 
@@ -68,6 +77,8 @@ __all__ = [
     "trajectories",
     "gd_map",
     "iterate",
+    "RuleStep",
+    "rule_step",
     "trace_count",
     "sgd_batch_indices",
 ]
@@ -102,6 +113,9 @@ class Trajectories:
         eta: (B,) step sizes.
         steps: T.  criteria: the :class:`Criteria` used.  backend: "jax" or "native".
         metrics: :class:`Metrics` when ``record_every`` was given, else None.
+        optimizer: the update rule (:class:`gdstab.optimizers.Rule`).
+        buffers: (B, D − d) the rule's float buffers at the decision step (the rest of the full
+            state z = (θ, buffers), :func:`gdstab.optimizers.state_rule`); None for GD.
     """
 
     status: np.ndarray
@@ -115,6 +129,8 @@ class Trajectories:
     criteria: Criteria
     backend: str
     metrics: Metrics | None = None
+    optimizer: Rule = GD
+    buffers: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.status.shape[0])
@@ -147,8 +163,49 @@ def gd_map(problem: Problem, theta, eta):
     return problem.gd_map(theta, eta)
 
 
-def iterate(problem: Problem, theta0, eta, *, steps: int) -> np.ndarray:
-    """All iterates θ_0 … θ_T of GD, without classification: an array (T + 1, B, d) in float64.
+class RuleStep(NamedTuple):
+    """One trajectory's step under an update rule, on the full state z = (θ, buffers, ...) (a
+    tuple, :func:`gdstab.optimizers.state_rule`): the single step that ``iterate``, orbit
+    diagrams, Lyapunov exponents and sharpness tracking all loop over (the trajectory engine adds
+    its classification around the same :class:`~gdstab.optimizers.StateRule`).
+
+    ``init(theta, eta, hyper) -> (z, aux)``; ``step(z, aux, eta, hyper, t, kd) -> (z', aux')``
+    (``t``, ``kd``: the update's index and the trajectory's key data, used by SGD only);
+    ``states``: the :class:`~gdstab.optimizers.StateRule` (``ravel``/``unravel`` flatten z).
+    For GD, z = (θ,) and step is G(θ) = θ − η∇L(θ), bit for bit."""
+
+    rule: Rule
+    dim: int
+    size: int
+    init: Callable
+    step: Callable
+    states: Any
+
+
+def rule_step(problem: Problem, rule: Rule = GD, *, dtype: str = "float64", batch_size: int = 0) -> RuleStep:
+    """The :class:`RuleStep` of ``rule`` on ``problem`` (full batch, or minibatch SGD with
+    ``batch_size`` > 0 on the batches of :func:`sgd_batch_indices`)."""
+    import jax
+
+    d = problem.dim
+    fr = state_rule(rule, d, dtype)
+    if batch_size:
+        bgrad = jax.grad(problem.batch_loss)
+        n = int(problem.n_samples)
+
+        def step(z, aux, eta, hyper, t=0, kd=None):
+            g = bgrad(z[0], sgd_batch_indices(kd, t, n, batch_size))
+            return fr.step(z, aux, g, eta, hyper)
+    else:
+        def step(z, aux, eta, hyper, t=0, kd=None):
+            return fr.step(z, aux, problem.grad(z[0]), eta, hyper)
+
+    return RuleStep(rule, d, fr.size, fr.init, step, fr)
+
+
+def iterate(problem: Problem, theta0, eta, *, steps: int, optimizer: Rule | str | None = None) -> np.ndarray:
+    """All iterates θ_0 … θ_T of GD (or of the update rule ``optimizer``), without
+    classification: an array (T + 1, B, d) in float64.
 
     Non-finite iterates are kept as they are (a diverging path ends in inf/nan).  Meant for
     drawing paths and orbits of a few trajectories; use :func:`trajectories` for outcomes."""
@@ -156,15 +213,20 @@ def iterate(problem: Problem, theta0, eta, *, steps: int) -> np.ndarray:
     import jax.numpy as jnp
 
     steps = positive_int(steps, "steps", "iterate")
+    rule = as_rule(optimizer, "iterate")
     th, et = check_batch(problem, theta0, eta, "iterate")
     with jax.enable_x64(True):
-        G = jax.vmap(problem.gd_map)
+        rs = rule_step(problem, rule)
+        hyper = jnp.asarray(rule.values)
+        eta_j = jnp.asarray(et)
+        z0 = jax.vmap(rs.init, in_axes=(0, 0, None))(jnp.asarray(th), eta_j, hyper)
+        G = jax.vmap(rs.step, in_axes=(0, 0, 0, None))
 
-        def body(t, _):
-            t2 = G(t, jnp.asarray(et))
-            return t2, t2
+        def body(c, _):
+            z, aux = G(c[0], c[1], eta_j, hyper)
+            return (z, aux), z[0]
 
-        _, path = jax.lax.scan(body, jnp.asarray(th), None, length=steps)
+        _, path = jax.lax.scan(body, z0, None, length=steps)
         return np.concatenate([th[None], np.asarray(path)], axis=0)
 
 
@@ -183,7 +245,8 @@ def trace_count(problem: Problem | None = None) -> int:
 
 
 class _State(NamedTuple):
-    theta: Any
+    theta: Any  # the full state z = (θ, the rule's float buffers); θ alone for GD
+    aux: Any  # the rule's integer state (Adam's step count); () for most rules
     st: Any
     cnt: Any
     s1: Any
@@ -196,29 +259,61 @@ class _State(NamedTuple):
     pdprev: Any  # the same of the previous segment
     pret: Any  # squared distance of the current segment's first return to its anchor
     prprev: Any  # the same of the previous segment
+    sn: Any  # a rule's θ-step norm ‖θ_{t+1} − θ_t‖ at the last step (what a frozen trajectory records)
 
 
-def _step_one(value_grad_fn, eta, s: _State, t, k, T, tol2, W, maxn2, P, checks, drift2, rnd2):
-    """One step of the engine for one trajectory: classify θ_t, then move if still running.
-    Returns the new state and (L(θ_t), ‖∇L(θ_t)‖) for optional recording.
+def _gd_move(eta):
+    """GD's move on z = (θ,): (θ − ηg, no aux, squared displacement η²‖g‖², no θ-step norm)."""
+    def move(z, aux, g, gg):
+        return (z[0] - eta * g,), aux, (eta * eta) * gg, None
+    return move
 
-    Mirrors the native kernels line by line (see the module docstring for the definition)."""
+
+def _sum2(parts):
+    """Σ over the parts of the full state of the sum of squares (one part: exactly jnp.sum(x·x))."""
     import jax.numpy as jnp
 
-    theta = s.theta
-    anc = jnp.where(k == 0, theta, s.anc)
-    value, g = value_grad_fn(theta)
-    n2 = jnp.sum(theta * theta)
+    out = jnp.sum(parts[0] * parts[0])
+    for x in parts[1:]:
+        out = out + jnp.sum(x * x)
+    return out
+
+
+def _rule_move(fr, eta, hyper):
+    """A rule's move on the full state z: the squared displacement is that of the full state."""
+    import jax.numpy as jnp
+
+    def move(z, aux, g, gg):
+        z2, aux2 = fr.step(z, aux, g, eta, hyper)
+        d2 = [jnp.sum((a - b) * (a - b)) for a, b in zip(z2, z)]
+        return z2, aux2, sum(d2[1:], d2[0]), jnp.sqrt(d2[0])
+    return move
+
+
+def _step_one(value_grad_fn, move, s: _State, t, k, T, tol2, W, maxn2, P, checks, drift2, rnd2):
+    """One step of the engine for one trajectory: classify the full state z_t (θ_t and the
+    rule's buffers; θ_t alone for GD), then move if still running.  ``move(z, aux, g, ‖g‖²)``
+    returns the next state, the squared displacement ‖z_{t+1} − z_t‖² and the θ-step norm
+    (None for GD: η‖g‖).  Returns the new state and (L(θ_t), ‖∇L(θ_t)‖, θ-step norm) for
+    optional recording.
+
+    Mirrors the native kernels line by line (see the module docstring for the definition)."""
+    import jax
+    import jax.numpy as jnp
+
+    z = s.theta
+    anc = tuple(jnp.where(k == 0, a, b) for a, b in zip(z, s.anc))
+    value, g = value_grad_fn(z[0])
+    n2 = _sum2(z)
     gg = jnp.sum(g * g)
-    d2 = (eta * eta) * gg
+    moved, aux_moved, d2, step_norm = move(z, s.aux, g, gg)
     ok = (n2 <= maxn2) & (d2 < jnp.inf) & jnp.isfinite(value)
     small = d2 <= tol2
     s1 = jnp.where(small, s.s1 + 1, 0)
     settled = s1 >= W
     act = s.st == 0
     probe = (k >= 1) & (k <= P)
-    diff = theta - anc
-    dd = jnp.sum(diff * diff)
+    dd = _sum2(tuple(a - b for a, b in zip(z, anc)))
     ret = dd <= tol2
     first = ret & (s.pseg == 0)
     pseg_probe = jnp.where(k == 1, jnp.where(ret, -1, 0), jnp.where(first, k, s.pseg))
@@ -246,9 +341,13 @@ def _step_one(value_grad_fn, eta, s: _State, t, k, T, tol2, W, maxn2, P, checks,
     )
     st = jnp.where(act, ns, s.st).astype(s.st.dtype)
     cnt = s.cnt + act.astype(s.cnt.dtype)
-    new_theta = jnp.where(st == 0, theta - eta * g, theta)
-    new = _State(new_theta, st, cnt, s1.astype(s.s1.dtype), anc, pseg, pprev, pcnt, pdec, pdmx, pdprev, pret, prprev)
-    return new, value, jnp.sqrt(gg)
+    run = st == 0
+    new_theta = tuple(jnp.where(run, a, b) for a, b in zip(moved, z))
+    aux = jax.tree_util.tree_map(lambda a, b: jnp.where(run, a, b), aux_moved, s.aux)
+    sn = s.sn if step_norm is None else step_norm.astype(s.sn.dtype)
+    new = _State(new_theta, aux, st, cnt, s1.astype(s.s1.dtype), anc, pseg, pprev, pcnt, pdec, pdmx, pdprev, pret,
+                 prprev, sn)
+    return new, value, jnp.sqrt(gg), step_norm
 
 
 def sgd_batch_indices(key_data, t, n_samples: int, batch_size: int):
@@ -270,56 +369,73 @@ def sgd_batch_indices(key_data, t, n_samples: int, batch_size: int):
     return jax.lax.dynamic_slice(perm, (j * batch_size,), (batch_size,))
 
 
+def _unpack(opts, dtype):
+    """The traced criteria (:meth:`Criteria.as_array`) as the engine uses them."""
+    import jax.numpy as jnp
+
+    return ((opts[0] * opts[0]).astype(dtype), opts[1].astype(jnp.int32), (opts[2] * opts[2]).astype(dtype),
+            opts[3].astype(jnp.int32), opts[4].astype(jnp.int32), opts[5].astype(jnp.int32),
+            opts[7].astype(dtype), jnp.asarray(rounding2(float(jnp.finfo(dtype).eps)), dtype))
+
+
+#: one example rule per kind (name, hyperparameter names, factory): compiled runners are cached
+#: on the kind, so new hyperparameter values do not recompile; the layout of the state is read
+#: from the example
+_KIND_EXAMPLE: dict = {}
+
+
 @functools.lru_cache(maxsize=64)
-def _jax_runner(problem: Problem, chunk: int, n_records: int, dtype_name: str, batch_size: int = 0):
-    """Compiled runner for one problem, chunk size, record layout and batch size (0: full-batch
-    GD).  η, θ₀, the SGD keys, T and the tolerances are traced arguments, so changing them does
-    not recompile."""
+def _jax_runner(problem: Problem, chunk: int, n_records: int, dtype_name: str, batch_size: int = 0,
+                kind: tuple = GD.kind):
+    """Compiled runner for one problem, chunk size, record layout, batch size (0: full batch)
+    and kind of update rule.  η, the rule's hyperparameters, θ₀, the SGD keys, T and the
+    tolerances are traced arguments, so changing them does not recompile."""
     import jax
     import jax.numpy as jnp
     from jax import lax
 
     value_grad_one = jax.value_and_grad(problem.loss)
     dtype = jnp.dtype(dtype_name)
+    rule = _KIND_EXAMPLE.get(kind, GD)
+    fr = state_rule(rule, problem.dim, dtype)
     if batch_size:
         value_grad_batch = jax.value_and_grad(problem.batch_loss)
         n_samples = int(problem.n_samples)
 
-    def traj_step(eta, kd, s, t, *rest):
+    def traj_step(eta, hyper, kd, s, t, *rest):
+        move = _gd_move(eta) if rule.is_gd else _rule_move(fr, eta, hyper)
         if batch_size:
             idx = sgd_batch_indices(kd, t, n_samples, batch_size)
-            return _step_one(lambda th: value_grad_batch(th, idx), eta, s, t, *rest)
-        return _step_one(value_grad_one, eta, s, t, *rest)
+            return _step_one(lambda th: value_grad_batch(th, idx), move, s, t, *rest)
+        return _step_one(value_grad_one, move, s, t, *rest)
 
-    def unpack(opts):
-        return ((opts[0] * opts[0]).astype(dtype), opts[1].astype(jnp.int32), (opts[2] * opts[2]).astype(dtype),
-                opts[3].astype(jnp.int32), opts[4].astype(jnp.int32), opts[5].astype(jnp.int32),
-                opts[7].astype(dtype), jnp.asarray(rounding2(float(jnp.finfo(dtype).eps)), dtype))
-
-    def start(theta0):
+    def start(theta0, eta, hyper):
         B = theta0.shape[0]
+        z0, aux0 = jax.vmap(fr.init)(theta0, eta, hyper)
         zi = jnp.zeros((B,), jnp.int32)
         zf = jnp.zeros((B,), dtype)
-        state = _State(theta0, zi, zi, zi, theta0, zi, zi, zi, zi, zf, zf, zf, zf)
+        state = _State(z0, aux0, zi, zi, zi, z0, zi, zi, zi, zi, zf, zf, zf, zf, zf)
         bufs = (jnp.full((n_records, B), jnp.nan, dtype),) * 3 if n_records else ()
         return state, bufs
 
-    def run(state, bufs, t0, t_stop, eta, keys, T, opts, record_every):
+    def run(state, bufs, t0, t_stop, eta, hyper, keys, T, opts, record_every):
         """Segments of K steps from step t0 while t0 <= T, a trajectory is running and
         t0 < t_stop.  The host calls this repeatedly with a bounded t_stop (so an interrupt
         is honoured between calls); the sequence of segments, and so every result, is the
         same as one call with t_stop = T + 1."""
         _TRACES[id(problem)] += 1  # runs at trace time only
-        tol2, W, maxn2, P, K, checks, drift2, rnd2 = unpack(opts)
-        step = jax.vmap(traj_step, in_axes=(0, 0, 0) + (None,) * 10)
+        tol2, W, maxn2, P, K, checks, drift2, rnd2 = _unpack(opts, dtype)
+        step = jax.vmap(traj_step, in_axes=(0, 0, 0, 0) + (None,) * 10)
 
         def step_all(t, state, bufs):
-            new_state, loss_b, gn = step(eta, keys, state, t, t % K, T, tol2, W, maxn2, P, checks, drift2, rnd2)
+            new_state, loss_b, gn, sn = step(eta, hyper, keys, state, t, t % K, T, tol2, W, maxn2, P, checks, drift2,
+                                             rnd2)
             if n_records:  # metrics of θ_t (before the move)
                 row = jnp.minimum(t // record_every, n_records - 1)
                 do = (t % record_every == 0) & (t <= T)
                 bufs = tuple(
-                    b.at[row].set(jnp.where(do, v, b[row])) for b, v in zip(bufs, (loss_b, gn, eta * gn))
+                    b.at[row].set(jnp.where(do, v, b[row]))
+                    for b, v in zip(bufs, (loss_b, gn, eta * gn if sn is None else sn))
                 )
             return new_state, bufs
 
@@ -364,7 +480,7 @@ SEGMENTS_FIRST = 4
 _SECONDS_PER_SEGMENT: dict = {}
 
 
-def _run_segmented(runner: "_Runner", theta, eta, kd, T, opts, every, steps: int, K: int):
+def _run_segmented(runner: "_Runner", theta, eta, hyper, kd, T, opts, every, steps: int, K: int):
     """Run one chunk to its end in compiled calls of about CALL_SECONDS each, checking for an
     interrupt between calls (:mod:`gdstab.interrupts`).  Returns (state, bufs, t_end).  The
     segments executed, and so every result, do not depend on how they are split into calls."""
@@ -375,7 +491,7 @@ def _run_segmented(runner: "_Runner", theta, eta, kd, T, opts, every, steps: int
 
     from . import interrupts
 
-    state, bufs = runner.start(theta)
+    state, bufs = runner.start(theta, eta, hyper)
     t0 = 0
     key = id(runner.run)
     while True:
@@ -385,7 +501,7 @@ def _run_segmented(runner: "_Runner", theta, eta, kd, T, opts, every, steps: int
         tic = time.perf_counter()
         t_stop = min(t0 + n_seg * K, steps + 1)
         state, bufs, t_end, running = runner.run(state, bufs, jnp.asarray(t0, jnp.int32),
-                                                 jnp.asarray(t_stop, jnp.int32), eta, kd, T, opts, every)
+                                                 jnp.asarray(t_stop, jnp.int32), eta, hyper, kd, T, opts, every)
         t_end, running = jax.device_get((t_end, running))
         took = time.perf_counter() - tic
         # the latest rate (a first call that compiled overestimates it once; the next call corrects it)
@@ -396,13 +512,16 @@ def _run_segmented(runner: "_Runner", theta, eta, kd, T, opts, every, steps: int
 
 
 def _run_jax(problem, theta0, eta, steps, criteria, chunk, record_every, dtype_name, on_chunk, threads,
-             batch_size=0, key_data=None):
+             batch_size=0, key_data=None, rule: Rule = GD):
     import jax
     import jax.numpy as jnp
 
     B, d = theta0.shape
     n_records = 0 if record_every is None else steps // record_every + 1
-    runner = _jax_runner(problem, chunk, n_records, dtype_name, batch_size)
+    _KIND_EXAMPLE.setdefault(rule.kind, rule)
+    runner = _jax_runner(problem, chunk, n_records, dtype_name, batch_size, rule.kind)
+    hyper_all = np.broadcast_to(rule.values.astype(dtype_name), (B, rule.values.size))
+    buffers = None
     if key_data is None:
         key_data = np.zeros((B, 2), np.uint32)  # unused by full-batch GD
     opts = jnp.asarray(criteria.as_array(), dtype=dtype_name)
@@ -417,12 +536,18 @@ def _run_jax(problem, theta0, eta, steps, criteria, chunk, record_every, dtype_n
     def one(start: int) -> int:
         stop = min(B, start + chunk)
         th, et = _pad(theta0[start:stop], chunk), _pad(eta[start:stop], chunk)
-        kd = _pad(key_data[start:stop], chunk)
+        kd, hy = _pad(key_data[start:stop], chunk), _pad(hyper_all[start:stop], chunk)
         with jax.enable_x64(dtype_name == "float64"):  # the x64 flag is thread-local
-            state, bufs, t_end = _run_segmented(runner, jnp.asarray(th), jnp.asarray(et), jnp.asarray(kd), T, opts,
-                                                every, steps, criteria.check_every)
+            state, bufs, t_end = _run_segmented(runner, jnp.asarray(th), jnp.asarray(et), jnp.asarray(hy),
+                                                jnp.asarray(kd), T, opts, every, steps, criteria.check_every)
         m = stop - start
-        out_theta[start:stop] = np.asarray(state.theta)[:m]
+        out_theta[start:stop] = np.asarray(state.theta[0])[:m]
+        if not rule.is_gd:
+            nonlocal buffers
+            z = np.concatenate([np.asarray(x).reshape(chunk, -1)[:m] for x in state.theta[1:]], axis=1)
+            if buffers is None:
+                buffers = np.empty((B, z.shape[1]), dtype=dtype_name)
+            buffers[start:stop] = z
         raw[start:stop] = np.asarray(state.st)[:m]
         step[start:stop] = np.asarray(state.cnt)[:m] - 1
         period[start:stop] = np.asarray(state.pdec)[:m]
@@ -433,7 +558,9 @@ def _run_jax(problem, theta0, eta, steps, criteria, chunk, record_every, dtype_n
                 rec[r][:, start:stop] = np.asarray(buf)[:, :m]
             if after.any():  # after the early exit every trajectory was frozen: values are final
                 fl, fg = _final_values(problem, out_theta[start:stop], dtype_name)
-                for r, v in enumerate((fl, fg, fg * eta[start:stop])):
+                # (a frozen trajectory of a rule records the θ-step of its decision step again)
+                fs = fg * eta[start:stop] if rule.is_gd else np.asarray(state.sn)[:m]
+                for r, v in enumerate((fl, fg, fs)):
                     rec[r][after, start:stop] = v
         return stop
 
@@ -442,7 +569,7 @@ def _run_jax(problem, theta0, eta, steps, criteria, chunk, record_every, dtype_n
     metrics = None
     if n_records:
         metrics = Metrics(np.arange(n_records) * record_every, rec[0], rec[1], rec[2])
-    return out_theta, raw, step, period, loss, gnorm, metrics
+    return out_theta, raw, step, period, loss, gnorm, metrics, buffers
 
 
 def _pad(a: np.ndarray, size: int) -> np.ndarray:
@@ -514,15 +641,16 @@ def _run_native(problem, theta0, eta, steps, criteria, chunk, on_chunk, threads)
     )
     if on_chunk is not None:
         on_chunk(theta0.shape[0], theta0.shape[0])
-    return out["theta"], out["status"], out["step"], out["period"], out["loss"], out["grad_norm"], None
+    return out["theta"], out["status"], out["step"], out["period"], out["loss"], out["grad_norm"], None, None
 
 
-def _auto_chunk(problem: Problem, B: int, n_records: int, itemsize: int, platform: str) -> int:
+def _auto_chunk(problem: Problem, B: int, n_records: int, itemsize: int, platform: str, size: int | None = None) -> int:
     """Trajectories per compiled call.  On the CPU, small problems run best in chunks of 1024
     (above that XLA splits every elementwise op across threads and the synchronisation costs
     more than it saves; measured in docs/performance.md), several chunks in parallel threads;
     larger problems and accelerators get chunks sized to a 64 MiB working set."""
-    per = itemsize * (4 * problem.dim + 12 + 3 * n_records) + int(problem.options.get("bytes_per_trajectory", 0))
+    size = problem.dim if size is None else size  # the full state's length (θ and the rule's buffers)
+    per = itemsize * (4 * size + 12 + 3 * n_records) + int(problem.options.get("bytes_per_trajectory", 0))
     cap = 1024 if (platform == "cpu" and problem.dim <= 64) else 2**16
     c = max(1, min(cap, (64 * 2**20) // max(per, 1)))
     c = 1 << int(math.floor(math.log2(c)))
@@ -545,6 +673,7 @@ def trajectories(
     on_chunk: Callable[[int, int], None] | None = None,
     batch_size: int | None = None,
     keys=None,
+    optimizer: Rule | str | None = None,
 ) -> Trajectories:
     """Run B gradient-descent (or SGD) trajectories and classify each one.
 
@@ -577,6 +706,12 @@ def trajectories(
         keys: with SGD, one PRNG key per trajectory ((B,) typed keys or (B, 2) uint32 key
             data) for its shuffles; the sweep layer derives them
             (:func:`gdstab.random.trajectory_key`).
+        optimizer: the update rule: None or "gd" (default), a :class:`gdstab.optimizers.Rule`
+            or its ``--optimizer`` text ("momentum:0.9", "adam:0.9,0.999", ...).  The rule moves
+            the full state z = (θ, buffers) and the classification above applies to z: settled
+            means ‖z_{t+1} − z_t‖ ≤ tol (θ *and* buffers at rest), periodic compares full states,
+            diverged watches ‖z‖ and the finiteness of every buffer.  Only GD has the native
+            fast path; with SGD the rule sees the minibatch gradient.
 
     Returns a :class:`Trajectories`; diverging trajectories are results, never exceptions.
     SIGINT/SIGTERM stop the run at the next segment boundary of the engine (within about
@@ -587,6 +722,7 @@ def trajectories(
     caller = "trajectories"
     if not isinstance(problem, Problem):
         raise fail("problem", caller, "a gdstab Problem", problem)
+    rule = as_rule(optimizer, caller)
     steps = positive_int(steps, "steps", caller)
     dtype = choice(dtype, "dtype", caller, ("float64", "float32"))
     criteria = Criteria.for_dtype(dtype) if criteria is None else criteria
@@ -609,7 +745,7 @@ def trajectories(
     if chunk_size != "auto":
         chunk_size = positive_int(chunk_size, "chunk_size", caller)
 
-    use_native = _use_native(problem, backend, dtype, record_every)
+    use_native = _use_native(problem, backend, dtype, record_every, rule)
     platform = jax.default_backend()
     if threads is None:
         threads = (os.cpu_count() or 1) if platform == "cpu" else 1
@@ -623,22 +759,24 @@ def trajectories(
         else:
             itemsize = 8 if dtype == "float64" else 4
             n_records = 0 if record_every is None else steps // record_every + 1
-            chunk = _auto_chunk(problem, B, n_records, itemsize, platform) if chunk_size == "auto" else chunk_size
             with jax.enable_x64(dtype == "float64"):
+                size = state_rule(rule, problem.dim, dtype).size
+                chunk = (_auto_chunk(problem, B, n_records, itemsize, platform, size) if chunk_size == "auto"
+                         else chunk_size)
                 out = _run_jax(
                     problem, th.astype(dtype), et.astype(dtype), steps, criteria, chunk, record_every, dtype, on_chunk,
-                    threads, batch_size or 0, key_data,
+                    threads, batch_size or 0, key_data, rule,
                 )
             used = "jax"
-    theta_f, raw, step, period, loss, gnorm, metrics = out
+    theta_f, raw, step, period, loss, gnorm, metrics, buffers = out
     status = _final_status(raw, loss, gnorm, et, problem.min_value, criteria)
     period = np.where(status == Status.PERIODIC, period, 0)
     return Trajectories(status=status, step=step, period=period, theta=theta_f, loss=loss, grad_norm=gnorm,
                         eta=et if et.dtype == np.dtype(dtype) else et.astype(dtype), steps=steps, criteria=criteria,
-                        backend=used, metrics=metrics)
+                        backend=used, metrics=metrics, optimizer=rule, buffers=buffers)
 
 
-def _use_native(problem: Problem, backend: str, dtype: str, record_every) -> bool:
+def _use_native(problem: Problem, backend: str, dtype: str, record_every, rule: Rule = GD) -> bool:
     """Whether the compiled toy kernel runs: always with backend "native" (an error says why it
     cannot), with "auto" where it can on the CPU."""
     import jax
@@ -649,11 +787,13 @@ def _use_native(problem: Problem, backend: str, dtype: str, record_every) -> boo
         problem.native is not None
         and dtype == "float64"
         and record_every is None
+        and rule.is_gd
         and _native.available(problem.native.name)
     )
     if backend == "native" and not native_ok:
         why = (
             "this problem has no compiled kernel" if problem.native is None
+            else f"the compiled kernels run plain GD only, not {rule.spec()}" if not rule.is_gd
             else "it needs float64 and no recording" if (dtype != "float64" or record_every is not None)
             else _native.unavailable_reason()
         )

@@ -27,6 +27,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ._validation import check_batch, fail, finite_float, positive_int
+from .optimizers import as_rule
 from .problems.base import Problem
 
 __all__ = [
@@ -177,9 +178,13 @@ def orbit_diagram(
     rtol: float = 1e-6,
     max_norm: float = 1e6,
     chunk: int = 4096,
+    optimizer=None,
 ):
-    """Orbit (bifurcation) diagram of GD: for every step size of ``etas`` and every initial
-    point of ``inits`` (B, d), run ``transient`` steps, then record ``record`` iterates.
+    """Orbit (bifurcation) diagram of GD (or of the update rule ``optimizer``, a
+    :class:`gdstab.optimizers.Rule` or its text): for every step size of ``etas`` and every
+    initial point of ``inits`` (B, d), run ``transient`` steps, then record ``record`` iterates.
+    With a rule the period is detected on the full state (θ and the rule's buffers) and the
+    observable is a function of θ.
 
     Main arguments:
         problem: any :class:`Problem`.
@@ -215,11 +220,12 @@ def orbit_diagram(
     chunk = positive_int(chunk, "chunk", caller)
     _check_transient(transient, max_period, caller)
     obs, label = _observable(problem, observe, caller)
+    rule = as_rule(optimizer, caller)
 
     B, d = th0.shape
     E = etas.size
     values, periods, settled, last = _record_orbits(problem, np.tile(th0, (E, 1)), np.repeat(etas, B), obs, transient,
-                                                    record, max_period, rtol, max_norm, chunk)
+                                                    record, max_period, rtol, max_norm, chunk, rule)
     periods = periods.reshape(E, B)
     ds = xr.Dataset(
         {
@@ -237,6 +243,7 @@ def orbit_diagram(
         attrs={
             "problem": problem.name,
             "normalisation": problem.normalisation,
+            "optimizer": rule.spec(),
             "observable": label,
             "transient": transient,
             "record": record,
@@ -250,11 +257,14 @@ def orbit_diagram(
     return ds
 
 
-def _record_orbits(problem, all_th, all_eta, obs, transient, record, max_period, rtol, max_norm, chunk):
+def _record_orbits(problem, all_th, all_eta, obs, transient, record, max_period, rtol, max_norm, chunk, rule):
     """Per trajectory (θ₀, η): the observable on ``record`` iterates after ``transient`` steps,
-    the period code, whether the transient had settled, and the last iterate (float64)."""
+    the period code (of the full state), whether the transient had settled, and the last
+    iterate (float64)."""
     import jax
     import jax.numpy as jnp
+
+    from .dynamics import rule_step
 
     n, d = all_th.shape
     values = np.empty((n, record))
@@ -262,20 +272,21 @@ def _record_orbits(problem, all_th, all_eta, obs, transient, record, max_period,
     settled = np.empty(n, dtype=bool)
     last = np.empty((n, d))
     with jax.enable_x64(True):
-        G = problem.gd_map
+        rs = rule_step(problem, rule)
+        hyper = jnp.asarray(rule.values)
 
-        def guard(th):
-            return _guard(th, max_norm)
+        def G(c, eta):
+            z, aux = rs.step(c[0], c[1], eta, hyper)
+            return rs.states.unravel(_guard(rs.states.ravel(z), max_norm)), aux
 
         def one(th, eta):
-            th = jax.lax.fori_loop(0, transient, lambda _, t: guard(G(t, eta)), th)
+            c = jax.lax.fori_loop(0, transient, lambda _, c: G(c, eta), rs.init(th, eta, hyper))
 
-            def rec(t, _):
-                t2 = guard(G(t, eta))
-                return t2, t
+            def rec(c, _):
+                return G(c, eta), rs.states.ravel(c[0])
 
-            th_end, path = jax.lax.scan(rec, th, None, length=record)
-            return path, th_end
+            _, path = jax.lax.scan(rec, c, None, length=record)
+            return path, None
 
         run = jax.jit(jax.vmap(one))
         vobs = jax.jit(jax.vmap(jax.vmap(obs)))
@@ -288,9 +299,10 @@ def _record_orbits(problem, all_th, all_eta, obs, transient, record, max_period,
             pad_eta = np.ones(size)
             pad_eta[:m] = all_eta[sl]
             path, _ = run(jnp.asarray(pad_th), jnp.asarray(pad_eta))
-            path = np.asarray(path)[:m]  # (m, R, d)
+            path = np.asarray(path)[:m]  # (m, R, D): the full states
             periods[sl] = detect_period(np.swapaxes(path, 0, 1), max_period=max_period, rtol=rtol, max_norm=max_norm)
             settled[sl] = transient_settled(np.swapaxes(path, 0, 1), periods[sl])
+            path = path[:, :, :d]
             values[sl] = np.asarray(vobs(jnp.asarray(path)))
             last[sl] = path[:, -1]
     return values, periods, settled, last
@@ -399,8 +411,10 @@ def lyapunov(
     rtol: float = 0.05,
     max_norm: float = 1e6,
     key=None,
+    optimizer=None,
 ) -> LyapunovResult:
-    """Lyapunov exponents of G(θ) = θ − η∇L(θ) along the trajectories from ``theta0`` (B, d)
+    """Lyapunov exponents of G(θ) = θ − η∇L(θ) (or of the update rule ``optimizer``'s map on
+    its full state z = (θ, buffers), dimension D) along the trajectories from ``theta0`` (B, d)
     at step sizes ``eta`` (scalar or (B,)).
 
     Tangent vectors are pushed forward by Jacobian-vector products of G (DG = I − η H, never
@@ -408,7 +422,7 @@ def lyapunov(
     exponents are the time averages of log |R_ii| over ``steps`` steps (Benettin's method);
     with k = 1 the vector is renormalised.  The first ``transient`` steps are discarded: they
     bring θ onto its attractor and the tangent frame onto the growth directions.  ``n_exponents``: k, or ``"all"``
-    (k = d).  The initial tangent vectors are the first k columns of a random orthogonal matrix
+    (k = d, or D with a rule: the tangent space is that of the full state).  The initial tangent vectors are the first k columns of a random orthogonal matrix
     (explicit ``key``; default: the identity's first k columns).
 
     Convergence report: the steps are cut into ``blocks`` blocks; the standard error of the
@@ -416,7 +430,8 @@ def lyapunov(
     <= max(``atol``, ``rtol`` · |λ|).  A trajectory that diverges has NaN exponents."""
     caller = "lyapunov"
     th0, et = check_batch(problem, theta0, eta, caller)
-    d = th0.shape[1]
+    rule = as_rule(optimizer, caller)
+    d = th0.shape[1] if rule.is_gd else _state_size(problem, rule)
     steps = positive_int(steps, "steps", caller)
     transient = positive_int(transient, "transient", caller, minimum=0)
     blocks = positive_int(blocks, "blocks", caller, minimum=2)
@@ -430,7 +445,7 @@ def lyapunov(
             raise fail("n_exponents", caller, f"an int <= the dimension {d} or 'all'", n_exponents)
     atol = finite_float(atol, "atol", caller, low=0.0, low_inclusive=True)
     rtol = finite_float(rtol, "rtol", caller, low=0.0, low_inclusive=True)
-    means, finite = _lyapunov_block_means(problem, th0, et, k, steps // blocks, blocks, transient, max_norm, key)
+    means, finite = _lyapunov_block_means(problem, th0, et, k, steps // blocks, blocks, transient, max_norm, key, rule)
     diverged = ~finite | ~np.all(np.isfinite(means), axis=(1, 2))
     est = means.mean(axis=1)
     se = means.std(axis=1, ddof=1) / math.sqrt(blocks)
@@ -441,36 +456,52 @@ def lyapunov(
     return LyapunovResult(est, se, conv, diverged, history, steps, transient, blocks)
 
 
-def _lyapunov_block_means(problem, th0, et, k, per_block, blocks, transient, max_norm, key):
+def _state_size(problem, rule) -> int:
+    import jax
+
+    from .optimizers import state_rule
+
+    with jax.enable_x64(True):
+        return state_rule(rule, problem.dim, "float64").size
+
+
+def _lyapunov_block_means(problem, th0, et, k, per_block, blocks, transient, max_norm, key, rule):
     """Per trajectory: the block averages (blocks, k) of the log growth factors of k tangent
-    vectors after ``transient`` steps, and whether the trajectory stayed finite."""
+    vectors of the full state after ``transient`` steps, and whether the trajectory stayed
+    finite."""
     import jax
     import jax.numpy as jnp
 
-    d = th0.shape[1]
+    from .dynamics import rule_step
+
     with jax.enable_x64(True):
+        rs = rule_step(problem, rule)
+        D = rs.size
+        hyper = jnp.asarray(rule.values)
         if key is None:
-            Q0 = np.eye(d)[:, :k]
+            Q0 = np.eye(D)[:, :k]
         else:
-            Q0 = np.linalg.qr(np.asarray(jax.random.normal(key, (d, d), dtype=jnp.float64)))[0][:, :k]
-        G = problem.gd_map
+            Q0 = np.linalg.qr(np.asarray(jax.random.normal(key, (D, D), dtype=jnp.float64)))[0][:, :k]
 
         def one(th, eta, Q):
-            def guard(t):
-                return _guard(t, max_norm)
+            def G(v, aux):  # the map on the flat full state
+                return rs.states.ravel(rs.step(rs.states.unravel(v), aux, eta, hyper)[0])
 
-            def push(t, Q):
-                """θ_{t+1}, the re-orthonormalised frame and the log growth factors."""
-                t2, V = jax.vmap(lambda q: jax.jvp(lambda s: G(s, eta), (t,), (q,)), in_axes=1, out_axes=(None, 1))(Q)
+            def push(c, Q):
+                """The next full state, the re-orthonormalised frame and the log growth factors."""
+                z, aux = c
+                z2, V = jax.vmap(lambda q: jax.jvp(lambda v: G(v, aux), (z,), (q,)), in_axes=1, out_axes=(None, 1))(Q)
+                c2 = (_guard(z2, max_norm), rs.step(rs.states.unravel(z), aux, eta, hyper)[1])
                 if k == 1:
                     r = jnp.linalg.norm(V[:, 0])
-                    return guard(t2), V / r, jnp.log(r)[None]
+                    return c2, V / r, jnp.log(r)[None]
                 Q2, R = jnp.linalg.qr(V)
                 diag = jnp.diagonal(R)
-                return guard(t2), Q2 * jnp.sign(diag)[None, :], jnp.log(jnp.abs(diag))
+                return c2, Q2 * jnp.sign(diag)[None, :], jnp.log(jnp.abs(diag))
 
             # the transient also aligns the frame with the growth directions (no bias from Q0)
-            th, Q = jax.lax.fori_loop(0, transient, lambda _, c: push(*c)[:2], (th, Q))
+            z0, aux0 = rs.init(th, eta, hyper)
+            th, Q = jax.lax.fori_loop(0, transient, lambda _, c: push(*c)[:2], ((rs.states.ravel(z0), aux0), Q))
 
             def step(carry, _):
                 t, Q, acc = carry
@@ -483,7 +514,7 @@ def _lyapunov_block_means(problem, th0, et, k, per_block, blocks, transient, max
                 return (t, Q), acc / per_block
 
             (t_end, _), means = jax.lax.scan(block, (th, Q), None, length=blocks)
-            return means, jnp.all(jnp.isfinite(t_end))
+            return means, jnp.all(jnp.isfinite(t_end[0]))
 
         means, finite = jax.jit(jax.vmap(one, in_axes=(0, 0, None)))(jnp.asarray(th0), jnp.asarray(et), jnp.asarray(Q0))
         means = np.asarray(means)  # (B, blocks, k)

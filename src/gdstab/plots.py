@@ -316,15 +316,80 @@ def sharpness_trace(ds, axes=None):
     step = ds.step.values
     axes[0].semilogy(step, np.maximum(ds.loss.values, 1e-300), color="C0")
     axes[0].set_ylabel("loss")
-    axes[0].set_title(f"GD on {ds.attrs.get('problem', '')} at eta = {ds.attrs['eta']:g}", fontsize=9)
-    axes[1].plot(step, ds.sharpness.values, color="C1", label=r"sharpness $\lambda_{max}$")
-    axes[1].axhline(ds.attrs["threshold"], color="k", ls="--", lw=1, label=r"$2/\eta$")
+    name = ds.attrs.get("optimizer", "gd")
+    axes[0].set_title(f"{'GD' if name == 'gd' else name} on {ds.attrs.get('problem', '')} at eta = {ds.attrs['eta']:g}",
+                      fontsize=9)
+    axes[1].plot(step, ds.sharpness.values, color="C1", label=r"sharpness $\lambda_{max}(H)$")
+    rule = ds.attrs.get("optimizer", "gd")
+    if "preconditioned_sharpness" in ds:
+        axes[1].plot(step, ds.preconditioned_sharpness.values, color="C4",
+                     label=r"preconditioned sharpness $\lambda_{max}(P^{-1}H)$")
+        axes[1].set_yscale("log")
+    c = ds.attrs["threshold"] * ds.attrs["eta"]
+    what = r"$2/\eta$" if rule == "gd" else rf"$c/\eta$ ({rule}: c = {c:.3g})"
+    axes[1].axhline(ds.attrs["threshold"], color="k", ls="--", lw=1, label=what)
     if "gradient_flow_sharpness" in ds.attrs:
         axes[1].axhline(ds.attrs["gradient_flow_sharpness"], color="C2", ls=":", lw=1,
                         label="minimum reached by gradient flow")
     axes[1].set_ylabel("sharpness")
     axes[1].set_xlabel("step")
     axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def momentum_trapping(ds, axes=None):
+    """Trapping fraction against η for heavy ball and Nesterov at several β (Wilson 95 % bars),
+    with the theory's critical step size η*(rule, β) dotted in the same colour (from
+    :func:`gdstab.experiments.optimizer_dynamics.compute_momentum`)."""
+    plt = _plt()
+    if axes is None:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    else:
+        fig = np.atleast_1d(axes)[0].figure
+    axes = np.atleast_1d(axes)
+    names = {"momentum": "heavy ball", "nesterov": "Nesterov"}
+    rules = [r.strip() for r in ds.attrs["rule_labels"].split(",")]
+    eta = ds.eta.values
+    for i, (ax, rule) in enumerate(zip(axes, rules)):
+        for j, beta in enumerate(ds.beta.values):
+            f = ds.trapping_fraction.values[i, j]
+            yerr = np.vstack([f - ds.trapping_low.values[i, j], ds.trapping_high.values[i, j] - f])
+            ax.errorbar(eta, f, yerr=yerr, fmt="o-", ms=3, lw=1, capsize=2, color=f"C{j}",
+                        label=rf"$\beta = {beta:g}$")
+            es = float(ds.eta_star.values[i, j])
+            ax.axvline(es, color=f"C{j}", ls=":", lw=1.2, label=rf"$\eta^* = {es:.3g}$")
+        ax.set_title(f"{names.get(rule, rule)} on $\\frac{{1}}{{2}}(1-xy)^2$")
+        ax.set_xlabel(r"step size $\eta$")
+        ax.set_ylim(-0.02, 1.05)
+        ax.legend(fontsize=7, ncol=2, loc="upper right")
+    axes[0].set_ylabel("fraction of initialisations that converge")
+    fig.tight_layout()
+    return fig
+
+
+def adaptive_eos(ds, axes=None):
+    """Adam at the adaptive edge of stability: loss (top) and η λ_max(P⁻¹H) / c (bottom, the
+    threshold at 1) against the step, one colour per step size (from
+    :func:`gdstab.experiments.optimizer_dynamics.compute_adaptive_eos`)."""
+    plt = _plt()
+    if axes is None:
+        fig, axes = plt.subplots(2, 1, figsize=(7, 5.5), sharex=True)
+    else:
+        fig = np.atleast_1d(axes)[0].figure
+    axes = np.atleast_1d(axes)
+    step = ds.step.values
+    for i, eta in enumerate(ds.eta.values):
+        axes[0].semilogy(step, np.maximum(ds.loss.values[i], 1e-300), color=f"C{i}", label=rf"$\eta = {eta:g}$")
+        axes[1].plot(step, ds.ratio.values[i], color=f"C{i}", label=rf"$\eta = {eta:g}$")
+    c = ds.attrs["threshold_c"]
+    axes[1].axhline(1.0, color="k", ls="--", lw=1, label=rf"adaptive edge of stability $\lambda = {c:g}/\eta$")
+    axes[0].set_ylabel("loss (MSE)")
+    axes[0].legend(fontsize=8)
+    axes[0].set_title("full-batch Adam on an MNIST MLP", fontsize=10)
+    axes[1].set_ylabel(rf"$\eta\,\lambda_{{max}}(P^{{-1}}H)\,/\,{c:g}$")
+    axes[1].set_xlabel("step")
+    axes[1].legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     return fig
 

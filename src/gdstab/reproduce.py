@@ -9,7 +9,9 @@ Layout of a results folder DIR::
 
 Targets: fig1 … fig6, linear (deep-linear-network table + dynamics check), nonsingular, and
 beyond the paper: orbit (orbit diagram and Lyapunov exponents of ½(1 − xy)²), eos (sharpness
-along GD on ¼(x²y² − 1)²: edge of stability), basin (basin map and critical step size).
+along GD on ¼(x²y² − 1)²: edge of stability), basin (basin map and critical step size), momentum
+(trapping fraction of heavy ball and Nesterov against η with η*(rule) marked), adaptive_eos (Adam at
+the adaptive edge of stability on an MNIST MLP).
 Every target is resumable: sweeps continue cell by cell, and a target whose data are complete
 is not recomputed (its figure is redrawn from the stored data).
 """

@@ -17,50 +17,60 @@ import time
 import numpy as np
 
 from ._validation import fail, finite_float, positive_int
+from .optimizers import as_rule
 from .problems.base import Problem
 
 __all__ = ["track_sharpness", "sharpness_at"]
 
 
-def sharpness_at(problem: Problem, theta: np.ndarray, *, v0=None, key=None, tol: float = 1e-8, max_iter: int = 100):
-    """λ_max of the Hessian at θ and its eigenvector: dense for small d, else Lanczos."""
+def sharpness_at(problem: Problem, theta: np.ndarray, *, v0=None, key=None, tol: float = 1e-8, max_iter: int = 100,
+                 preconditioner=None):
+    """λ_max of the Hessian at θ and its eigenvector: dense for small d, else Lanczos.  With a
+    diagonal ``preconditioner`` P (d,), the preconditioned sharpness λ_max(P⁻¹H), computed as
+    λ_max of the symmetric P^{-1/2} H P^{-1/2} (same eigenvalues), and that matrix's eigenvector."""
     import jax
     import jax.numpy as jnp
 
     from .spectrum import hessian, hvp, lanczos
 
+    s = None if preconditioner is None else 1.0 / np.sqrt(np.asarray(preconditioner, dtype=np.float64))
     if problem.dim <= 256:
         h = hessian(problem, theta)
+        if s is not None:
+            h = s[:, None] * h * s[None, :]
         ev, V = np.linalg.eigh(0.5 * (h + h.T))
         return float(ev[-1]), V[:, -1], True, problem.dim
     with jax.enable_x64(True):
         mv = hvp(problem, jnp.asarray(theta, dtype=jnp.float64))
+        if s is not None:
+            sj = jnp.asarray(s)
+            plain = mv
+
+            def mv(v):
+                return sj * plain(sj * v)
         r = lanczos(mv, problem.dim, 1, key=key, v0=v0, tol=tol, max_iter=max_iter)
     return float(r.eigenvalues[0]), r.eigenvectors[:, 0], bool(r.converged), r.matvecs
 
 
+_RULE_EXAMPLE: dict = {}
+
+
 @functools.lru_cache(maxsize=16)
-def _compiled(problem: Problem, every: int, batch_size: int):
-    """Compiled (value and gradient, k GD/SGD updates) per problem, k and batch size: a new
-    run, η, start or key does not recompile."""
+def _compiled(problem: Problem, every: int, batch_size: int, kind: tuple):
+    """Compiled (value and gradient, init, k updates of the rule (GD/SGD or an optimizer on its
+    full state), preconditioner) per problem, k, batch size and kind of rule: a new run, η, β,
+    start or key does not recompile."""
     import jax
 
+    from .dynamics import rule_step
+
+    rs = rule_step(problem, _RULE_EXAMPLE[kind], batch_size=batch_size)
     vg = jax.jit(jax.value_and_grad(problem.loss))
-    if not batch_size:
-        def advance(t, e, t0, kd):
-            return jax.lax.fori_loop(0, every, lambda _, s: problem.gd_map(s, e), t)
-    else:
-        from .dynamics import sgd_batch_indices
 
-        bgrad = jax.grad(problem.batch_loss)
+    def advance(c, e, hyper, t0, kd):
+        return jax.lax.fori_loop(0, every, lambda i, c: rs.step(c[0], c[1], e, hyper, t0 + i, kd), c)
 
-        def advance(t, e, t0, kd):
-            def body(i, s):
-                idx = sgd_batch_indices(kd, t0 + i, problem.n_samples, batch_size)
-                return s - e * bgrad(s, idx)
-
-            return jax.lax.fori_loop(0, every, body, t)
-    return vg, jax.jit(advance)
+    return vg, jax.jit(rs.init), jax.jit(advance), jax.jit(rs.states.preconditioner) if rs.rule.adaptive else None
 
 
 def track_sharpness(
@@ -75,9 +85,13 @@ def track_sharpness(
     tol: float = 1e-6,
     max_iter: int = 100,
     warm_start: bool = True,
+    optimizer=None,
 ):
-    """GD (SGD with ``batch_size``) from ``theta0`` at step size ``eta``, recording every
-    ``every`` steps the full-batch loss, ‖∇L‖ and the sharpness λ_max(H).
+    """GD (SGD with ``batch_size``; any update rule with ``optimizer``) from ``theta0`` at step
+    size ``eta``, recording every ``every`` steps the full-batch loss, ‖∇L‖ and the sharpness
+    λ_max(H); for the adaptive rules (rmsprop, adam) also the preconditioned sharpness
+    λ_max(P⁻¹H) with P the rule's diagonal preconditioner at that step
+    (:meth:`gdstab.optimizers.StateRule.preconditioner`; NaN at step 0, where no step was made).
 
     Main arguments:
         problem: any :class:`Problem` (for SGD one with data, e.g. from ``Problem.from_jax``).
@@ -88,18 +102,22 @@ def track_sharpness(
         steps: GD updates; every: record every k updates (step 0 included).
         batch_size, key: SGD minibatches (:func:`gdstab.dynamics.sgd_batch_indices` with this
             trajectory key); ``key`` also starts the first Lanczos run.
+        optimizer: None (GD), a :class:`gdstab.optimizers.Rule` or its text ("adam:0.9,0.999").
         tol, max_iter: Lanczos tolerance (relative residual) and Krylov dimension; later
             runs start from the previous top eigenvector (``warm_start=False``: every run from
             a random vector drawn with ``key``).  Dense eigenvalues for d <= 256.
 
     Returns an ``xarray.Dataset`` over ``step``: ``loss``, ``grad_norm``, ``sharpness``,
-    ``lanczos_converged``, ``matvecs``; ``theta_last``; attrs: eta, the threshold 2/η, the
+    ``lanczos_converged``, ``matvecs`` (and ``preconditioned_sharpness`` for adaptive rules);
+    ``theta_last``; attrs: eta, the optimizer, the threshold c(rule)/η (2/η for GD) on the
+    sharpness, or on the preconditioned sharpness for adaptive rules (``threshold_on``), the
     status (``ok`` or ``diverged``: the records after a non-finite iterate are NaN) and the
     wall time spent training and computing sharpness (their ratio is the tracker's overhead).
     """
     import xarray as xr
 
     caller = "track_sharpness"
+    rule = as_rule(optimizer, caller)
     eta = finite_float(eta, "eta", caller, low=0.0)
     steps = positive_int(steps, "steps", caller)
     every = positive_int(every, "every", caller)
@@ -119,14 +137,16 @@ def track_sharpness(
     if key is None and problem.dim > 256:
         raise fail("key", caller, "a JAX PRNG key (it starts the first Lanczos run)", key)
     loss, gnorm, sharp, conv, mvs, last, info = _run_and_measure(problem, th, eta, steps, every, batch_size, key, tol,
-                                                                 max_iter, warm_start)
-    status, diverged_between, t_train, t_sharp = info
+                                                                 max_iter, warm_start, rule)
+    status, diverged_between, t_train, t_sharp, psharp = info
     rec_steps = np.arange(loss.size) * every
+    extra = {} if psharp is None else {"preconditioned_sharpness": (("step",), psharp)}
     return xr.Dataset(
         {
             "loss": (("step",), loss),
             "grad_norm": (("step",), gnorm),
             "sharpness": (("step",), sharp),
+            **extra,
             "lanczos_converged": (("step",), conv),
             "matvecs": (("step",), mvs),
             "theta_last": (("coord",), last),
@@ -137,7 +157,9 @@ def track_sharpness(
             "problem": problem.name,
             "normalisation": problem.normalisation,
             "eta": eta,
-            "threshold": 2.0 / eta,
+            "optimizer": rule.spec(),
+            "threshold": rule.threshold / eta,
+            "threshold_on": "preconditioned_sharpness" if rule.adaptive else "sharpness",
             "every": every,
             "batch_size": int(batch_size or 0),
             "status": status,
@@ -150,7 +172,7 @@ def track_sharpness(
     )
 
 
-def _run_and_measure(problem, th, eta, steps, every, batch_size, key, tol, max_iter, warm_start):
+def _run_and_measure(problem, th, eta, steps, every, batch_size, key, tol, max_iter, warm_start, rule):
     """The loop of :func:`track_sharpness`: records (loss, ‖∇L‖, sharpness, Lanczos converged,
     matvecs), the last iterate, and (status, diverged_between, train seconds, sharpness seconds)."""
     import jax
@@ -165,15 +187,19 @@ def _run_and_measure(problem, th, eta, steps, every, batch_size, key, tol, max_i
     t_train = t_sharp = 0.0
     status = "ok"
     diverged_between = None  # (last finite record, first non-finite record) steps
+    psharp = np.full(n_rec, np.nan) if rule.adaptive else None
     with jax.enable_x64(True):
-        vg, advance = _compiled(problem, every, batch_size or 0)
+        _RULE_EXAMPLE.setdefault(rule.kind, rule)
+        vg, init, advance, precond = _compiled(problem, every, batch_size or 0, rule.kind)
         kd = jax.random.key_data(key) if batch_size else None
-        theta = jnp.asarray(th)
-        v = None
+        hyper = jnp.asarray(rule.values)
+        c = init(jnp.asarray(th), eta, hyper)
+        v = pv = None
         for r in range(n_rec):
             t0 = time.perf_counter()
             if r > 0:
-                theta = advance(theta, eta, (r - 1) * every, kd).block_until_ready()
+                c = jax.block_until_ready(advance(c, eta, hyper, (r - 1) * every, kd))
+            theta = c[0][0]  # θ of the full state (θ, buffers)
             val, g = vg(theta)
             t_train += time.perf_counter() - t0
             val = float(val)
@@ -187,10 +213,15 @@ def _run_and_measure(problem, th, eta, steps, every, batch_size, key, tol, max_i
             t0 = time.perf_counter()
             lam, v, ok, n = sharpness_at(problem, th_np, v0=v if warm_start else None, key=key, tol=tol,
                                        max_iter=max_iter)
-            t_sharp += time.perf_counter() - t0
             sharp[r], conv[r], mvs[r] = lam, ok, n
+            if precond is not None and r > 0:
+                P = np.asarray(precond(*c))
+                if np.all(np.isfinite(P)):
+                    psharp[r], pv, _, _ = sharpness_at(problem, th_np, v0=pv if warm_start else None, key=key, tol=tol,
+                                                       max_iter=max_iter, preconditioner=P)
+            t_sharp += time.perf_counter() - t0
         last = np.asarray(theta)
-    return loss, gnorm, sharp, conv, mvs, last, (status, diverged_between, t_train, t_sharp)
+    return loss, gnorm, sharp, conv, mvs, last, (status, diverged_between, t_train, t_sharp, psharp)
 
 
 # ------------------------------------------------------------------------------ critical η

@@ -41,6 +41,10 @@ __all__ = [
     "minimise_sharpness_on_minima",
     "walk_along_minima",
     "stability_summary",
+    "companion_matrix",
+    "spectral_radius",
+    "rule_stability",
+    "frozen_preconditioner_stability",
     "EstimatedCriticalStepSizes",
     "estimate_critical_step_sizes",
 ]
@@ -738,6 +742,84 @@ def singular_set_fraction(problem, eta: float, eps, *, key, n: int = 100_000, bo
     return NonSingularity(eta, eps, counts, n, frac, slope, stderr, float(np.exp(logabs.min())))
 
 
+# ------------------------------------------------------------- update rules (companion matrices)
+
+
+def companion_matrix(rule, eta: float, lam: float) -> np.ndarray:
+    """The linear map of ``rule`` (a :class:`gdstab.optimizers.Rule`) on (θ, buffer) along an
+    eigenvector of H with eigenvalue ``lam`` (for the adaptive rules: of P⁻¹H, P frozen) at
+    step size ``eta``:
+
+    ==========  =========================================================
+    gd          [1 − ηλ]
+    momentum    [[1 − ηλ, −ηβ], [λ, β]]
+    nesterov    [[1 − ηλ(1 + β), −ηβ²], [λ, β]]
+    rmsprop     [1 − ημ]  (μ an eigenvalue of P⁻¹H)
+    adam        [[1 − η(1 − β₁)μ, −ηβ₁], [(1 − β₁)μ, β₁]]  (on (θ, P⁻¹m))
+    ==========  =========================================================
+
+    Its spectral radius is < 1 iff 0 < ηλ < c(rule) (Jury's conditions on z² − Tz + D:
+    |D| < 1, 1 − T + D > 0, 1 + T + D > 0)."""
+    if rule.name == "optax":
+        raise fail("rule", "companion_matrix", "a built-in rule (gd, momentum, nesterov, rmsprop, adam)", rule.spec())
+    e, x = float(eta), float(lam)
+    if rule.name in ("gd", "rmsprop"):
+        return np.array([[1.0 - e * x]])
+    if rule.name == "momentum":
+        b = rule["beta"]
+        return np.array([[1.0 - e * x, -e * b], [x, b]])
+    if rule.name == "nesterov":
+        b = rule["beta"]
+        return np.array([[1.0 - e * x * (1.0 + b), -e * b * b], [x, b]])
+    b1 = rule["b1"]  # adam, in the coordinates of P⁻¹H with m̃ = P⁻¹m
+    return np.array([[1.0 - e * (1.0 - b1) * x, -e * b1], [(1.0 - b1) * x, b1]])
+
+
+def spectral_radius(rule, eta: float, lam: float) -> float:
+    """The spectral radius of :func:`companion_matrix`: the per-step contraction (< 1) or
+    expansion (> 1) of the state along that eigenvector near the minimum."""
+    return float(np.max(np.abs(np.linalg.eigvals(companion_matrix(rule, eta, lam)))))
+
+
+def rule_stability(rule, eta: float, eigenvalues, *, rank_tol: float = 1e-9) -> dict[str, Any]:
+    """Linear stability of a minimum under ``rule`` at step size ``eta``, from the non-zero
+    ``eigenvalues`` of H (of P⁻¹H for the adaptive rules): the spectral radius over them, the
+    threshold c / η on the largest, and the verdict (0 < ηλ < c for all)."""
+    eta = finite_float(eta, "eta", "rule_stability", low=0.0)
+    ev = np.asarray(eigenvalues, dtype=np.float64).reshape(-1)
+    if ev.size == 0 or not np.all(np.isfinite(ev)):
+        raise fail("eigenvalues", "rule_stability", "a non-empty array of finite floats", eigenvalues)
+    scale = max(float(np.abs(ev).max()), np.finfo(float).tiny)
+    nz = ev[np.abs(ev) > rank_tol * scale]
+    c = rule.threshold
+    rho = max((spectral_radius(rule, eta, x) for x in nz), default=math.nan)
+    return {"rule": rule.to_dict(), "threshold_c": c, "lambda_threshold": c / eta,
+            "spectral_radius": rho, "linearly_stable": bool(nz.size and np.all((nz > 0) & (eta * nz < c)))}
+
+
+def frozen_preconditioner_stability(rule, eta: float, hessian, preconditioner) -> dict[str, Any]:
+    """Linear stability of a minimum with Hessian ``hessian`` (d, d) under an adaptive rule
+    (rmsprop, adam) whose diagonal preconditioner is frozen at ``preconditioner`` P (d,) (its
+    buffers have converged): the rule is linear in (θ, P⁻¹m) and decouples along the
+    eigenvectors of P⁻¹H, so the verdict is :func:`rule_stability` on the eigenvalues of P⁻¹H
+    (computed as those of the symmetric P^{-1/2} H P^{-1/2}).  The result adds
+    ``lambda_max_preconditioned`` = λ_max(P⁻¹H)."""
+    caller = "frozen_preconditioner_stability"
+    if not rule.adaptive:
+        raise fail("rule", caller, "an adaptive rule (rmsprop or adam)", rule.spec())
+    H = np.asarray(hessian, dtype=np.float64)
+    P = np.asarray(preconditioner, dtype=np.float64).reshape(-1)
+    if H.ndim != 2 or H.shape[0] != H.shape[1] or not np.all(np.isfinite(H)):
+        raise fail("hessian", caller, "a finite square matrix", hessian)
+    if P.shape != (H.shape[0],) or not np.all(np.isfinite(P)) or not np.all(P > 0):
+        raise fail("preconditioner", caller, f"{H.shape[0]} finite floats > 0 (the diagonal of P)", preconditioner)
+    s = 1.0 / np.sqrt(P)
+    mu = np.linalg.eigvalsh(0.5 * (s[:, None] * (H + H.T) * s[None, :]))
+    out = rule_stability(rule, eta, mu)
+    out["lambda_max_preconditioned"] = float(mu[-1])
+    return out
+
+
 # ------------------------------------------------------------------------ one summary
 
 
@@ -748,7 +830,7 @@ def stability_summary(problem, etas, *, key, point=None, n_samples: int = 2000, 
     size of M_WS (the exact arc length when M is a union of curves, else the fraction of
     ``n_samples`` minima drawn by the problem's sampler, with its Wilson interval) and, with
     ``point``, the stability verdicts at that minimum (:func:`minimum_stability`).  With ``rule``
-    (a :class:`gdstab.rules.Rule`), also the rule's critical step size c(rule) / inf_M λ_max and,
+    (a :class:`gdstab.optimizers.Rule`), also the rule's critical step size c(rule) / inf_M λ_max and,
     at ``point``, the spectral radius of the rule's companion matrices (not for the adaptive rules,
     whose threshold is on P⁻¹H and needs the preconditioner at the minimum)."""
     caller = "stability_summary"
@@ -790,9 +872,7 @@ def stability_summary(problem, etas, *, key, point=None, n_samples: int = 2000, 
 
 def _add_rule(out: dict[str, Any], rule) -> None:
     """The rule's critical step size and point verdicts, added to a :func:`stability_summary`."""
-    from .rules import rule_stability, threshold
-
-    c = threshold(rule)
+    c = rule.threshold
     out["rule"] = {**rule.to_dict(), "threshold_c": c, "adaptive": rule.adaptive}
     crit = out.get("critical")
     if rule.adaptive:

@@ -16,6 +16,7 @@ import numpy as np
 from .. import problems
 from .._validation import InvalidParameterError, fail, positive_int
 from ..dynamics import Criteria
+from ..optimizers import GD, Rule, parse_rule
 from ..random import init_points
 from ..results import json_default, save_dataset
 from ..specs import parse_eta, parse_option
@@ -71,6 +72,21 @@ def build_problem(args) -> Any:
         raise InvalidParameterError("The '--option' flag goes with --problem, not with --loss.")
     variables = None if args.vars is None else [v.strip() for v in args.vars.split(",")]
     return problems.Problem.from_expression(args.loss, variables, min_value=args.min_value)
+
+
+OPTIMIZER_HELP = ("update rule: gd (default) | momentum:BETA | nesterov:BETA | rmsprop:RHO[,EPS] | adam:B1,B2[,EPS] "
+                  "(the optax / PyTorch forms, buffers starting at zero; omitted values take the defaults "
+                  "momentum:0.9, rmsprop:0.99,1e-8, adam:0.9,0.999,1e-8; see docs/optimizers.md)")
+
+
+def add_optimizer_arg(p) -> None:
+    p.add_argument("--optimizer", metavar="RULE", default="gd", help=OPTIMIZER_HELP)
+
+
+def optimizer_from_args(args, caller: str) -> Rule:
+    """The rule of ``--optimizer`` (GD when absent)."""
+    text = getattr(args, "optimizer", None)
+    return GD if text is None else parse_rule(text, name="--optimizer", caller=caller)
 
 
 def add_criteria_args(p: argparse.ArgumentParser) -> None:

@@ -21,8 +21,9 @@ from .. import random as gdstab_random
 from .._validation import InvalidParameterError, fail, positive_int
 from ..outcomes import fraction_rows
 from ..specs import parse_eta
-from ._common import (add_criteria_args, add_init_args, add_problem_args, build_problem, criteria_from_args, emit,
-                      fmt_eta, initial_points, out_dir, point, single_eta, write_outputs)
+from ._common import (add_criteria_args, add_init_args, add_optimizer_arg, add_problem_args, build_problem,
+                      criteria_from_args, emit, fmt_eta, initial_points, optimizer_from_args, out_dir, point,
+                      single_eta, write_outputs)
 
 
 # ------------------------------------------------------------------------------- commands
@@ -36,13 +37,14 @@ def cmd_orbit(args) -> int:
     inits = initial_points(args, problem, caller)
     out = out_dir(args)
     t0 = time.perf_counter()
+    rule = optimizer_from_args(args, caller)
     ds = orbits.orbit_diagram(problem, etas, inits, transient=args.transient, record=args.record,
                               observe=args.observe if not args.observe.lstrip("-").isdigit() else int(args.observe),
-                              max_period=args.max_period, rtol=args.rtol)
+                              max_period=args.max_period, rtol=args.rtol, optimizer=rule)
     lyap = None
     if args.lyapunov:
         r = orbits.lyapunov(problem, np.tile(inits[:1], (etas.size, 1)), etas, steps=args.lyapunov_steps,
-                            transient=args.transient)
+                            transient=args.transient, optimizer=rule)
         lyap = r.exponents[:, 0]
     wall = time.perf_counter() - t0
     bif = orbits.bifurcation_points(ds)
@@ -53,12 +55,12 @@ def cmd_orbit(args) -> int:
         if lyap is not None:
             row["lyapunov"] = None if not np.isfinite(lyap[i]) else float(lyap[i])
         rows.append(row)
-    summary = {"problem": problem.name, "normalisation": problem.normalisation, "observable": ds.attrs["observable"],
-               "transient": args.transient, "record": args.record, "max_period": args.max_period, "rtol": args.rtol,
+    summary = {"problem": problem.name, "normalisation": problem.normalisation, "optimizer": rule.to_dict(),
+               "observable": ds.attrs["observable"], "transient": args.transient, "record": args.record, "max_period": args.max_period, "rtol": args.rtol,
                "inits": inits.tolist(), "period_codes": "p >= 1 period p, 0 aperiodic, -1 diverged",
                "bifurcations": bif, "per_eta": rows, "wall_time_s": wall}
     summary["files"] = write_outputs(out, "orbit", lambda plots: plots.orbit_diagram(ds, lyap), ds, summary)
-    lines = [f"problem   {problem.name}: {problem.normalisation}",
+    lines = [f"problem   {problem.name}: {problem.normalisation}", *_rule_line(rule),
              f"orbits    {inits.shape[0]} initialisations x {etas.size} step sizes, transient {args.transient}, "
              f"{args.record} recorded iterates ({wall:.1f} s)",
              "", "period (dominant over initialisations; 0 = aperiodic, -1 = all diverged) by step-size range:"]
@@ -90,17 +92,18 @@ def cmd_lyapunov(args) -> int:
     inits = initial_points(args, problem, caller)
     th = np.repeat(inits, etas.size, axis=0)
     et = np.tile(etas, inits.shape[0])
+    rule = optimizer_from_args(args, caller)
     r = orbits.lyapunov(problem, th, et, steps=args.steps, transient=args.transient,
-                        n_exponents="all" if args.all else 1, blocks=args.blocks)
+                        n_exponents="all" if args.all else 1, blocks=args.blocks, optimizer=rule)
     rows = []
     for i in range(th.shape[0]):
         rows.append({"eta": float(et[i]), "theta0": th[i].tolist(),
                      "exponents": [None if not np.isfinite(v) else float(v) for v in r.exponents[i]],
                      "stderr": [None if not np.isfinite(v) else float(v) for v in r.stderr[i]],
                      "converged": bool(r.converged[i]), "diverged": bool(r.diverged[i])})
-    summary = {"problem": problem.name, "normalisation": problem.normalisation, "steps": args.steps,
-               "transient": args.transient, "blocks": args.blocks, "results": rows}
-    lines = [f"problem   {problem.name}: {problem.normalisation}",
+    summary = {"problem": problem.name, "normalisation": problem.normalisation, "optimizer": rule.to_dict(),
+               "steps": args.steps, "transient": args.transient, "blocks": args.blocks, "results": rows}
+    lines = [f"problem   {problem.name}: {problem.normalisation}", *_rule_line(rule, " (exponents of its map on (theta, buffers))"),
              f"method    Jacobian-vector products of G, {'QR every step' if args.all else 'renormalised vector'}; "
              f"{args.steps} steps after {args.transient}; error = batch-means standard error over {args.blocks} blocks", ""]
     for row in rows:
@@ -133,18 +136,19 @@ def cmd_basin(args) -> int:
     t0 = time.perf_counter()
     ds = basins.basin_map(problem, eta, extent=extent, resolution=res[0] if len(res) == 1 else tuple(res),
                           center=center, directions=dirs, steps=args.steps, criteria=criteria_from_args(args),
-                          classify=None if args.classify == "none" else args.classify)
+                          classify=None if args.classify == "none" else args.classify,
+                          optimizer=optimizer_from_args(args, caller))
     wall = time.perf_counter() - t0
     n = ds.status.size
     fr = fraction_rows(ds.status.values)
     fr.pop("n")
     classes = {int(c): int((ds.minimum_class.values == c).sum()) for c in np.unique(ds.minimum_class.values) if c >= 0}
-    summary = {"problem": problem.name, "normalisation": problem.normalisation, "eta": eta, "steps": args.steps,
-               "pixels": n, "extent": extent.tolist(), "center": ds.attrs["center"], "u": ds.attrs["direction_u"],
+    summary = {"problem": problem.name, "normalisation": problem.normalisation, "optimizer": ds.attrs["optimizer"],
+               "eta": eta, "steps": args.steps, "pixels": n, "extent": extent.tolist(), "center": ds.attrs["center"], "u": ds.attrs["direction_u"],
                "v": ds.attrs["direction_v"], "fractions": fr, "minimum_classes": classes, "wall_time_s": wall,
                "pixels_per_second": n / wall if wall > 0 else None}
     summary["files"] = write_outputs(out, "basin", lambda plots: plots.basin_map(ds), ds, summary)
-    lines = [f"problem   {problem.name}: {problem.normalisation}",
+    lines = [f"problem   {problem.name}: {problem.normalisation}", *_rule_line(optimizer_from_args(args, caller)),
              f"plane     center {np.round(ds.attrs['center'], 4).tolist()}, u {np.round(ds.attrs['direction_u'], 4).tolist()}, "
              f"v {np.round(ds.attrs['direction_v'], 4).tolist()}, extent {extent.tolist()}",
              f"pixels    {ds.sizes['a']} x {ds.sizes['b']} at eta = {fmt_eta(eta)}, T = {args.steps} ({wall:.2f} s, "
@@ -163,9 +167,14 @@ def cmd_sharpness(args) -> int:
     eta = single_eta(args.eta, caller)
     th0 = initial_points(args, problem, caller)[0]
     out = out_dir(args)
+    rule = optimizer_from_args(args, caller)
     ds = sharpness.track_sharpness(problem, th0, eta, steps=args.steps, every=args.every,
-                                   key=gdstab_random.key(positive_int(args.seed, "--seed", caller, minimum=0)))
-    summary = {"problem": problem.name, "normalisation": problem.normalisation, "eta": eta, "threshold": 2 / eta,
+                                   key=gdstab_random.key(positive_int(args.seed, "--seed", caller, minimum=0)),
+                                   optimizer=rule)
+    thr = ds.attrs["threshold"]
+    on = ds.attrs["threshold_on"]
+    summary = {"problem": problem.name, "normalisation": problem.normalisation, "optimizer": rule.to_dict(),
+               "eta": eta, "threshold": thr, "threshold_on": on,
                "theta0": np.asarray(th0).tolist(), "steps": args.steps, "every": args.every,
                **_sharpness_outcome(ds, eta), "theta_last": ds.theta_last.values.tolist(),
                "wall_train_s": ds.attrs["wall_train_s"], "wall_sharpness_s": ds.attrs["wall_sharpness_s"],
@@ -173,7 +182,8 @@ def cmd_sharpness(args) -> int:
     summary["files"] = write_outputs(out, "sharpness", lambda plots: plots.sharpness_trace(ds), ds, summary)
     m = summary["measured"]
     lines = [f"problem   {problem.name}: {problem.normalisation}",
-             f"run       GD from {np.round(summary['theta0'], 4).tolist()} at eta = {fmt_eta(eta)}, {args.steps} steps, "
+             f"run       {'GD' if rule.is_gd else rule.spec()} from {np.round(summary['theta0'], 4).tolist()} at "
+             f"eta = {fmt_eta(eta)}, {args.steps} steps, "
              f"sharpness every {args.every} ({summary['method']})"]
     if summary["status"] == "diverged":
         a, b = summary["diverged_between"]
@@ -181,10 +191,12 @@ def cmd_sharpness(args) -> int:
                      f"{m['records']} record(s) before it were measured")
     else:
         lines.append(f"status    {summary['status']} (all {m['records']} records measured)")
-    lines += [f"2/eta     {2 / eta:.6g}",
+    what = "lambda_max(P^-1 H)" if on == "preconditioned_sharpness" else "lambda_max(H)"
+    lines += [f"threshold {thr:.6g} = c/eta on {what} (c = {rule.threshold:g})",
               f"sharpness at step 0 {m['first_sharpness']:.6g}, max {m['max_sharpness']:.6g} (step {m['max_step']}), "
-              f"last measured {m['last_sharpness']:.6g} (step {m['last_step']})",
-              "          first above 2/eta at step " + (str(summary["first_step_above_threshold"])
+              f"last measured {m['last_sharpness']:.6g} (step {m['last_step']})"
+              + ("" if on == "sharpness" else f"  [preconditioned: last {summary['last_preconditioned']:.6g}]"),
+              f"          first {what} above the threshold at step " + (str(summary["first_step_above_threshold"])
                                                        if summary["first_step_above_threshold"] is not None
                                                        else "- (not in the records measured)"),
               f"loss      last measured {m['last_loss']:.6g} (step {m['last_step']})"
@@ -192,10 +204,21 @@ def cmd_sharpness(args) -> int:
     return emit(summary, args.json, lines)
 
 
+def _rule_line(rule, extra: str = "") -> list[str]:
+    """The "optimizer" line of a command's text output (none for plain GD)."""
+    if rule.is_gd:
+        return []
+    return [f"optimizer {rule.spec()}: threshold c = {rule.threshold:g} on "
+            f"{'eta lambda_max(P^-1 H)' if rule.adaptive else 'eta lambda_max(H)'}{extra}"]
+
+
 def _sharpness_outcome(ds, eta: float) -> dict[str, Any]:
     """The status of a sharpness run first, then only values that were measured: a diverged
-    run has no final loss or sharpness, only the records before it diverged."""
+    run has no final loss or sharpness, only the records before it diverged.  The threshold
+    (c/η of the rule) is crossed by the sharpness, or by the preconditioned sharpness for the
+    adaptive rules (``threshold_on``)."""
     s = ds.sharpness.values
+    watched = ds[ds.attrs["threshold_on"]].values
     fin = np.isfinite(s)
     steps = ds.step.values[fin]
     out: dict[str, Any] = {"status": ds.attrs["status"]}
@@ -209,8 +232,13 @@ def _sharpness_outcome(ds, eta: float) -> dict[str, Any]:
                        "max_sharpness": float(s[fin][k]), "max_step": int(steps[k]),
                        "last_sharpness": float(s[fin][-1]), "last_loss": float(ds.loss.values[fin][-1]),
                        "last_step": int(steps[-1])}
-    above = s[fin] > 2 / eta
+    with np.errstate(invalid="ignore"):
+        above = watched[fin] > ds.attrs["threshold"]
     out["first_step_above_threshold"] = int(steps[np.argmax(above)]) if above.any() else None
+    if "preconditioned_sharpness" in ds:
+        ps = ds.preconditioned_sharpness.values[fin]
+        out["last_preconditioned"] = float(ps[-1]) if np.isfinite(ps[-1]) else None
+        out["max_preconditioned"] = float(np.nanmax(ps)) if np.isfinite(ps).any() else None
     ok = out["status"] != "diverged"
     out["final_loss"] = float(ds.loss.values[fin][-1]) if ok else None
     out["final_sharpness"] = float(s[fin][-1]) if ok else None
@@ -236,6 +264,7 @@ def cmd_critical(args) -> int:
     lo, hi = point(args.eta_range, 2, "--eta-range", caller)
     out = out_dir(args)
     criterion = _criterion(args, problem)
+    rule = optimizer_from_args(args, caller)
     inits, steps, fraction, rtol = (d if v is None else v for v, d in
                                     zip((args.inits, args.steps, args.fraction, args.rtol), CRITICAL_DEFAULTS[criterion]))
     counted = "did not diverge" if criterion == "trains" else "converged"
@@ -246,12 +275,12 @@ def cmd_critical(args) -> int:
     t0 = time.perf_counter()
     estimate = critical.trainable_step_size if criterion == "trains" else critical.critical_step_size
     r = estimate(problem, eta_low=lo, eta_high=hi, inits=inits, steps=steps, seed=args.seed, box=args.box,
-                 fraction=fraction, rtol=rtol, criteria=criteria_from_args(args), progress=progress)
+                 fraction=fraction, rtol=rtol, criteria=criteria_from_args(args), progress=progress, optimizer=rule)
     summary = {"problem": problem.name, "normalisation": problem.normalisation, "criterion_used": criterion,
                **r.to_dict(), "wall_time_s": time.perf_counter() - t0}
     summary["files"] = write_outputs(out, "critical", lambda plots: plots.critical_evidence(r), None, summary)
     a, b = r.interval
-    lines = [f"problem   {problem.name}: {problem.normalisation}"]
+    lines = [f"problem   {problem.name}: {problem.normalisation}", *_rule_line(rule)]
     if criterion == "trains":
         lines += [f"largest step size that trains  {r.eta:.6g}  in [{a:.6g}, {b:.6g}]",
                   f"  more than {fraction:g} of {inits} runs did not diverge within {steps} steps at {a:.6g}, not at "
@@ -265,13 +294,14 @@ def cmd_critical(args) -> int:
               f"  (a) fraction: convergence seen at {r.fraction_interval[0]:.6g} (more than {fraction:g} of "
               f"{inits}), not at {r.fraction_interval[1]:.6g}",
               f"  (b) sharpness: flattest minimum reached has lambda_max = {r.min_sharpness:.8g} "
-              f"(at eta = {r.argmin_eta:.6g}), stable up to 2/lambda = {r.eta_sharpness:.6g}",
+              f"(at eta = {r.argmin_eta:.6g}), stable up to c/lambda = {r.eta_sharpness:.6g} "
+              f"(c = {rule.threshold:g} for {rule.spec()})",
               *(f"warning   {w}" for w in r.warnings),
               "", f"{'eta':>12}  {'converged':>10}  {'fraction [Wilson 95%]':<26}  min/max sharpness of minima reached"]
     for e in r.evidence:
         sh = "-" if e["min_sharpness"] is None else f"{e['min_sharpness']:.6g} / {e['max_sharpness']:.6g}"
         lines.append(f"{e['eta']:>12.6g}  {e['converged']:>4}/{e['n']:<5}  "
-                     f"{e['fraction']:.3f} [{e['low']:.3f}, {e['high']:.3f}]{'':<8}  {sh}  (2/eta = {e['two_over_eta']:.6g})")
+                     f"{e['fraction']:.3f} [{e['low']:.3f}, {e['high']:.3f}]{'':<8}  {sh}  (c/eta = {e['threshold_over_eta']:.6g})")
     return emit(summary, args.json, lines)
 
 
@@ -297,6 +327,7 @@ def _register_orbit(sub) -> None:
         "  gdstab orbit --loss '0.25*(x^2*y^2-1)^2' --eta 0.5:2:300 --inits 4 --observe loss --json\n",
     )
     add_problem_args(p)
+    add_optimizer_arg(p)
     p.add_argument("--eta", required=True, metavar="SPEC", help="step sizes: start:stop:num | 0.1,0.5 | 0.5")
     add_init_args(p, inits_default=4)
     p.add_argument("--transient", type=int, default=20_000, help="steps discarded before recording (default 20000)")
@@ -321,6 +352,7 @@ def _register_lyapunov(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_problem_args(p)
+    add_optimizer_arg(p)
     p.add_argument("--eta", required=True, metavar="SPEC", help="step sizes")
     add_init_args(p, inits_default=1)
     p.add_argument("--steps", type=int, default=20_000, help="steps averaged (a multiple of --blocks; default 20000)")
@@ -341,6 +373,7 @@ def _register_basin(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_problem_args(p)
+    add_optimizer_arg(p)
     p.add_argument("--eta", required=True, help="the step size")
     p.add_argument("--extent", default="-2,2,-2,2", help="a_min,a_max,b_min,b_max (default -2,2,-2,2)")
     p.add_argument("--resolution", default="256", help="pixels per side N, or NA,NB (default 256)")
@@ -362,11 +395,14 @@ def _register_sharpness(sub) -> None:
         help="track the sharpness lambda_max along a GD run next to 2/eta (edge of stability)",
         description="Run GD from one point and record every --every steps the loss and the sharpness (largest "
         "Hessian eigenvalue: dense for d <= 256, else Lanczos on Hessian-vector products warm-started from the "
-        "previous eigenvector) next to the stability threshold 2/eta.",
+        "previous eigenvector) next to the stability threshold 2/eta. With --optimizer the run uses that update rule "
+        "and the threshold is c(rule)/eta; for rmsprop and adam the preconditioned sharpness lambda_max(P^-1 H) is "
+        "recorded too and the threshold applies to it (38/eta for Adam at beta1 = 0.9).",
         epilog="example:\n  gdstab sharpness --problem zhu --init 4,0.1 --eta 0.1 --steps 3000 --out eos/\n",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_problem_args(p)
+    add_optimizer_arg(p)
     p.add_argument("--eta", required=True, help="the step size")
     add_init_args(p, inits_default=1)
     p.add_argument("--steps", type=int, default=2000, help="GD steps (default 2000)")
@@ -391,6 +427,7 @@ def _register_critical(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_problem_args(p)
+    add_optimizer_arg(p)
     p.add_argument("--eta-range", default="0.001,100", metavar="LO,HI", help="the bracket (default 0.001,100)")
     p.add_argument("--criterion", choices=("auto", "converges", "trains"), default="auto",
                    help="converges: the largest eta at which runs converge to a minimum (with the sharpness of the "

@@ -42,7 +42,9 @@ def register(sub) -> None:
         "(ensembles of MLPs on MNIST digits 0/1), linear (deep-linear-network table and dynamics check), "
         "nonsingular (measure of the singular set of the GD map), and beyond the paper: orbit (orbit diagram and "
         "Lyapunov exponents of 1/2(1-xy)^2), eos (edge of stability on 1/4(x^2y^2-1)^2), basin (basin map and "
-        "critical step size). Rerunning resumes: finished targets are "
+        "critical step size), momentum (trapping fraction of heavy ball and Nesterov against eta, with eta* = "
+        "c(rule) / inf_M lambda_max), adaptive_eos (Adam's preconditioned sharpness at 38/eta on an MNIST MLP). "
+        "Rerunning resumes: finished targets are "
         "not recomputed. The small scale (default) takes about 4 minutes on a 2-core CPU.",
     )
     p.add_argument("targets", nargs="*", metavar="TARGET", help="all (default), " + ", ".join(registry.names()))

@@ -15,7 +15,8 @@ from ..orbits import BOUNDED_REGIMES, diagnose_bounded
 from ..outcomes import Status
 from ..random import init_points
 from ..specs import parse_eta
-from ._common import add_criteria_args, add_problem_args, build_problem, criteria_from_args, emit, fmt_eta, fmt_frac
+from ._common import (add_criteria_args, add_optimizer_arg, add_problem_args, build_problem, criteria_from_args, emit,
+                      fmt_eta, fmt_frac, optimizer_from_args)
 
 _EPILOG_TRAJ = """\
 examples:
@@ -31,6 +32,8 @@ statuses (see gdstab.dynamics for the exact definition):
   bounded     none of these after --steps steps (e.g. chaos, or slow convergence; --diagnose
               continues them and says which)
 fractions are over the initial points, with Wilson 95% intervals in brackets.
+with --optimizer (momentum, nesterov, rmsprop, adam) the same tests apply to the full state
+(theta and the rule's buffers): converged needs the buffers at rest too.
 """
 
 #: the most trajectories one ``gdstab trajectories`` call runs (initial points x step sizes)
@@ -55,18 +58,24 @@ def cmd_trajectories(args) -> int:
         )
     points = init_points(problem, seed, np.arange(n), box)  # the sweep layer's keys
     t0 = time.perf_counter()
+    rule = optimizer_from_args(args, caller)
+    if args.diagnose and not rule.is_gd:
+        raise InvalidParameterError(f"The '--diagnose' flag of {caller} continues plain GD from the final points, so it "
+                                    f"goes with --optimizer gd only (continuing {rule.spec()} would need its buffers). "
+                                    f"Got --optimizer {args.optimizer} instead.")
     res = trajectories(problem, np.tile(points, (etas.size, 1)), np.repeat(etas, n), steps=steps,
-                       criteria=criteria, backend=args.backend)
+                       criteria=criteria, backend=args.backend, optimizer=rule)
     wall = time.perf_counter() - t0
     rows = res.summary()
     summary = {"problem": problem.name, "normalisation": problem.normalisation, "options": dict(problem.options),
                "box": None if box is None else [list(b) for b in box], "inits": n, "steps": steps, "seed": seed,
-               "criteria": criteria.to_dict(), "backend": res.backend, "wall_time_s": wall, "results": rows}
+               "optimizer": rule.to_dict(), "criteria": criteria.to_dict(), "backend": res.backend, "wall_time_s": wall, "results": rows}
     where = (f"uniform in {', '.join(f'[{lo:g}, {hi:g}]' for lo, hi in box)}" if box is not None
              else "from the problem's own initialiser")
     labels = [s.label for s in Status]
     lines = [f"problem   {problem.name}: {problem.normalisation}",
              f"inits     {n} {where}, seed {seed}",
+             *([] if rule.is_gd else [f"optimizer {rule.spec()} (classified on the full state: theta and buffers)"]),
              f"steps     T = {steps}; tol {criteria.tol:g}, window {criteria.window}, max period {criteria.max_period}",
              f"backend   {res.backend}, {wall:.2f} s for {len(res)} trajectories", "",
              f"{'eta':>10}  " + "  ".join(f"{lab:<21}" for lab in labels)]
@@ -111,6 +120,7 @@ def register(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_problem_args(p)
+    add_optimizer_arg(p)
     g = p.add_argument_group("run")
     g.add_argument("--eta", required=True, metavar="SPEC", help="step sizes: 0.5 | 0.1,0.5,0.9 | start:stop:num (inclusive)")
     g.add_argument("--box", metavar="SPEC", help="initialisation box: xmin,xmax,ymin,ymax,... or lo,hi for every coordinate (default: the problem's)")

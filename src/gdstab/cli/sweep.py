@@ -28,7 +28,8 @@ def _show(out, ds, as_json: bool, verified: str | None = None) -> int:
     lines = [f"folder    {out}: {s['cells_done']} of {s['cells_total']} cells done, {s['wall_time_s']:.1f} s of compute "
              f"over {s['runs']} run(s)",
              f"checksums {text}",
-             f"problem   {cfg['problem']}, seed {cfg['run']['seed']}, T = {cfg['run']['steps']}", "",
+             f"problem   {cfg['problem']}, seed {cfg['run']['seed']}, T = {cfg['run']['steps']}",
+             f"optimizer {cfg.get('optimizer', {'name': 'gd'})}", "",
              *_table(s["results"], option_dims)]
     return emit(s, as_json, lines)
 

@@ -12,7 +12,7 @@ from ..experiments.linear_dynamics import compute_linear_trapping, trapping_rows
 from ..experiments.paper_linear import analyse_linear_network
 from ..problems.data import load_npz_arrays
 from ..problems.linear import gaussian_data
-from ..rules import parse_rule
+from ..optimizers import parse_rule
 from ..specs import parse_eta
 from ._common import add_problem_args, build_problem, emit, fmt_eta, point
 

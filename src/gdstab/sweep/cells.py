@@ -36,7 +36,7 @@ def _block_points(cfg: SweepConfig, o: int, b: int) -> np.ndarray:
     sl = layout.init_slice(b)
     box = None if cfg.box is None else parse_box(list(cfg.box), problem.dim, caller="the sweep config", name="grid.box")
     idx = np.arange(sl.start, sl.start + layout.cell_inits)  # the last block is padded: one compiled shape
-    pts = init_points(problem, cfg.seed, idx, box, cfg.option_points()[o])[: sl.stop - sl.start]
+    pts = init_points(problem, cfg.seed, idx, box, cfg.problem_options(o))[: sl.stop - sl.start]
     pts.setflags(write=False)
     return pts
 
@@ -46,7 +46,7 @@ def _sgd_inputs(cfg: SweepConfig, layout: Layout, o: int, b: int, etas: np.ndarr
         return {}
     sl = layout.init_slice(b)
     idx = np.arange(sl.start, sl.stop)
-    keys = np.concatenate([trajectory_keys(cfg.seed, cfg.option_points()[o], idx, eta) for eta in etas])
+    keys = np.concatenate([trajectory_keys(cfg.seed, cfg.problem_options(o), idx, eta) for eta in etas])
     return {"batch_size": cfg.batch_size, "keys": keys}
 
 
@@ -67,7 +67,7 @@ def compute_cell(cfg: SweepConfig, cell: tuple[int, int, int], threads: int | No
     res = trajectories(problem, np.tile(points, (k, 1)) if k > 1 else points,
                        np.repeat(etas, n) if k > 1 else float(etas[0]), steps=cfg.steps, criteria=cfg.criteria,
                        record_every=cfg.record_every or None, backend=cfg.backend, dtype=cfg.dtype, threads=threads,
-                       chunk_size=chunk_size, **_sgd_inputs(cfg, layout, o, b, etas))
+                       chunk_size=chunk_size, optimizer=cfg.rule_at(o), **_sgd_inputs(cfg, layout, o, b, etas))
     out: dict[str, Any] = {
         "status": res.status.astype(np.int8).reshape(k, n),
         "decision_step": res.step.astype(np.int32).reshape(k, n),

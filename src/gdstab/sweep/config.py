@@ -32,6 +32,14 @@ A sweep is a grid of step sizes × initialisations × (optionally) problem optio
     [criteria]                    # any field of gdstab.Criteria
     tol = 1e-8
 
+    [optimizer]                   # optional; absent = plain GD (configs without it mean GD)
+    name = "momentum"             # gd | momentum | nesterov | rmsprop | adam
+    beta = 0.9                    # the rule's hyperparameters (gdstab.optimizers.RULES); omitted = defaults
+
+A hyperparameter of the rule may be swept instead, as a list in ``[grid.options]`` (e.g.
+``beta = [0.0, 0.5, 0.9]``): it becomes a dimension of the results like a problem option, and
+every value of it starts from the same initial points (they depend on the problem options only).
+
 Every key is checked: unknown keys and wrong types are refused with a message naming the key
 and the expected type.  Execution settings (executor, scheduler, threads, progress) are not part
 of the config: they never change results.
@@ -51,8 +59,9 @@ from typing import Any, Mapping
 
 
 from .._validation import InvalidParameterError
-from ..specs import check_option
+from ..optimizers import GD, RULES, Rule
 from ..outcomes import Criteria
+from ..specs import check_option
 
 __all__ = ["SweepConfig", "ProblemSpec", "load_config", "ConfigError"]
 
@@ -178,6 +187,7 @@ class SweepConfig:
     cell_etas: int = 0
     batch_size: int = 0
     criteria: Criteria = field(default_factory=Criteria)
+    optimizer: Rule = GD
 
     # --- the grid --------------------------------------------------------------------------
     def option_names(self) -> tuple[str, ...]:
@@ -192,6 +202,20 @@ class SweepConfig:
 
     def option_shape(self) -> tuple[int, ...]:
         return tuple(len(self.options[n]) for n in self.option_names())
+
+    def problem_options(self, o: int) -> dict[str, Any]:
+        """The swept problem options at option point ``o`` (without the rule's swept
+        hyperparameters): what builds the problem and seeds its initial points."""
+        hyper = dict(RULES.get(self.optimizer.name, ()))
+        return {k: v for k, v in self.option_points()[o].items() if k not in hyper}
+
+    def rule_at(self, o: int) -> Rule:
+        """The update rule at option point ``o`` (its swept hyperparameters applied)."""
+        hyper = dict(RULES.get(self.optimizer.name, ()))
+        swept = {k: v for k, v in self.option_points()[o].items() if k in hyper}
+        if not swept:
+            return self.optimizer
+        return Rule(self.optimizer.name, {**dict(self.optimizer.hyper), **swept})
 
     def problem_at(self, o: int):
         """The :class:`~gdstab.problems.Problem` at option point ``o`` (built once per process
@@ -220,7 +244,7 @@ class SweepConfig:
             grid["box"] = list(self.box)
         if self.options:
             grid["options"] = {k: list(v) for k, v in self.options.items()}
-        return {
+        out = {
             "problem": prob,
             "grid": grid,
             "run": {
@@ -236,6 +260,10 @@ class SweepConfig:
             },
             "criteria": self.criteria.to_dict(),
         }
+        if not self.optimizer.is_gd:  # (a GD config has no table: its digest is that of older versions)
+            # (a swept hyperparameter lives in grid.options only)
+            out["optimizer"] = {k: v for k, v in self.optimizer.to_dict().items() if k not in self.options}
+        return out
 
     def canonical_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
@@ -255,7 +283,7 @@ class SweepConfig:
 
 @functools.lru_cache(maxsize=64)
 def _problem_at(cfg: SweepConfig, o: int):
-    return cfg.problem.build(cfg.option_points()[o])
+    return cfg.problem.build(cfg.problem_options(o))
 
 
 def load_config(source: str | Path | Mapping[str, Any]) -> SweepConfig:
@@ -282,7 +310,7 @@ def load_config(source: str | Path | Mapping[str, Any]) -> SweepConfig:
     return _parse(data)
 
 
-_TOP = {"problem": "table", "grid": "table", "run": "table", "criteria": "table"}
+_TOP = {"problem": "table", "grid": "table", "run": "table", "criteria": "table", "optimizer": "table"}
 _PROBLEM = {
     "name": "string",
     "expression": "string",
@@ -320,9 +348,16 @@ def _parse_checked(data: Mapping[str, Any]) -> SweepConfig:
         if required not in data:
             raise ConfigError(f"The sweep config needs a [{required}] table.")
     spec = _parse_problem(data["problem"])
-    grid = _parse_grid(data["grid"], spec)
+    rule = _parse_optimizer(data.get("optimizer", {"name": "gd"}))
+    both = set(data.get("optimizer", {})) & set(data["grid"].get("options", {}) if isinstance(data["grid"], Mapping)
+                                                  and isinstance(data["grid"].get("options", {}), Mapping) else {})
+    if both:
+        raise ConfigError(f"The hyperparameter '{sorted(both)[0]}' is both fixed ([optimizer]) and swept "
+                          f"(grid.options).")
+    grid = _parse_grid(data["grid"], spec, rule)
     run = _parse_run(data["run"])
-    cfg = SweepConfig(problem=spec, **grid, **run, criteria=_parse_criteria(data.get("criteria", {}), run["dtype"]))
+    cfg = SweepConfig(problem=spec, **grid, **run, criteria=_parse_criteria(data.get("criteria", {}), run["dtype"]),
+                      optimizer=rule)
     _check_buildable(cfg)
     return cfg
 
@@ -365,7 +400,39 @@ def _parse_problem(p: Any) -> ProblemSpec:
     return ProblemSpec(name=name, expression=expr, variables=variables, min_value=min_value, options=fixed)
 
 
-def _parse_grid(g: Any, spec: ProblemSpec) -> dict[str, Any]:
+def _parse_optimizer(t: Any) -> Rule:
+    """The [optimizer] table: the rule's name and its fixed hyperparameters."""
+    if not isinstance(t, Mapping):
+        raise _err("optimizer", "a table", t)
+    name = _str(t.get("name", "gd"), "optimizer.name")
+    if name not in RULES:
+        raise _err("optimizer.name", "one of " + ", ".join(RULES), name)
+    _check_keys(t, {"name": "string", **{k: "float" for k, _ in RULES[name]}}, "optimizer")
+    return _rule(name, {k: _float(v, f"optimizer.{k}") for k, v in t.items() if k != "name"}, "optimizer")
+
+
+def _rule(name: str, hyper: dict[str, float], where: str) -> Rule:
+    try:
+        return Rule(name, hyper)
+    except InvalidParameterError as exc:  # "The 'beta' parameter of the momentum rule must be ..."
+        key = next(iter(k for k in hyper if f"'{k}'" in str(exc)), "")
+        raise ConfigError(f"The '{where}.{key}' parameter of the sweep config is invalid: {exc}") from None
+
+
+def _parse_swept_hyper(rule: Rule, k: str, values: Any) -> tuple[float, ...]:
+    """A swept hyperparameter of the rule (a list in [grid.options])."""
+    key = f"grid.options.{k}"
+    if not isinstance(values, list) or not values:
+        raise _err(key, "a non-empty list of floats (one per grid point)", values)
+    vals = tuple(_float(v, key) for v in values)
+    for v in vals:
+        _rule(rule.name, {**dict(rule.hyper), k: v}, "grid.options")
+    if len(set(vals)) != len(vals):
+        raise _err(key, "distinct values", values)
+    return vals
+
+
+def _parse_grid(g: Any, spec: ProblemSpec, rule: Rule = GD) -> dict[str, Any]:
     """The [grid] table: step sizes, initialisations, box, swept options."""
     from .. import problems
     from ..specs import parse_eta
@@ -393,12 +460,18 @@ def _parse_grid(g: Any, spec: ProblemSpec) -> dict[str, Any]:
             raise _err("grid.box", "a list of floats [low, high, ...]", b)
         box = tuple(float(v) for v in b)
     swept: dict[str, tuple[Any, ...]] = {}
+    hyper = dict(RULES[rule.name])
     if "options" in g:
-        if expr is not None:
-            raise ConfigError("The 'grid.options' table goes with 'problem.name', not with 'problem.expression'.")
-        types = problems.OPTION_TYPES[name]
-        _check_keys(g["options"], types, "grid.options")
+        if expr is not None and not (isinstance(g["options"], Mapping) and set(g["options"]) <= set(hyper)):
+            raise ConfigError("The 'grid.options' table goes with 'problem.name', not with 'problem.expression' "
+                              "(except the optimizer's hyperparameters).")
+        types = {} if expr is not None else problems.OPTION_TYPES[name]
+        _check_keys(g["options"], {**types, **{k: "list of floats (a hyperparameter of the optimizer)"
+                                                for k in hyper}}, "grid.options")
         for k, values in g["options"].items():
+            if k in hyper:
+                swept[k] = _parse_swept_hyper(rule, k, values)
+                continue
             key = f"grid.options.{k}"
             if not isinstance(values, list) or not values:
                 raise _err(key, "a non-empty list of option values (one per grid point)", values)

@@ -1,6 +1,6 @@
 """Update rules as linear dynamical systems near a minimum (issue #15, item 4: the theory).
 
-The references here never use gdstab.rules' matrices: the one-step maps are the update
+The references here never use gdstab.optimizers and gdstab.stability' matrices: the one-step maps are the update
 equations written out in the tests and linearised by applying them to unit states, and the
 boundaries are checked by iterating the recurrences themselves on quadratics."""
 
@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gdstab import rules
+from gdstab import optimizers as rules
+from gdstab import stability
 
 BETAS = (0.0, 0.5, 0.9)
 
@@ -54,7 +55,7 @@ def test_the_threshold_is_where_the_spectral_radius_crosses_one(name, beta):
     # stable exactly on (0, c / lam): the first grid point beyond the boundary is unstable
     assert np.all(inside[grid < c / lam * (1 - 1e-3)]) and not np.any(inside[grid > c / lam * (1 + 1e-3)])
     for e in (0.3 * c / lam, 0.99 * c / lam, 1.01 * c / lam):
-        assert rules.spectral_radius(rule, e, lam) == pytest.approx(_radius(name, beta, e, lam), rel=1e-12)
+        assert stability.spectral_radius(rule, e, lam) == pytest.approx(_radius(name, beta, e, lam), rel=1e-12)
 
 
 @pytest.mark.parametrize("beta", BETAS)
