@@ -675,7 +675,8 @@ def trajectories(
     keys=None,
     optimizer: Rule | str | None = None,
 ) -> Trajectories:
-    """Run B gradient-descent (or SGD) trajectories and classify each one.
+    """Run B gradient-descent (or SGD, or any update rule with ``optimizer``) trajectories and
+    classify each one.
 
     Main arguments:
         problem: the :class:`~gdstab.problems.Problem`.

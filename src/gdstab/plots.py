@@ -72,6 +72,15 @@ def _axes(ax, figsize):
     return ax.figure, ax
 
 
+def _panels(axes, nrows: int, ncols: int, figsize, **kw):
+    """(figure, 1-D array of axes): new panels, or the figure of the ``axes`` given."""
+    if axes is None:
+        fig, axes = _plt().subplots(nrows, ncols, figsize=figsize, **kw)
+    else:
+        fig = np.atleast_1d(axes)[0].figure
+    return fig, np.atleast_1d(axes)
+
+
 def _with_caption(fig, caption: str, reserve: float):
     """Lay out ``fig``, keeping the bottom ``reserve`` of it for a small caption (if any)."""
     if caption:
@@ -307,12 +316,7 @@ def basin_map(ds, axes=None):
 def sharpness_trace(ds, axes=None):
     """Loss and sharpness against the step from :func:`gdstab.sharpness.track_sharpness`, with
     the stability threshold 2/η (edge of stability)."""
-    plt = _plt()
-    if axes is None:
-        fig, axes = plt.subplots(2, 1, figsize=(7, 5.5), sharex=True)
-    else:
-        fig = np.atleast_1d(axes)[0].figure
-    axes = np.atleast_1d(axes)
+    fig, axes = _panels(axes, 2, 1, (7, 5.5), sharex=True)
     step = ds.step.values
     axes[0].semilogy(step, np.maximum(ds.loss.values, 1e-300), color="C0")
     axes[0].set_ylabel("loss")
@@ -342,12 +346,7 @@ def momentum_trapping(ds, axes=None):
     """Trapping fraction against η for heavy ball and Nesterov at several β (Wilson 95 % bars),
     with the theory's critical step size η*(rule, β) dotted in the same colour (from
     :func:`gdstab.experiments.optimizer_dynamics.compute_momentum`)."""
-    plt = _plt()
-    if axes is None:
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    else:
-        fig = np.atleast_1d(axes)[0].figure
-    axes = np.atleast_1d(axes)
+    fig, axes = _panels(axes, 1, 2, (10, 4), sharey=True)
     names = {"momentum": "heavy ball", "nesterov": "Nesterov"}
     rules = [r.strip() for r in ds.attrs["rule_labels"].split(",")]
     eta = ds.eta.values
@@ -372,12 +371,7 @@ def adaptive_eos(ds, axes=None):
     """Adam at the adaptive edge of stability: loss (top) and η λ_max(P⁻¹H) / c (bottom, the
     threshold at 1) against the step, one colour per step size (from
     :func:`gdstab.experiments.optimizer_dynamics.compute_adaptive_eos`)."""
-    plt = _plt()
-    if axes is None:
-        fig, axes = plt.subplots(2, 1, figsize=(7, 5.5), sharex=True)
-    else:
-        fig = np.atleast_1d(axes)[0].figure
-    axes = np.atleast_1d(axes)
+    fig, axes = _panels(axes, 2, 1, (7, 5.5), sharex=True)
     step = ds.step.values
     for i, eta in enumerate(ds.eta.values):
         axes[0].semilogy(step, np.maximum(ds.loss.values[i], 1e-300), color=f"C{i}", label=rf"$\eta = {eta:g}$")

@@ -197,32 +197,24 @@ def key_numbers_adaptive_eos(ds) -> dict[str, Any]:
 # ------------------------------------------------------------------ gdstab reproduce targets
 
 
-def _reproduce_momentum(out: Path, scale: str, quiet: bool, keys: dict) -> None:
-    from ..results import save_dataset
+def _reproduce(target: str):
+    def compute(out: Path, scale: str, quiet: bool, keys: dict) -> None:
+        from ..results import save_dataset
 
-    ds = compute_momentum(out, scale, quiet=quiet)
-    save_dataset(ds, Path(out) / "data" / "momentum.zarr")
-    keys.update(key_numbers_momentum(ds))
+        ds = compute_momentum(out, scale, quiet=quiet) if target == "momentum" else compute_adaptive_eos(scale)
+        save_dataset(ds, Path(out) / "data" / f"{target}.zarr")
+        keys.update(globals()[f"key_numbers_{target}"](ds))
 
-
-def _reproduce_adaptive_eos(out: Path, scale: str, quiet: bool, keys: dict) -> None:
-    from ..results import save_dataset
-
-    ds = compute_adaptive_eos(scale)
-    save_dataset(ds, Path(out) / "data" / "adaptive_eos.zarr")
-    keys.update(key_numbers_adaptive_eos(ds))
+    return compute
 
 
-def _draw_momentum(ds, scale: str):
-    from .. import plots
+def _draw(plot: str):
+    def draw(ds, scale: str):
+        from .. import plots
 
-    return plots.momentum_trapping(ds)
+        return getattr(plots, plot)(ds)
 
-
-def _draw_adaptive_eos(ds, scale: str):
-    from .. import plots
-
-    return plots.adaptive_eos(ds)
+    return draw
 
 
 def _caption_momentum(scale: str) -> str:
@@ -245,7 +237,8 @@ def _caption_adaptive_eos(scale: str) -> str:
 
 
 TARGETS = (
-    Target("momentum", "momentum.zarr", "momentum", _reproduce_momentum, _draw_momentum, _caption_momentum),
-    Target("adaptive_eos", "adaptive_eos.zarr", "adaptive_eos", _reproduce_adaptive_eos, _draw_adaptive_eos,
+    Target("momentum", "momentum.zarr", "momentum", _reproduce("momentum"), _draw("momentum_trapping"),
+           _caption_momentum),
+    Target("adaptive_eos", "adaptive_eos.zarr", "adaptive_eos", _reproduce("adaptive_eos"), _draw("adaptive_eos"),
            _caption_adaptive_eos),
 )
