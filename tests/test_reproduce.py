@@ -154,6 +154,7 @@ def test_reproduce_beyond_the_paper(tmp_path):
     assert k["lyapunov_eta_1_5"]["value"] > 10 * k["lyapunov_eta_1_5"]["stderr"] > 0
     e = k["eos_final_sharpness"]
     assert 19.0 < e["value"] < 20.0 < e["max_along_run"] and e["gradient_flow_sharpness"] > 30
+    assert e["plateau"]["settled"] and abs(e["plateau"]["value"] - e["value"]) <= 1e-3 * e["value"]
     lo, hi = k["critical_step_size_hyperbola"]["interval"]
     assert lo <= 1.0 <= hi
     html = (out / "report.html").read_text()

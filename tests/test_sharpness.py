@@ -180,3 +180,27 @@ def test_critical_lr_on_a_network_answers_with_default_settings(capsys):
     assert 0.001 < lo < hi < 100 and hi / lo - 1 <= 1e-2
     at = {e["eta"]: e for e in d["evidence"]}
     assert at[lo]["not_diverged"] > 2 and at[hi]["not_diverged"] <= 2
+
+
+def test_sharpness_plateau_says_whether_the_run_had_settled():
+    """The plateau reported with the eos key numbers: the median of the last 10 % of the
+    records, with a flag that is False while the sharpness is still moving there."""
+    from gdstab.sharpness import sharpness_plateau
+
+    step = np.arange(0, 1000, 10)
+    flat = np.concatenate([np.linspace(1.0, 19.9, 80), np.full(20, 19.9)])
+    p = sharpness_plateau(step, flat)
+    assert p["settled"] and p["value"] == 19.9 and p["window"] == [900, 990] and p["records"] == 10
+    ramp = np.linspace(1.0, 20.0, 100)  # still rising at the end: no plateau
+    q = sharpness_plateau(step, ramp)
+    assert not q["settled"] and q["relative_spread"] == pytest.approx((ramp[-1] - ramp[-10]) / np.median(ramp[-10:]))
+    nan_tail = np.concatenate([flat[:50], np.full(50, np.nan)])  # a run that diverged: only measured records count
+    assert sharpness_plateau(step, nan_tail)["window"][1] == 490
+
+
+def test_sharpness_plateau_of_too_few_records_is_not_settled():
+    from gdstab.sharpness import sharpness_plateau
+
+    one = sharpness_plateau(np.array([0, 10]), np.array([3.0, np.nan]))
+    assert one["records"] == 1 and not one["settled"] and one["value"] == 3.0
+    assert not sharpness_plateau(np.array([0]), np.array([np.nan]))["settled"]

@@ -527,3 +527,21 @@ def test_a_new_executor_is_one_class(tmp_path, monkeypatch):
     xr.testing.assert_identical(ref, sweep.run(load_config(BASE), tmp_path / "b2", executor="backwards", quiet=True))
     with pytest.raises(ValueError, match="'executor' parameter of gdstab.sweep.run must be one of"):
         sweep.run(load_config(BASE), tmp_path / "b3", executor="nowhere", quiet=True)
+
+
+def test_cli_dask_flags_imply_the_dask_executor(monkeypatch, tmp_path):
+    """`--dask-local N` or `--scheduler ADDR` alone run on Dask (they used to need --executor dask)."""
+    from gdstab import sweep as sweep_pkg
+    from gdstab.cli import main
+
+    seen = []
+
+    def fake_run(config, out, **kw):
+        seen.append(kw["executor"])
+        raise sweep_pkg.ConfigError("stop here")
+
+    monkeypatch.setattr(sweep_pkg, "run", fake_run)
+    for extra, expect in ((["--dask-local", "2"], "dask"), (["--scheduler", "tcp://h:1"], "dask"), ([], "local"),
+                          (["--executor", "local"], "local")):
+        assert main(["sweep", "cfg.toml", "--out", str(tmp_path / "x"), *extra]) == 2
+        assert seen[-1] == expect

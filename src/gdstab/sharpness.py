@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import math
 import time
+from typing import Any
 
 import numpy as np
 
@@ -20,7 +21,32 @@ from ._validation import fail, finite_float, positive_int
 from .optimizers import as_rule
 from .problems.base import Problem
 
-__all__ = ["track_sharpness", "sharpness_at"]
+__all__ = ["track_sharpness", "sharpness_at", "sharpness_plateau", "PLATEAU_WINDOW", "PLATEAU_SETTLED"]
+
+
+#: the plateau of the sharpness is read over this last fraction of the records
+PLATEAU_WINDOW = 0.1
+#: ... and counts as settled when its relative spread there is at most this
+PLATEAU_SETTLED = 1e-3
+
+
+def sharpness_plateau(step: np.ndarray, sharpness: np.ndarray, window: float = PLATEAU_WINDOW) -> dict[str, Any]:
+    """The sharpness a run ends at, with its evidence: the median over the last ``window``
+    fraction of the finite records, the window (steps), the relative spread (max − min) /
+    median there, and ``settled`` (spread <= ``PLATEAU_SETTLED``; False means the run was still
+    moving at its end, so the value is not a plateau yet, or fewer than two records were
+    measured)."""
+    fin = np.isfinite(sharpness)
+    st, s = step[fin], sharpness[fin]
+    if s.size < 2:  # nothing to compare: no evidence of a plateau
+        return {"value": float(s[-1]) if s.size else math.nan, "window": [int(st[-1])] * 2 if s.size else None,
+                "records": int(s.size), "relative_spread": math.nan, "settled": False}
+    k = min(s.size, max(2, int(math.ceil(window * s.size))))
+    w = s[-k:]
+    med = float(np.median(w))
+    spread = float((w.max() - w.min()) / abs(med)) if med else math.inf
+    return {"value": med, "window": [int(st[-k]), int(st[-1])], "records": int(k), "relative_spread": spread,
+            "settled": bool(spread <= PLATEAU_SETTLED)}
 
 
 def sharpness_at(problem: Problem, theta: np.ndarray, *, v0=None, key=None, tol: float = 1e-8, max_iter: int = 100,

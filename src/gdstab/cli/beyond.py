@@ -201,6 +201,14 @@ def cmd_sharpness(args) -> int:
                                                        else "- (not in the records measured)"),
               f"loss      last measured {m['last_loss']:.6g} (step {m['last_step']})"
               + ("" if summary["status"] == "diverged" else f"; final {summary['final_loss']:.6g}")]
+    pl = summary["plateau"]
+    if summary["status"] == "diverged":
+        return emit(summary, args.json, lines)
+    lines.append(f"plateau   {what} over steps {pl['window'][0]}..{pl['window'][1]}: median {pl['value']:.6g}, "
+                 f"relative spread {pl['relative_spread']:.2g}")
+    if not pl["settled"]:
+        lines.append(f"warning   {what} was still moving at the end of the run (spread above "
+                     f"{sharpness.PLATEAU_SETTLED:g}): no plateau yet; raise --steps")
     return emit(summary, args.json, lines)
 
 
@@ -240,6 +248,7 @@ def _sharpness_outcome(ds, eta: float) -> dict[str, Any]:
         out["last_preconditioned"] = float(ps[-1]) if np.isfinite(ps[-1]) else None
         out["max_preconditioned"] = float(np.nanmax(ps)) if np.isfinite(ps).any() else None
     ok = out["status"] != "diverged"
+    out["plateau"] = sharpness.sharpness_plateau(ds.step.values, watched)  # of the quantity under the threshold
     out["final_loss"] = float(ds.loss.values[fin][-1]) if ok else None
     out["final_sharpness"] = float(s[fin][-1]) if ok else None
     out["max_sharpness"] = float(s[fin][k])

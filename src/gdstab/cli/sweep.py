@@ -35,7 +35,8 @@ def _show(out, ds, as_json: bool, verified: str | None = None) -> int:
 
 
 def cmd_sweep(args) -> int:
-    ds = sweep.run(args.config, args.out, executor=args.executor, scheduler=args.scheduler, dask_local=args.dask_local,
+    executor = args.executor or ("dask" if (args.scheduler or args.dask_local) else "local")
+    ds = sweep.run(args.config, args.out, executor=executor, scheduler=args.scheduler, dask_local=args.dask_local,
                    resume=args.resume, overwrite=args.overwrite, wait=args.wait, quiet=args.quiet or args.json)
     return _show(args.out, ds, args.json, verified="cells verified against their checksums when the sweep opened")
 
@@ -59,9 +60,12 @@ def register(sub) -> None:
     )
     p.add_argument("config", help="the sweep's TOML config file")
     p.add_argument("--out", required=True, help="results folder (created if missing)")
-    p.add_argument("--executor", choices=sweep.EXECUTORS, default="local", help="where cells run (default local)")
-    p.add_argument("--scheduler", metavar="ADDRESS", help="with --executor dask: a running scheduler, tcp://host:port")
-    p.add_argument("--dask-local", type=int, metavar="N", help="with --executor dask: start a local cluster of N worker processes")
+    p.add_argument("--executor", choices=sweep.EXECUTORS, help="where cells run (default local; dask when --scheduler "
+                   "or --dask-local is given)")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="run on a Dask cluster: a running scheduler, tcp://host:port "
+                   "(implies --executor dask)")
+    p.add_argument("--dask-local", type=int, metavar="N", help="run on a local Dask cluster of N worker processes "
+                   "(implies --executor dask)")
     p.add_argument("--resume", action="store_true", help="only continue an existing sweep (error if DIR holds none)")
     add_folder_args(p, "the sweep")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -96,15 +96,20 @@ def compute_eos(scale: str):
 
 
 def key_numbers_eos(ds) -> dict[str, Any]:
+    from ..sharpness import sharpness_plateau
+
     s = ds.sharpness.values
     return {
         "eos_final_sharpness": {
             "value": float(s[np.isfinite(s)][-1]), "threshold_2_over_eta": float(ds.attrs["threshold"]),
             "max_along_run": float(np.nanmax(s)),
+            "plateau": sharpness_plateau(ds.step.values, s),  # (gdstab.sharpness)
             "gradient_flow_sharpness": float(ds.attrs["gradient_flow_sharpness"]),
             "definition": "sharpness (largest Hessian eigenvalue) of the minimum GD reaches on 1/4 (x^2 y^2 - 1)^2 from "
                           "(4, 0.1) at eta = 0.1 (Zhu et al. 2022): just below 2/eta = 20 after exceeding it "
-                          "(self-stabilisation); gradient flow from the same point reaches 2 sqrt((x0^2 - y0^2)^2 + 4)",
+                          "(self-stabilisation); gradient flow from the same point reaches 2 sqrt((x0^2 - y0^2)^2 + 4); "
+                          "plateau: the median over the last 10% of the records with its relative spread, settled "
+                          "when the spread is <= 1e-3 (else the run was still moving at its end)",
         },
     }
 
