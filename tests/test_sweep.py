@@ -545,3 +545,24 @@ def test_cli_dask_flags_imply_the_dask_executor(monkeypatch, tmp_path):
                           (["--executor", "local"], "local")):
         assert main(["sweep", "cfg.toml", "--out", str(tmp_path / "x"), *extra]) == 2
         assert seen[-1] == expect
+
+
+def test_dask_is_an_optional_extra_with_a_clear_message(monkeypatch, tmp_path):
+    """dask[distributed] is the extra gdstab[dask] (and in the test extra), not a core
+    dependency; without it --executor dask stops with one line, before any folder is made."""
+    import importlib.util
+    import tomllib
+    from pathlib import Path
+
+    from gdstab.cli import main
+
+    meta = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    assert not any(d.startswith("dask") for d in meta["dependencies"])
+    assert any(d.startswith("dask[distributed]") for d in meta["optional-dependencies"]["dask"])
+    assert any(d.startswith("dask[distributed]") for d in meta["optional-dependencies"]["test"])
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "distributed" else real(name, *a))
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[problem]\nname = "hyperbola"\n[grid]\neta = 0.5\ninits = 4\n[run]\nsteps = 10\n')
+    assert main(["sweep", str(cfg), "--out", str(tmp_path / "out"), "--dask-local", "1"]) == 2
+    assert not (tmp_path / "out").exists()

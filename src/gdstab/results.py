@@ -50,7 +50,7 @@ def open_store(path: str | Path):
         from .sweep import open_results
 
         return open_results(path)
-    return xr.open_zarr(path, consolidated=None if (path / "zarr.json").exists() else False).load()
+    return xr.open_zarr(path, consolidated=None if (path / "zarr.json").exists() else False, chunks=None).load()
 
 
 def json_default(o):

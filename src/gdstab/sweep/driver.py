@@ -322,7 +322,10 @@ def open_results(out: str | Path, *, load: bool = True, verify: bool = False):
         )
     try:
         if not load:
-            return xr.open_zarr(str(folder.zarr_path), consolidated=False, mask_and_scale=True)
+            import importlib.util
+
+            chunks = "auto" if importlib.util.find_spec("dask") else None  # lazy: dask arrays where Dask is installed
+            return xr.open_zarr(str(folder.zarr_path), consolidated=False, mask_and_scale=True, chunks=chunks)
         ds = xr.open_zarr(str(folder.zarr_path), consolidated=False, mask_and_scale=True, chunks=None)
         # raw chunks are read directly; the values are those xarray decodes (floats are masked
         # with NaN, which is NaN already; integers carry no mask; no scale/offset)

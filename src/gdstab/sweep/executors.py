@@ -76,6 +76,11 @@ class LocalExecutor(Executor):
                 yield f.result()
 
 
+_NO_DASK = ("The 'dask' executor needs Dask's distributed scheduler, an optional dependency that is not installed. "
+            "Install it with: pip install 'gdstab[dask]' (or pip install 'dask[distributed]'), or run the sweep with "
+            "the local executor.")
+
+
 class DaskExecutor(Executor):
     """Cells as Dask tasks on a running scheduler (``scheduler="tcp://host:port"``) or on a local
     cluster of ``local_workers`` processes; results come back to the driver.
@@ -96,7 +101,10 @@ class DaskExecutor(Executor):
     def start(self, say: Callable[[str], None]) -> None:
         import logging
 
-        from distributed import Client, LocalCluster
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise InvalidParameterError(_NO_DASK) from None
 
         self.say = say
         if self.local_workers:
@@ -216,4 +224,8 @@ def make_executor(name: str, *, scheduler: str | None = None, dask_local: int | 
         raise InvalidParameterError(
             f"The 'scheduler' parameter of {caller} must be a Dask scheduler address such as tcp://host:8786. "
             f"Got {scheduler!r} instead.")
+    import importlib.util
+
+    if importlib.util.find_spec("distributed") is None:  # refused before any folder is created
+        raise InvalidParameterError(_NO_DASK)
     return DaskExecutor(scheduler, dask_local)
