@@ -120,3 +120,17 @@ def test_critical_lr_json(capsys):
 def test_bad_input_exits_2(capsys, argv, match):
     code, out, err = run(capsys, *argv)
     assert code == 2 and match in err and out == ""
+
+
+def test_library_warnings_print_as_one_line_at_the_cli():
+    """A gdstab warning reaches the terminal as 'gdstab CMD: warning: ...', not as Python's
+    two-line 'file:line: RuntimeWarning' with a source line."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "gdstab", "orbit", "--problem", "hyperbola", "--eta", "1.1", "--init",
+                        "1.2,0.9", "--transient", "100", "--record", "128"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert lines and all(ln.startswith("gdstab orbit: warning: ") for ln in lines), r.stderr
+    assert "RuntimeWarning" not in r.stderr

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from ._records import Record, evidence_dataset
 from . import random as gdstab_random
 from ._validation import InvalidParameterError, fail, finite_float, positive_int
 from .dynamics import trajectories
@@ -49,8 +50,8 @@ from .stats import wilson_interval
 __all__ = ["CriticalStepSize", "critical_step_size", "TrainableStepSize", "trainable_step_size"]
 
 
-@dataclass(frozen=True)
-class CriticalStepSize:
+@dataclass(frozen=True, repr=False)
+class CriticalStepSize(Record):
     """Result of :func:`critical_step_size` (see the module docstring for the definitions).
 
     Attributes:
@@ -102,6 +103,11 @@ class CriticalStepSize:
             "settings": self.settings,
             "warnings": list(self.warnings),
         }
+
+    def to_xarray(self):
+        """The evidence over the evaluated step sizes (``eta``), the estimates in ``attrs``."""
+        d = self.to_dict()
+        return evidence_dataset(self.evidence, {k: v for k, v in d.items() if k not in ("evidence", "argmin")})
 
 
 def critical_step_size(
@@ -270,8 +276,8 @@ def _estimate(runs: _Runs, lo: float, hi: float, eta_high: float, steps: int, se
 # ------------------------------------------------------------------ the largest η that trains
 
 
-@dataclass(frozen=True)
-class TrainableStepSize:
+@dataclass(frozen=True, repr=False)
+class TrainableStepSize(Record):
     """Result of :func:`trainable_step_size`: the largest step size at which training does not
     diverge, the threshold deep-learning users usually mean by "the critical learning rate".
 
@@ -294,6 +300,11 @@ class TrainableStepSize:
     def to_dict(self) -> dict[str, Any]:
         return {"eta": self.eta, "interval": list(self.interval), "criterion": self.criterion,
                 "evidence": self.evidence, "settings": self.settings, "warnings": list(self.warnings)}
+
+    def to_xarray(self):
+        """The evidence over the evaluated step sizes (``eta``), the estimate in ``attrs``."""
+        d = self.to_dict()
+        return evidence_dataset(self.evidence, {k: v for k, v in d.items() if k != "evidence"})
 
 
 def trainable_step_size(

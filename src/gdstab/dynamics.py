@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import json
 import math
 import os
 from dataclasses import dataclass
@@ -68,6 +69,7 @@ from ._validation import InvalidParameterError, check_batch, choice, fail, posit
 from .optimizers import GD, Rule, as_rule, state_rule
 from .problems.base import Problem
 from .stats import wilson_interval
+from ._records import Record, eta_value
 
 __all__ = [
     "Status",
@@ -88,8 +90,8 @@ __all__ = [
 _RAW_SETTLED, _RAW_DIVERGED, _RAW_PERIODIC, _RAW_BOUNDED = 1, 2, 3, 4
 
 
-@dataclass(frozen=True)
-class Metrics:
+@dataclass(frozen=True, repr=False)
+class Metrics(Record):
     """Per-step metrics recorded every ``record_every`` steps: arrays of shape (R, B) at the
     steps ``steps`` (R,).  After its decision step a trajectory is frozen, so its values stay
     those of the decision step (non-finite for diverged trajectories)."""
@@ -100,8 +102,8 @@ class Metrics:
     step_norm: np.ndarray  # η ‖∇L‖
 
 
-@dataclass(frozen=True)
-class Trajectories:
+@dataclass(frozen=True, repr=False)
+class Trajectories(Record):
     """Outcome of :func:`trajectories` for B trajectories (host NumPy arrays).
 
     Attributes:
@@ -149,9 +151,70 @@ class Trajectories:
         return wilson_interval(self.count(status, mask), n)
 
     def summary(self) -> list[dict[str, Any]]:
-        """Per distinct η: the number of trajectories and, per status, the fraction with its
-        Wilson 95% interval (:func:`gdstab.outcomes.fraction_rows`)."""
-        return [{"eta": float(eta), **fraction_rows(self.status[self.eta == eta])} for eta in np.unique(self.eta)]
+        """Per distinct η (at the precision it was given): the number of trajectories and, per
+        status, the fraction with its Wilson 95% interval (:func:`gdstab.outcomes.fraction_rows`).
+        :meth:`summary_table` is the same as a flat table."""
+        return [{"eta": eta_value(eta), **fraction_rows(self.status[self.eta == eta])} for eta in np.unique(self.eta)]
+
+    def summary_table(self):
+        """:meth:`summary` as a ``pandas.DataFrame``: one row per η, columns ``n`` and, per
+        status, ``<status>`` (fraction), ``<status>_count``, ``<status>_low``, ``<status>_high``."""
+        import pandas as pd
+
+        rows = []
+        for r in self.summary():
+            row = {"eta": r["eta"], "n": r["n"]}
+            for k, v in r.items():
+                if isinstance(v, dict):
+                    row.update({k: v["fraction"], f"{k}_count": v["count"], f"{k}_low": v["low"], f"{k}_high": v["high"]})
+            rows.append(row)
+        return pd.DataFrame(rows).set_index("eta")
+
+    def to_xarray(self):
+        """The trajectories as an ``xarray.Dataset`` over ``trajectory`` (and ``coord``,
+        ``record``, ``buffer``): status with CF ``flag_values``/``flag_meanings``, decision step,
+        period, final θ, loss, ‖∇L‖, η, the rule's buffers and the recorded metrics; attrs: T,
+        backend, optimizer, criteria."""
+        import xarray as xr
+
+        from .outcomes import status_variable_attrs
+
+        B = len(self)
+        data = {"status": (("trajectory",), self.status, status_variable_attrs()),
+                "decision_step": (("trajectory",), self.step, {"long_name": "step of the decision", "units": "steps"}),
+                "period": (("trajectory",), self.period, {"long_name": "period of a periodic trajectory (else 0)"}),
+                "theta": (("trajectory", "coord"), self.theta, {"long_name": "iterate at the decision step"}),
+                "loss": (("trajectory",), self.loss, {"long_name": "loss at theta"}),
+                "grad_norm": (("trajectory",), self.grad_norm, {"long_name": "|grad L| at theta"}),
+                "eta": (("trajectory",), self.eta, {"long_name": "step size"})}
+        if self.buffers is not None:
+            data["buffers"] = (("trajectory", "buffer"), self.buffers, {"long_name": "the rule's buffers"})
+        if self.metrics is not None:
+            m = self.metrics
+            for name, v in (("loss_t", m.loss), ("grad_norm_t", m.grad_norm), ("step_norm_t", m.step_norm)):
+                data[name] = (("trajectory", "record"), np.asarray(v).T)
+        coords = {"trajectory": np.arange(B), "coord": np.arange(self.theta.shape[1])}
+        if self.metrics is not None:
+            coords["record"] = ("record", np.asarray(self.metrics.steps), {"units": "steps"})
+        return xr.Dataset(data, coords=coords, attrs={"steps": self.steps, "backend": self.backend,
+                                                      "optimizer": self.optimizer.spec(),
+                                                      "criteria": json.dumps(self.criteria.to_dict())})
+
+    def to_dataframe(self):
+        """One row per trajectory: status (its name), decision step, period, η, loss, ‖∇L‖ and,
+        for d <= 16, the final θ as columns ``theta_0`` …"""
+        import pandas as pd
+
+        labels = np.array([s.label for s in Status], dtype=object)
+        codes = np.array([int(s) for s in Status])
+        name = dict(zip(codes.tolist(), labels.tolist()))
+        df = pd.DataFrame({"status": [name[int(c)] for c in self.status], "decision_step": self.step,
+                           "period": self.period, "eta": self.eta, "loss": self.loss, "grad_norm": self.grad_norm})
+        if self.theta.shape[1] <= 16:
+            for i in range(self.theta.shape[1]):
+                df[f"theta_{i}"] = self.theta[:, i]
+        df.index.name = "trajectory"
+        return df
 
 
 # ---------------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ._records import Record
 from ._validation import check_batch, fail, finite_float, positive_int
 from .optimizers import as_rule
 from .problems.base import Problem
@@ -361,8 +362,8 @@ def bifurcation_points(ds) -> list[dict[str, Any]]:
 # ------------------------------------------------------------------------------ Lyapunov
 
 
-@dataclass(frozen=True)
-class LyapunovResult:
+@dataclass(frozen=True, repr=False)
+class LyapunovResult(Record):
     """Lyapunov exponents of the GD map along trajectories (one row per trajectory).
 
     Attributes:
@@ -396,6 +397,20 @@ class LyapunovResult:
             "transient": self.transient,
             "blocks": self.blocks,
         }
+
+    def to_xarray(self):
+        """Exponents and standard errors over (``trajectory``, ``exponent``), the running
+        estimates over ``block``, the flags over ``trajectory``; the settings in ``attrs``."""
+        import xarray as xr
+
+        B, k = self.exponents.shape
+        return xr.Dataset(
+            {"exponents": (("trajectory", "exponent"), self.exponents, {"units": "per step (natural log)"}),
+             "stderr": (("trajectory", "exponent"), self.stderr, {"long_name": "batch-means standard error"}),
+             "converged": (("trajectory",), self.converged), "diverged": (("trajectory",), self.diverged),
+             "history": (("trajectory", "block", "exponent"), self.history)},
+            coords={"trajectory": np.arange(B), "exponent": np.arange(k), "block": np.arange(self.history.shape[1])},
+            attrs={"steps": self.steps, "transient": self.transient, "blocks": self.blocks})
 
 
 def lyapunov(

@@ -18,7 +18,7 @@ import numpy as np
 from ._validation import fail, finite_float, positive_int
 from .stats import wilson_interval
 
-__all__ = ["Criteria", "PERSISTENCE", "MAX_CHECK_EVERY", "Status", "NOT_COMPUTED", "STATUS_CODES", "status_codes",
+__all__ = ["status_variable_attrs", "Criteria", "PERSISTENCE", "MAX_CHECK_EVERY", "Status", "NOT_COMPUTED", "STATUS_CODES", "status_codes",
            "fraction_table", "fraction_rows"]
 
 
@@ -143,6 +143,14 @@ def status_codes(include_not_computed: bool = True) -> dict[str, int]:
 
 #: label -> stored code, "not_computed" (0) first
 STATUS_CODES = status_codes()
+
+
+def status_variable_attrs() -> dict[str, Any]:
+    """CF-style attributes of a stored status variable: ``flag_values``, ``flag_meanings``
+    (the status names, space-separated, in the order of the values), ``long_name``."""
+    codes = status_codes()
+    return {"long_name": "what happened to the trajectory", "flag_values": list(codes.values()),
+            "flag_meanings": " ".join(codes)}
 
 
 def _labels(statuses: Iterable[Status | str] | None) -> list[str]:

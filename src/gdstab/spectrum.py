@@ -14,6 +14,7 @@ from typing import Callable
 
 import numpy as np
 
+from ._records import Record
 from ._validation import InvalidParameterError, choice, fail, finite_float, positive_int
 
 __all__ = [
@@ -125,8 +126,8 @@ def slogdet_gd(H, eta: float) -> tuple[float, float]:
 # ----------------------------------------------------------------------------------- Lanczos
 
 
-@dataclass(frozen=True)
-class LanczosResult:
+@dataclass(frozen=True, repr=False)
+class LanczosResult(Record):
     """Eigenpairs from :func:`lanczos`.
 
     Attributes:
@@ -255,8 +256,8 @@ def _exact_residuals(mv, ritz: np.ndarray, vecs: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------------ power method
 
 
-@dataclass(frozen=True)
-class PowerResult:
+@dataclass(frozen=True, repr=False)
+class PowerResult(Record):
     """Dominant eigenpair (largest |λ|) from :func:`power_iteration`."""
 
     eigenvalue: float
@@ -296,8 +297,8 @@ def power_iteration(matvec: Callable, dim: int, *, key, tol: float = 1e-10, max_
 # --------------------------------------------------------------------- smallest non-zero one
 
 
-@dataclass(frozen=True)
-class NonzeroResult:
+@dataclass(frozen=True, repr=False)
+class NonzeroResult(Record):
     """Smallest eigenvalue above the rank threshold, with what the decision rested on."""
 
     value: float  # smallest |λ| > threshold (nan if all are zero)

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ._records import Record
 from ._validation import InvalidParameterError, choice, fail, finite_float, positive_int
 from .spectrum import DEFAULT_RANK_TOL, hessian, smallest_nonzero_eigenvalue
 from .stats import relative_spread, wilson_interval
@@ -83,8 +84,8 @@ def _curve_lambdas(problem, param, b: int, grid: np.ndarray, rank_tol: float) ->
     return lmax, lmin
 
 
-@dataclass(frozen=True)
-class MinimumStability:
+@dataclass(frozen=True, repr=False)
+class MinimumStability(Record):
     """Stability verdicts of one minimum at one step size (see the module docstring)."""
 
     eta: float
@@ -163,8 +164,8 @@ def minimum_stability(
 # ------------------------------------------------------------------------ critical step sizes
 
 
-@dataclass(frozen=True)
-class CriticalStepSizes:
+@dataclass(frozen=True, repr=False)
+class CriticalStepSizes(Record):
     """η* = 2 / inf_M λ_max and η_E = 2 / inf_M λ_min⁺, with the minimisers found.
 
     ``curvature_scale`` is the largest eigenvalue modulus met at the points of M searched
@@ -599,8 +600,8 @@ def walk_along_minima(problem, path, ts, *, rank_tol: float = DEFAULT_RANK_TOL) 
 # ---------------------------------------------------------------------------------- M_WS size
 
 
-@dataclass(frozen=True)
-class ArcLength:
+@dataclass(frozen=True, repr=False)
+class ArcLength(Record):
     """Length of M_WS = {θ ∈ M : λ_min⁺(θ) ≤ 2/η} for a one-dimensional M."""
 
     eta: float
@@ -683,8 +684,8 @@ def weakly_stable_fraction(problem, eta: float, *, key, n_samples: int = 10_000,
 # ---------------------------------------------------------------------------- non-singularity
 
 
-@dataclass(frozen=True)
-class NonSingularity:
+@dataclass(frozen=True, repr=False)
+class NonSingularity(Record):
     """P(|det(I − ηH(θ))| < ε) for random θ, and the log-log slope of that fraction in ε
     (slope ≈ 1: the singular set {det = 0} has measure zero and simple zeros)."""
 
@@ -889,8 +890,8 @@ def _add_rule(out: dict[str, Any], rule) -> None:
 # ------------------------------------------------------------------ minima found numerically
 
 
-@dataclass(frozen=True)
-class EstimatedCriticalStepSizes:
+@dataclass(frozen=True, repr=False)
+class EstimatedCriticalStepSizes(Record):
     """Critical step sizes estimated from minima found numerically (no description of M).
 
     ``eta_star`` = 2 / ``inf_lambda_max`` over the minima found (refined locally), and ``eta_E``

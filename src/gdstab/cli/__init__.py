@@ -76,7 +76,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     import jax  # after parsing: --help and --version need no JAX
 
     jax.config.update("jax_enable_x64", True)  # the command line is an analysis entry point
+    import warnings
+
+    shown = warnings.showwarning
+
+    def one_line(message, category, filename, lineno, file=None, line=None):  # gdstab's own: one line each
+        if str(getattr(category, "__module__", "")).startswith("gdstab") or "gdstab" in str(filename):
+            sys.stderr.write(f"gdstab {args.command}: warning: {message}\n")
+        else:
+            shown(message, category, filename, lineno, file, line)
+
     try:
+        warnings.showwarning = one_line
         interrupts.check()
         status = int(args.func(args) or 0)
         interrupts.check()  # a request that arrived while the command finished
@@ -91,3 +102,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         sys.stderr.write(f"gdstab {args.command}: error: {describe_os_error(exc)}\n")
         return 1
+    finally:
+        warnings.showwarning = shown

@@ -61,7 +61,8 @@ def cmd_orbit(args) -> int:
                "bifurcations": bif, "per_eta": rows, "wall_time_s": wall}
     summary["files"] = write_outputs(out, "orbit", lambda plots: plots.orbit_diagram(ds, lyap), ds, summary)
     lines = [f"problem   {problem.name}: {problem.normalisation}", *_rule_line(rule),
-             f"orbits    {inits.shape[0]} initialisations x {etas.size} step sizes, transient {args.transient}, "
+             f"orbits    {inits.shape[0]} initialisation{'s' if inits.shape[0] != 1 else ''} x {etas.size} step "
+             f"size{'s' if etas.size != 1 else ''}, transient {args.transient}, "
              f"{args.record} recorded iterates ({wall:.1f} s)",
              "", "period (dominant over initialisations; 0 = aperiodic, -1 = all diverged) by step-size range:"]
     start = 0

@@ -21,6 +21,17 @@ def _table(rows, option_dims) -> list[str]:
     return lines
 
 
+def _describe(table: dict) -> str:
+    """A config table as text: its name (or expression) and its other settings as key = value."""
+    head = table.get("name") or table.get("expression", "?")
+    rest = [f"{k} = {v}" for k, v in table.items() if k not in ("name", "expression")]
+    flat = []
+    for item in rest:
+        flat.append(item if not item.startswith("options = ") else
+                    ", ".join(f"{k} = {v}" for k, v in table["options"].items()))
+    return head + (f" ({', '.join(flat)})" if flat else "")
+
+
 def _show(out, ds, as_json: bool, verified: str | None = None) -> int:
     s = sweep.folder_summary(out, ds, verified=verified)
     text, option_dims = s.pop("checksums_text"), s.pop("option_dims")
@@ -28,8 +39,8 @@ def _show(out, ds, as_json: bool, verified: str | None = None) -> int:
     lines = [f"folder    {out}: {s['cells_done']} of {s['cells_total']} cells done, {s['wall_time_s']:.1f} s of compute "
              f"over {s['runs']} run(s)",
              f"checksums {text}",
-             f"problem   {cfg['problem']}, seed {cfg['run']['seed']}, T = {cfg['run']['steps']}",
-             f"optimizer {cfg.get('optimizer', {'name': 'gd'})}", "",
+             f"problem   {_describe(cfg['problem'])}, seed {cfg['run']['seed']}, T = {cfg['run']['steps']}",
+             f"optimizer {_describe(cfg.get('optimizer', {'name': 'gd'}))}", "",
              *_table(s["results"], option_dims)]
     return emit(s, as_json, lines)
 
