@@ -140,3 +140,33 @@ def test_import_does_not_enable_x64():
     code = "import gdstab, jax, jax.numpy as jnp; print(jnp.ones(1).dtype, jax.config.jax_enable_x64)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["float32", "False"]
+
+
+def test_the_problem_catalog_is_what_the_problems_are():
+    """`gdstab problems` lists a static catalog (so it starts without JAX or data); every entry
+    must be what building the problem at its default options gives."""
+    from gdstab.problems.catalog import CATALOG
+
+    assert set(CATALOG) == set(problems.available())
+    for name, entry in CATALOG.items():
+        p = problems.get(name)
+        assert entry["normalisation"] == p.normalisation and entry["dim"] == p.dim, name
+        assert entry["min_value"] == pytest.approx(p.min_value, rel=1e-9), name
+        assert entry["minima"] == (p.minima.description if p.minima else None), name
+        assert entry["compiled_kernel"] == (p.native is not None), name
+
+
+def test_listing_and_version_start_quickly():
+    """`gdstab --version` and `gdstab problems` import neither JAX nor the data (measured:
+    ~0.3 s; the bound is generous for a loaded CI machine)."""
+    import subprocess
+    import sys
+    import time
+
+    for argv in (["--version"], ["problems"]):
+        t0 = time.perf_counter()
+        r = subprocess.run([sys.executable, "-m", "gdstab", *argv], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and time.perf_counter() - t0 < 3.0, (argv, r.stderr)
+    code = "import sys; from gdstab.cli import main; main(['problems']); print('jax' in sys.modules)"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.stdout.strip().endswith("False"), r.stdout[-200:]

@@ -73,9 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     1 an operating-system error (one line naming the path and the cause), 130 interrupted
     (SIGINT/SIGTERM; one line saying what was kept and how to continue)."""
     args = build_parser().parse_args(_join_negative_values(sys.argv[1:] if argv is None else argv))
-    import jax  # after parsing: --help and --version need no JAX
+    if getattr(args, "needs_jax", True):
+        import jax  # after parsing: --help, --version and listings need no JAX
 
-    jax.config.update("jax_enable_x64", True)  # the command line is an analysis entry point
+        jax.config.update("jax_enable_x64", True)  # the command line is an analysis entry point
     import warnings
 
     shown = warnings.showwarning

@@ -96,12 +96,9 @@ def cmd_trajectories(args) -> int:
 
 
 def cmd_problems(args) -> int:
-    info = {}
-    for name, opts in problems.available().items():
-        p = problems.get(name)
-        info[name] = {"normalisation": p.normalisation, "dim": p.dim, "min_value": p.min_value,
-                      "minima": p.minima.description if p.minima else None, "options": opts,
-                      "compiled_kernel": p.native is not None}
+    from ..problems.catalog import CATALOG  # static: listing builds nothing (no JAX, no data)
+
+    info = {name: {**CATALOG[name], "options": opts} for name, opts in problems.available().items()}
     lines = []
     for name, i in info.items():
         opts = ", ".join(f"{k} ({v})" for k, v in i["options"].items()) or "none"
@@ -137,6 +134,9 @@ def register(sub) -> None:
 
 
 def register_problems(sub) -> None:
-    p = sub.add_parser("problems", help="list the built-in problems, their normalisation and options")
+    p = sub.add_parser("problems", help="list the built-in problems, their normalisation and options",
+                       description="List the built-in problems (--problem NAME) with their normalisation, "
+                       "dimension d and known minima at the default options, and the options each takes "
+                       "(--option KEY=VALUE).")
     p.add_argument("--json", action="store_true", help="print as JSON")
-    p.set_defaults(func=cmd_problems)
+    p.set_defaults(func=cmd_problems, needs_jax=False)
