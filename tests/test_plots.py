@@ -5,6 +5,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 from gdstab.experiments.paper_nets import convergence_table  # noqa: E402
 from gdstab.plots import net_convergence  # noqa: E402
@@ -27,3 +28,57 @@ def test_convergence_figure_shows_undecided_and_stationary_runs_as_their_own_lin
     assert ("-.", (100.0, 0.0)) in styles  # depth 2: stationary, dash-dotted
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert {"converged", "diverged", "undecided at T (still moving)", "settled, not a minimum"} <= set(labels)
+
+
+def _nets_store(loss):
+    """A tiny stand-in for the network sweep: (depth, eta, init, record) with statuses."""
+    import xarray as xr
+
+    E, n, R = loss.shape
+    status = np.ones((1, E, n), np.int8)
+    step = np.full((1, E, n), R * 10, np.int32)
+    return xr.Dataset({"loss_t": (("depth", "eta", "init", "record"), loss[None]),
+                       "step_norm_t": (("depth", "eta", "init", "record"), loss[None] * 1e-3),
+                       "status": (("depth", "eta", "init"), status), "decision_step": (("depth", "eta", "init"), step)},
+                      coords={"depth": [16], "eta": np.arange(1, E + 1) * 0.1, "record": np.arange(R) * 10})
+
+
+def test_heatmaps_average_the_survivors_and_count_frozen_diverged_runs_as_diverged():
+    """Fig. 5-6 (#17): a cell is the mean over the trajectories not yet diverged, black only
+    when all have diverged; a trajectory classified diverged is frozen at finite values (a loss
+    of 1e18 at |theta| = max_norm) and counts as diverged from its decision step on."""
+    from gdstab.experiments.paper_nets import heatmap_data
+
+    loss = np.full((3, 4, 5), 0.5)
+    loss[1, 0, 2:] = np.nan  # one run of eta = 0.2 became non-finite at record 2
+    loss[2, :, 3:] = 1e18  # every run of eta = 0.3 frozen at a huge finite loss ...
+    ds = _nets_store(loss)
+    ds["status"][0, 2, :] = 2  # ... because they were classified diverged at step 30
+    ds["decision_step"][0, 2, :] = 30
+    hm = heatmap_data(ds)
+    np.testing.assert_allclose(hm.loss.values[1], 0.5)  # the three survivors, not a mask
+    np.testing.assert_allclose(hm.loss_diverged_fraction.values[1], [0, 0, 0.25, 0.25, 0.25])
+    assert np.all(np.isnan(hm.loss.values[2, 3:])) and np.all(hm.loss_diverged_fraction.values[2, 3:] == 1)
+
+
+def test_heatmap_colour_limits_are_not_set_by_one_outlier_row():
+    from gdstab.plots import net_heatmaps, robust_log_limits
+
+    rng = np.random.default_rng(0)
+    v = 10 ** rng.uniform(-3, 0, (8, 200))
+    v[7] = 1e17  # one row of survivors of a diverging step size
+    lo, hi = robust_log_limits(v, rows=np.arange(8) < 7)
+    assert 1e-3 <= lo < hi <= 1.0
+    lo_all, hi_all = robust_log_limits(v)
+    assert hi_all == pytest.approx(1e17)  # what a plain min/max (or quantile over all rows) would give
+    import xarray as xr
+
+    hm = xr.Dataset({"loss": (("eta", "step"), v), "step_norm": (("eta", "step"), v),
+                     "loss_diverged_fraction": (("eta", "step"), np.where(np.arange(8)[:, None] == 7, 0.5, 0.0) + 0 * v),
+                     "step_norm_diverged_fraction": (("eta", "step"), np.zeros_like(v))},
+                    coords={"eta": np.arange(1, 9) * 0.1, "step": np.arange(200)})
+    fig = net_heatmaps(hm, "test")
+    norm = fig.axes[0].collections[0].norm
+    assert norm.vmax <= 1.0  # the outlier row is drawn in the top colour, not setting the scale
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels == ["all trajectories diverged", "some trajectories diverged"]

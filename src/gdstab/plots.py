@@ -168,37 +168,66 @@ def net_convergence(table, title: str, caption: str = "", ax=None):
     return _with_caption(fig, caption, 0.08)
 
 
+#: colour limits of heatmaps: these quantiles of the finite positive values (one outlier row or
+#: the step-0 column must not flatten the rest); values beyond are drawn in the end colours
+HEATMAP_QUANTILES = (0.01, 0.99)
+
+
+def robust_log_limits(values: np.ndarray, quantiles=HEATMAP_QUANTILES, rows=None) -> tuple[float, float]:
+    """Colour limits for a logarithmic heatmap: the given quantiles of the finite positive
+    values, at least a factor 10 apart.  With ``rows`` (a boolean mask over the first axis), only
+    those rows set the limits (e.g. the step sizes where no trajectory diverged: survivors of a
+    diverging step size, with losses of 10¹⁸, are then drawn in the top colour instead of
+    flattening every other row)."""
+    v = np.asarray(values, dtype=float)
+    if rows is not None and np.any(rows):
+        v = v[np.asarray(rows)]
+    v = v[np.isfinite(v) & (v > 0)]
+    if not v.size:
+        return 1e-12, 1.0
+    lo, hi = np.exp(np.quantile(np.log(v), quantiles))
+    return float(lo), float(max(hi, lo * 10))
+
+
 def net_heatmaps(hm, title: str, caption: str = "", axes=None):
     """Figures 5–6: heatmaps (η × step, logarithmic colour) of the mean loss and the mean
-    η‖∇L‖ over initialisations, from :func:`gdstab.experiments.paper_nets.heatmap_data`;
-    cells where some trajectory is non-finite (diverged) are drawn black."""
+    η‖∇L‖ over the trajectories still finite, from
+    :func:`gdstab.experiments.paper_nets.heatmap_data`: black where every trajectory had
+    diverged, hatched where some had; colour limits are the 1st–99th percentiles over the step
+    sizes where no trajectory diverged (:func:`robust_log_limits`), values beyond them in the
+    end colours (arrows on the bar).  The
+    rows are the step sizes of the grid, which is not evenly spaced.  ``caption`` is not drawn
+    into the figure (the report prints it under the figure)."""
     plt = _plt()
     from matplotlib.colors import LogNorm
+    from matplotlib.patches import Patch
 
-    if axes is None:
-        fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
-    else:
-        fig = np.atleast_1d(axes)[0].figure
+    fig, axes = _panels(axes, 1, 2, (12, 4.6))
     etas = hm.eta.values
     steps = hm.step.values
-    for ax, var, label in zip(np.atleast_1d(axes), ("loss", "step_norm"),
-                              ("(a) mean loss", r"(b) mean $\eta\,\|\nabla L\|$")):
+    rows = np.arange(len(etas))
+    for ax, var, label in zip(axes, ("loss", "step_norm"), ("(a) mean loss", r"(b) mean $\eta\,\|\nabla L\|$")):
         a = np.ma.masked_invalid(hm[var].values)
-        pos = a.compressed()
-        pos = pos[pos > 0]
-        vmin = float(pos.min()) if pos.size else 1e-12
-        vmax = float(pos.max()) if pos.size else 1.0
+        some = hm[f"{var}_diverged_fraction"].values
+        vmin, vmax = robust_log_limits(a.filled(np.nan), rows=~np.any(some > 0, axis=1))
         cmap = plt.get_cmap("viridis").with_extremes(bad="black")
-        im = ax.pcolormesh(steps, np.arange(len(etas)), np.ma.masked_less_equal(a, 0), shading="nearest",
-                           norm=LogNorm(vmin=vmin, vmax=max(vmax, vmin * 10)), cmap=cmap)
-        ax.set_yticks(np.arange(len(etas)))
+        im = ax.pcolormesh(steps, rows, np.ma.masked_less_equal(a, 0), shading="nearest",
+                           norm=LogNorm(vmin=vmin, vmax=vmax), cmap=cmap)
+        partly = (some > 0) & (some < 1)
+        if partly.any():
+            ax.contourf(steps, rows, partly.astype(float), levels=[0.5, 1.5], colors="none", hatches=["////"])
+        ax.set_yticks(rows)
         ax.set_yticklabels([f"{e:g}" for e in etas], fontsize=7)
         ax.set_xlabel("step")
-        ax.set_ylabel(r"step size $\eta$")
-        ax.set_title(label + " (black: a trajectory diverged)", fontsize=9)
-        fig.colorbar(im, ax=ax)
+        ax.set_ylabel(r"step size $\eta$ (grid rows, not to scale)")
+        ax.set_title(label + " over the trajectories not yet diverged", fontsize=9)
+        fig.colorbar(im, ax=ax, extend="both")
+    handles = [Patch(facecolor="black", label="all trajectories diverged"),
+               Patch(facecolor="white", edgecolor="0.3", hatch="////", label="some trajectories diverged")]
+    fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=8, frameon=False)
     fig.suptitle(title, fontsize=10)
-    return _with_caption(fig, caption, 0.07)
+    fig.tight_layout(rect=(0, 0.06, 1, 0.95))
+    return fig
 
 
 def nonsingular(ds, ax=None):

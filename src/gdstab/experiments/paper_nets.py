@@ -155,21 +155,29 @@ def convergence_table(ds):
 
 def heatmap_data(ds, depth: int | None = None):
     """Mean over initialisations of the recorded loss and η‖∇L‖ at one depth (default: the
-    deepest): a Dataset (eta, step).  A cell where some trajectory's value is non-finite
-    (diverged) is NaN: averaging would hide it, and the figure marks it."""
+    deepest): a Dataset (eta, step).  The mean is over the trajectories not yet diverged at that
+    record (finite, and before the decision step of a trajectory classified diverged);
+    ``<name>_diverged_fraction`` says how many had diverged (the mean is NaN where all had), so the
+    figure shows both the survivors and the divergence instead of hiding one behind the other."""
     import xarray as xr
 
     depth = int(ds.depth.values.max()) if depth is None else int(depth)
     sub = ds.sel(depth=depth)
     steps = sub["record"].values  # the step of each record
     out = {}
+    # a diverged trajectory is frozen at its decision step (its recorded values stay finite,
+    # e.g. a loss of 1e18 at |theta| = max_norm): from that step on it counts as diverged
+    from ..outcomes import Status
+
+    gone = ((sub["status"].values == int(Status.DIVERGED))[..., None]
+            & (np.asarray(steps)[None, None, :] >= sub["decision_step"].values[..., None]))
     for var, name in (("loss_t", "loss"), ("step_norm_t", "step_norm")):
         a = sub[var].values  # (eta, init, record)
-        with np.errstate(invalid="ignore", over="ignore"):
-            m = a.mean(axis=1)
-        m[~np.all(np.isfinite(a), axis=1)] = np.nan
-        out[name] = (("eta", "step"), m)
-        out[f"{name}_diverged_fraction"] = (("eta", "step"), 1.0 - np.isfinite(a).mean(axis=1))
+        fin = np.isfinite(a) & ~gone
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+            m = np.where(fin, a, 0.0).sum(axis=1) / fin.sum(axis=1)  # NaN where none is finite
+        out[name] = (("eta", "step"), m, {"long_name": f"mean {name} over the trajectories still finite"})
+        out[f"{name}_diverged_fraction"] = (("eta", "step"), 1.0 - fin.mean(axis=1))
     return xr.Dataset(out, coords={"eta": sub.eta.values, "step": np.asarray(steps)}, attrs={"depth": depth})
 
 
