@@ -82,3 +82,28 @@ def test_heatmap_colour_limits_are_not_set_by_one_outlier_row():
     assert norm.vmax <= 1.0  # the outlier row is drawn in the top colour, not setting the scale
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert labels == ["all trajectories diverged", "some trajectories diverged"]
+
+
+def test_basin_orbit_and_sharpness_figures_name_things_for_a_reader():
+    """#17: no internal problem names or class codes; the basin legend sits beside the map;
+    bifurcation lines are in the legend; the plane's axes are the coordinates."""
+    from gdstab import basins, orbits, problems, sharpness
+    from gdstab.plots import basin_map, orbit_diagram, sharpness_trace
+
+    p = problems.get("hyperbola")
+    ds = basins.basin_map(p, 0.9, resolution=24, steps=500, classify="sign")
+    fig = basin_map(ds)
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "converged to x > 0, y > 0" in labels and "converged to x < 0, y < 0" in labels
+    assert not any("class" in t for t in labels)
+    box = ax.get_legend().get_window_extent(fig.canvas.get_renderer())
+    assert box.x0 >= ax.get_window_extent(fig.canvas.get_renderer()).x1 - 1  # beside the map, not over it
+    assert ax.get_xlabel() == "x" and ax.get_ylabel() == "y"
+    od = orbits.orbit_diagram(p, np.linspace(1.2, 1.26, 13), np.array([[1.2, 0.9]]), transient=3000, record=128,
+                              max_period=16)
+    fig = orbit_diagram(od)
+    assert "hyperbola" not in fig.axes[0].get_title() and "1/2 (1 - x*y)^2" in fig.axes[0].get_title()
+    assert any("bifurcation" in t.get_text() for t in fig.axes[0].get_legend().get_texts())
+    tr = sharpness.track_sharpness(problems.get("zhu"), [4.0, 0.1], 0.1, steps=100, every=10)
+    assert "zhu" not in sharpness_trace(tr).axes[0].get_title()

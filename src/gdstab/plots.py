@@ -259,14 +259,9 @@ def orbit_diagram(ds, lyap=None, axes=None):
     as dotted lines; with ``lyap`` (a (η,) array of largest Lyapunov exponents) a second panel."""
     from .orbits import bifurcation_points
 
-    plt = _plt()
     n = 2 if lyap is not None else 1
-    if axes is None:
-        fig, axes = plt.subplots(n, 1, figsize=(7.5, 4.2 + 2.0 * (n - 1)), sharex=True,
-                                 gridspec_kw={"height_ratios": [3, 1.3][:n]})
-    else:
-        fig = np.atleast_1d(axes)[0].figure
-    axes = np.atleast_1d(axes)
+    fig, axes = _panels(axes, n, 1, (7.5, 4.2 + 2.0 * (n - 1)), sharex=True,
+                        gridspec_kw={"height_ratios": [3, 1.3][:n]})
     ax = axes[0]
     eta = ds.eta.values
     vals = ds.value.values  # (eta, init, record)
@@ -274,14 +269,21 @@ def orbit_diagram(ds, lyap=None, axes=None):
     V = vals.reshape(-1)
     ok = np.isfinite(V)
     ax.plot(E[ok], V[ok], ",", color="k", alpha=0.35, rasterized=True)
-    for b in bifurcation_points(ds)[:8]:
-        ax.axvline(b["eta"], color="C3", lw=0.6, ls=":")
+    for i, b in enumerate(bifurcation_points(ds)[:8]):
+        ax.axvline(b["eta"], color="C3", lw=0.6, ls=":",
+                   label="bifurcation (dominant period changes)" if i == 0 else None)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="lower left")
+    lost = np.all(~np.isfinite(vals), axis=2)  # (eta, init): trajectories that diverged there
+    note = (f"; runs missing at a step size diverged there ({int(lost.sum())} of {lost.size})" if lost.any() else "")
+    rule = ds.attrs.get("optimizer", "gd")
     ax.set_ylabel(ds.attrs.get("observable", "value"))
-    ax.set_title(f"orbit diagram of GD on {ds.attrs.get('problem', '')}: {vals.shape[2]} iterates after "
-                 f"{ds.attrs.get('transient')} steps, {vals.shape[1]} initialisations", fontsize=9)
+    ax.set_title(f"orbit diagram of {'GD' if rule == 'gd' else rule} on {ds.attrs.get('normalisation', '')}\n"
+                 f"{vals.shape[2]} iterates after {ds.attrs.get('transient')} steps, {vals.shape[1]} "
+                 f"initialisation{'s' if vals.shape[1] != 1 else ''}{note}", fontsize=8)
     if lyap is not None:
         ax2 = axes[1]
-        ax2.plot(eta, lyap, "-", color="C0", lw=0.8)
+        ax2.plot(eta, lyap, ".", color="C0", ms=2)  # one value per sampled step size: no lines across gaps
         ax2.axhline(0, color="0.5", lw=0.6)
         ax2.set_ylabel("largest Lyapunov\nexponent")
         ax2.set_xlabel(r"step size $\eta$")
@@ -298,11 +300,7 @@ def basin_map(ds, axes=None):
 
     from .basins import BASIN_CODES
 
-    plt = _plt()
-    if axes is None:
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
-    else:
-        fig = np.atleast_1d(axes)[0].figure
+    fig, axes = _panels(axes, 1, 2, (11, 4.6))
     a, b = ds.a.values, ds.b.values
     ext = (a[0], a[-1], b[0], b[-1])
     status = ds.status.values
@@ -314,7 +312,7 @@ def basin_map(ds, axes=None):
     palette = ["#4c72b0", "#55a868", "#8172b3", "#64b5cd", "#937860", "#da8bc3"]
     for i, c in enumerate(classes):
         label[(status == BASIN_CODES["converged"]) & (cls == c)] = len(names)
-        names.append(f"converged (class {c})" if len(classes) > 1 else "converged")
+        names.append(f"converged to {_class_name(ds, c)}" if len(classes) > 1 else "converged")
         colours.append(palette[i % len(palette)])
     for key, col in (("periodic", "#dd8452"), ("bounded", "#ccb974"), ("stationary", "#8c8c8c"), ("diverged", "#c44e52")):
         m = status == BASIN_CODES[key]
@@ -328,18 +326,44 @@ def basin_map(ds, axes=None):
                   cmap=ListedColormap(colours), vmin=-0.5, vmax=len(names) - 0.5, interpolation="nearest")
     from matplotlib.patches import Patch
 
-    ax.legend(handles=[Patch(color=c, label=n) for c, n in zip(colours, names)], fontsize=7, loc="upper right")
-    ax.set_title(f"outcome of GD at eta = {ds.attrs.get('eta'):g} on {ds.attrs.get('problem', '')}", fontsize=9)
+    ax.legend(handles=[Patch(color=c, label=n) for c, n in zip(colours, names)], fontsize=7, loc="upper left",
+              bbox_to_anchor=(1.01, 1.0), borderaxespad=0)  # beside the map, never over a basin
+    rule = ds.attrs.get("optimizer", "gd")
+    ax.set_title(f"outcome of {'GD' if rule == 'gd' else rule} at $\\eta = {ds.attrs.get('eta'):g}$", fontsize=9)
     ax2 = axes[1]
     im = ax2.imshow(np.log10(1 + ds.decision_step.values.astype(float)), origin="lower", extent=ext,
                     aspect="auto", cmap="viridis", interpolation="nearest")
-    fig.colorbar(im, ax=ax2, label="log10(1 + decision step)")
+    fig.colorbar(im, ax=ax2, label=r"$\log_{10}(1 + $decision step$)$")
     ax2.set_title("time to decide", fontsize=9)
+    xl, yl = _plane_labels(ds)
     for x in axes:
-        x.set_xlabel("a (along u)")
-        x.set_ylabel("b (along v)")
+        x.set_xlabel(xl)
+        x.set_ylabel(yl)
+    fig.suptitle(ds.attrs.get("normalisation", ""), fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def _plane_labels(ds) -> tuple[str, str]:
+    """Axis labels of a basin map: the coordinates themselves when the plane is spanned by two
+    coordinate axes through the origin, else the plane's parameters a, b."""
+    u, v = np.asarray(ds.attrs.get("direction_u", [])), np.asarray(ds.attrs.get("direction_v", []))
+    c = np.asarray(ds.attrs.get("center", []))
+    unit = [np.flatnonzero(w) for w in (u, v)]
+    if u.size and c.size and not np.any(c) and all(len(i) == 1 for i in unit) and u[unit[0][0]] == 1 and \
+            v[unit[1][0]] == 1:
+        names = ["x", "y"] if u.size == 2 else [rf"$\theta_{{{unit[0][0] + 1}}}$", rf"$\theta_{{{unit[1][0] + 1}}}$"]
+        return (names[unit[0][0]], names[unit[1][0]]) if u.size == 2 else (names[0], names[1])
+    return r"$a$ (along $u$)", r"$b$ (along $v$)"
+
+
+def _class_name(ds, c: int) -> str:
+    """A minimum class in words: the sign pattern of the final point for classify="sign"."""
+    if ds.attrs.get("classify") != "sign":
+        return f"minimum class {c}"
+    d = len(ds.attrs.get("direction_u", [])) or 2
+    names = ["x", "y"] if d == 2 else [f"θ{i + 1}" for i in range(d)]
+    return ", ".join(f"{n} {'>' if (c >> i) & 1 else '<'} 0" for i, n in enumerate(names))
 
 
 def sharpness_trace(ds, axes=None):
@@ -350,8 +374,8 @@ def sharpness_trace(ds, axes=None):
     axes[0].semilogy(step, np.maximum(ds.loss.values, 1e-300), color="C0")
     axes[0].set_ylabel("loss")
     name = ds.attrs.get("optimizer", "gd")
-    axes[0].set_title(f"{'GD' if name == 'gd' else name} on {ds.attrs.get('problem', '')} at eta = {ds.attrs['eta']:g}",
-                      fontsize=9)
+    axes[0].set_title(f"{'GD' if name == 'gd' else name} on {ds.attrs.get('normalisation', ds.attrs.get('problem', ''))} "
+                      f"at $\\eta = {ds.attrs['eta']:g}$", fontsize=9)
     axes[1].plot(step, ds.sharpness.values, color="C1", label=r"sharpness $\lambda_{max}(H)$")
     rule = ds.attrs.get("optimizer", "gd")
     if "preconditioned_sharpness" in ds:
@@ -363,7 +387,7 @@ def sharpness_trace(ds, axes=None):
     axes[1].axhline(ds.attrs["threshold"], color="k", ls="--", lw=1, label=what)
     if "gradient_flow_sharpness" in ds.attrs:
         axes[1].axhline(ds.attrs["gradient_flow_sharpness"], color="C2", ls=":", lw=1,
-                        label="minimum reached by gradient flow")
+                        label=f"sharpness of the minimum gradient flow reaches ({ds.attrs['gradient_flow_sharpness']:.3g})")
     axes[1].set_ylabel("sharpness")
     axes[1].set_xlabel("step")
     axes[1].legend(fontsize=8)
