@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
+import re
+
 import numpy as np
 
 __all__ = ["fig1", "fig2", "linear_trapping", "net_convergence", "net_heatmaps", "nonsingular", "orbit_diagram",
@@ -98,16 +100,27 @@ def _trapping_bars(ax, ds, label: str, **kw) -> None:
     ax.errorbar(ds.eta.values, f, yerr=yerr, fmt="o-", ms=3, capsize=2, label=label, **kw)
 
 
+def _box_text(box) -> str:
+    """[-2, 2, -2, 2] as "$[-2, 2]^2$" (a cube), else "[-2, 2] x [0, 1]"."""
+    b = [float(v) for v in box]
+    pairs = [(b[i], b[i + 1]) for i in range(0, len(b), 2)]
+    if len(set(pairs)) == 1:
+        lo, hi = pairs[0]
+        return rf"$[{lo:g}, {hi:g}]^{{{len(pairs)}}}$"
+    return r" $\times$ ".join(f"[{lo:g}, {hi:g}]" for lo, hi in pairs)
+
+
 def fig2(ds, ax=None):
     """Figure 2: normalised length of M_WS and the trapping fraction (with Wilson 95% bars)
     against η, from :func:`gdstab.experiments.compute_fig2`."""
     fig, ax = _axes(ax, (6.4, 4.4))
     ax.plot(ds.eta.values, ds.ws_length_normalised.values, "-", color="red",
             label=r"length of $M_{WS}$ / length at $\eta=0.1$ (exact)")
-    _trapping_bars(ax, ds, f"trapping fraction ({ds.attrs['inits']} inits in {ds.attrs['box']}, 95% Wilson)", color="C0")
-    ax.axvline(1.0, color="0.5", ls=":", lw=1)
+    _trapping_bars(ax, ds, f"trapping fraction ({ds.attrs['inits']} inits uniform in {_box_text(ds.attrs['box'])}, "
+                           f"95% Wilson)", color="C0")
+    ax.axvline(1.0, color="0.5", ls=":", lw=1, label=r"$\eta_E = \eta^* = 1$ ($M_{WS}$ empty above)")
     ax.set_xlabel(r"step size $\eta$")
-    ax.set_ylabel("fraction")
+    ax.set_ylabel("trapping fraction; normalised length")
     ax.set_ylim(-0.02, 1.05)
     ax.set_title(r"$\frac{1}{2}(1-xy)^2$: size of $M_{WS}$ and of the trapping region")
     ax.legend(fontsize=8, loc="lower left")
@@ -121,6 +134,11 @@ def linear_trapping(ds, ax=None):
     fig, ax = _axes(ax, (6.4, 4.2))
     _trapping_bars(ax, ds, "converged (95% Wilson)")
     ax.plot(ds.eta.values, ds.diverged_fraction.values, "s--", ms=3, color="C3", label="diverged")
+    for var, style, colour, label in (("periodic_fraction", "^:", "C1", "periodic"),
+                                      ("bounded_fraction", "v:", "C8", "undecided at T (still moving)"),
+                                      ("stationary_fraction", "d-.", "C7", "settled, not a minimum")):
+        if var in ds and np.any(ds[var].values > 0):  # every outcome is on the figure
+            ax.plot(ds.eta.values, ds[var].values, style, ms=3, color=colour, label=label)
     ax.axvline(ds.attrs["eta_star"], color="k", ls=":", label=rf"$\eta^* = {ds.attrs['eta_star']:.4g}$")
     ax.set_xlabel(r"step size $\eta$")
     ax.set_ylabel("fraction of initialisations")
@@ -239,9 +257,10 @@ def nonsingular(ds, ax=None):
     for i in range(ds.sizes["case"]):
         f = ds.fraction.values[i]
         ok = f > 0
+        text = re.sub(r"\[(-?[\d.]+),\s*(-?[\d.]+)\]\^(\d+)", r"$[\1, \2]^{\3}$", labels[i])
         ax.loglog(eps[ok], f[ok], "o-", color=f"C{i}",
-                  label=f"{labels[i]}, eta = {float(ds.eta[i]):g}: slope {float(ds.slope[i]):.3f} "
-                        f"± {float(ds.slope_stderr[i]):.3f}")
+                  label=rf"{text}, $\eta = {float(ds.eta[i]):g}$: slope {float(ds.slope[i]):.3f} "
+                        rf"$\pm$ {float(ds.slope_stderr[i]):.3f}")
         if ok.any():
             j = int(np.flatnonzero(ok)[0])
             ax.loglog(eps, f[j] * eps / eps[j], ":", color=f"C{i}", lw=1)
