@@ -107,3 +107,24 @@ def test_basin_orbit_and_sharpness_figures_name_things_for_a_reader():
     assert any("bifurcation" in t.get_text() for t in fig.axes[0].get_legend().get_texts())
     tr = sharpness.track_sharpness(problems.get("zhu"), [4.0, 0.1], 0.1, steps=100, every=10)
     assert "zhu" not in sharpness_trace(tr).axes[0].get_title()
+
+
+def test_fig1_draws_a_final_cycle_as_points_with_arrows():
+    """#17: a path that ends on a 2-cycle shows its two points and the steps between them, and
+    the start/end markers are explained in the legend (not only in the title)."""
+    import xarray as xr
+
+    from gdstab.plots import _final_cycle, fig1
+
+    t = np.arange(300)
+    cyc = np.stack([1.0 + 0.1 * (-1.0) ** t + 0.3 * 0.97**t, 1.0 + 0.1 * (-1.0) ** t], 1)  # -> a 2-cycle
+    conv = np.stack([1.0 + 0.5 * 0.9**t, 1.0 / (1.0 + 0.5 * 0.9**t)], 1)  # -> a point
+    assert _final_cycle(cyc) == 2 and _final_cycle(conv) == 0
+    ds = xr.Dataset({"path": (("panel", "start", "step", "coord"), np.stack([np.stack([conv, cyc])])),
+                     "region": (("panel", "bound"), np.array([[0.5, 1.5, 0.5, 1.5]]))},
+                    coords={"panel": [0], "eta": ("panel", [1.1])}, attrs={"steps": 299})
+    fig = fig1(ds)
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert {"start", "end", "period-2 cycle (arrows: one step)"} <= set(labels)
+    assert sum(1 for c in ax.get_children() if type(c).__name__ == "Annotation") == 2  # one arrow per step

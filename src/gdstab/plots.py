@@ -30,13 +30,8 @@ def _plt():
 def fig1(ds, axes=None):
     """Figure 1: GD paths on ½(1 − xy)² for each panel of ``ds`` (from
     :func:`gdstab.experiments.compute_fig1`), the minima xy = 1 in grey and M_WS in red."""
-    plt = _plt()
     n = ds.sizes["panel"]
-    if axes is None:
-        fig, axes = plt.subplots(1, n, figsize=(5.2 * n, 4.6))
-    else:
-        fig = np.atleast_1d(axes)[0].figure
-    axes = np.atleast_1d(axes)
+    fig, axes = _panels(axes, 1, n, (5.2 * n, 4.6))
     for i, ax in enumerate(axes):
         eta = float(ds.eta[i])
         x0, x1, y0, y1 = (float(v) for v in ds.region.values[i])
@@ -47,14 +42,26 @@ def fig1(ds, axes=None):
         if ws.any():
             ax.plot(np.where(ws, xs, np.nan), np.where(ws, ys, np.nan), color="red", lw=3,
                     label=r"$M_{WS}$: $x^2+y^2 \leq 2/\eta$")
-        for path in ds.path.values[i]:
+        cycles = 0
+        for j, path in enumerate(ds.path.values[i]):
             if np.all(np.isnan(path)):
                 continue
-            ax.plot(path[:, 0], path[:, 1], "-", color="C0", lw=0.6, alpha=0.8)
-            ax.plot(path[0, 0], path[0, 1], "o", color="C0", ms=2.5)
-            fin = np.isfinite(path).all(axis=1)
-            last = path[fin][-1]
-            ax.plot(last[0], last[1], "x", color="k", ms=4)
+            fin = path[np.isfinite(path).all(axis=1)]
+            p = _final_cycle(fin)
+            ax.plot(fin[:, 0], fin[:, 1], "-", color="C0", lw=0.6, alpha=0.8 if p < 2 else 0.35,
+                    label="GD path" if j == 0 else None)
+            ax.plot(fin[0, 0], fin[0, 1], "o", color="C0", ms=2.5, label="start" if j == 0 else None)
+            if p >= 2:  # the orbit ends on a cycle: its points, with arrows for one step each
+                pts = fin[-p:]
+                ax.plot(pts[:, 0], pts[:, 1], "D", color="C1", ms=5, zorder=5,
+                        label=f"period-{p} cycle (arrows: one step)" if not cycles else None)
+                for k in range(p):
+                    a0, a1 = pts[k], pts[(k + 1) % p]
+                    ax.annotate("", xy=a1, xytext=a0, arrowprops={"arrowstyle": "->", "color": "C1", "lw": 1.2,
+                                                                  "shrinkA": 4, "shrinkB": 4})
+                cycles += 1
+            else:
+                ax.plot(fin[-1, 0], fin[-1, 1], "x", color="k", ms=4, label="end" if j == 0 else None)
         ax.set_xlim(x0, x1)
         ax.set_ylim(y0, y1)
         ax.set_xlabel("x")
@@ -62,10 +69,24 @@ def fig1(ds, axes=None):
         empty = "" if ws.any() else r", $M_{WS}=\emptyset$"
         label = "abcdefgh"[i]
         ax.set_title(f"({label}) $\\eta = {eta:g}${empty}")
-        ax.legend(loc="upper right", fontsize=8)
-    fig.suptitle(r"GD on $L(x,y) = \frac{1}{2}(1-xy)^2$" + f" ({ds.attrs.get('steps', '?')} steps; o start, x end)")
+        ax.legend(loc="best", fontsize=7)  # where it covers the fewest marks
+    fig.suptitle(r"GD on $L(x,y) = \frac{1}{2}(1-xy)^2$" + f", {ds.attrs.get('steps', '?')} steps (paths leaving "
+                 "the panel are clipped)", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def _final_cycle(path: np.ndarray, max_period: int = 8, rtol: float = 1e-3) -> int:
+    """The period p >= 2 of the cycle a drawn path ends on (its last 4p points repeat every p
+    steps to ``rtol`` (1 + |θ|)), or 0 (for drawing only: the classification is the engine's)."""
+    for p in range(1, max_period + 1):
+        tail = path[-4 * p:]
+        if len(tail) < 4 * p:
+            return 0
+        scale = 1 + np.abs(tail).max()
+        if np.max(np.abs(tail[p:] - tail[:-p])) <= rtol * scale:
+            return p if p >= 2 else 0
+    return 0
 
 
 def _axes(ax, figsize):
