@@ -265,23 +265,24 @@ class StateRule(NamedTuple):
             off += n
         return tuple(out)
 
-    def preconditioner(self, z, aux):
-        """The diagonal preconditioner P of an adaptive rule at the full state z: the divisor of
-        its last step, √s + ε for rmsprop and √ŝ + ε for Adam (ŝ = s / (1 − β₂^t), t the
-        updates made so far; at t = 0, P = ε); None for the other rules.  Frozen at a minimum,
-        the rule is stable iff η λ_max(P⁻¹H) < c(rule) (:func:`threshold`)."""
+    def preconditioner(self, z, aux, hyper):
+        """The diagonal preconditioner P of an adaptive rule at the full state z with the
+        hyperparameter values ``hyper`` (traced, like the step's): the divisor of its last step,
+        √s + ε for rmsprop and √ŝ + ε for Adam (ŝ = s / (1 − β₂^t), t the updates made so far;
+        at t = 0, P = ε); None for the other rules.  Frozen at a minimum, the rule is stable iff
+        η λ_max(P⁻¹H) < c(rule) (:func:`threshold`)."""
         import jax.numpy as jnp
         from optax import tree_utils
 
         if not self.rule.adaptive:
             return None
+        h = {k: hyper[i] for i, (k, _) in enumerate(self.rule.hyper)}
         state = self.state(z, aux)
         nu = tree_utils.tree_get(state, "nu")
-        eps = self.rule["eps"]
         if self.rule.name == "rmsprop":
-            return jnp.sqrt(nu) + eps
+            return jnp.sqrt(nu) + h["eps"]
         count = tree_utils.tree_get(state, "count")
-        return jnp.sqrt(nu / (1.0 - self.rule["b2"] ** count)) + eps
+        return jnp.sqrt(nu / (1.0 - h["b2"] ** count)) + h["eps"]
 
 
 def _transformation(rule: Rule, eta, hyper):

@@ -241,7 +241,7 @@ def _run_and_measure(problem, th, eta, steps, every, batch_size, key, tol, max_i
                                        max_iter=max_iter)
             sharp[r], conv[r], mvs[r] = lam, ok, n
             if precond is not None and r > 0:
-                P = np.asarray(precond(*c))
+                P = np.asarray(precond(*c, hyper))
                 if np.all(np.isfinite(P)):
                     psharp[r], pv, _, _ = sharpness_at(problem, th_np, v0=pv if warm_start else None, key=key, tol=tol,
                                                        max_iter=max_iter, preconditioner=P)
