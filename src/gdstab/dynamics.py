@@ -66,7 +66,7 @@ from . import interrupts
 from .outcomes import ETA_CRITICAL, Criteria, Status, fraction_rows, rounding2
 from .outcomes import PERSIST2 as _PERSIST2
 from ._validation import InvalidParameterError, check_batch, choice, fail, positive_int
-from .optimizers import GD, Rule, as_rule, state_rule
+from .optimizers import GD, Rule, RuleKind, as_rule, state_rule
 from .problems.base import Problem
 from .stats import wilson_interval
 from ._records import Record, eta_value
@@ -441,25 +441,20 @@ def _unpack(opts, dtype):
             opts[7].astype(dtype), jnp.asarray(rounding2(float(jnp.finfo(dtype).eps)), dtype))
 
 
-#: one example rule per kind (name, hyperparameter names, factory): compiled runners are cached
-#: on the kind, so new hyperparameter values do not recompile; the layout of the state is read
-#: from the example
-_KIND_EXAMPLE: dict = {}
-
-
 @functools.lru_cache(maxsize=64)
 def _jax_runner(problem: Problem, chunk: int, n_records: int, dtype_name: str, batch_size: int = 0,
-                kind: tuple = GD.kind):
+                kind: RuleKind = GD.kind):
     """Compiled runner for one problem, chunk size, record layout, batch size (0: full batch)
-    and kind of update rule.  η, the rule's hyperparameters, θ₀, the SGD keys, T and the
-    tolerances are traced arguments, so changing them does not recompile."""
+    and kind of update rule (:class:`~gdstab.optimizers.RuleKind`).  η, the rule's
+    hyperparameters, θ₀, the SGD keys, T and the tolerances are traced arguments, so changing
+    them does not recompile."""
     import jax
     import jax.numpy as jnp
     from jax import lax
 
     value_grad_one = jax.value_and_grad(problem.loss)
     dtype = jnp.dtype(dtype_name)
-    rule = _KIND_EXAMPLE.get(kind, GD)
+    rule = kind.example
     fr = state_rule(rule, problem.dim, dtype)
     if batch_size:
         value_grad_batch = jax.value_and_grad(problem.batch_loss)
@@ -581,7 +576,6 @@ def _run_jax(problem, theta0, eta, steps, criteria, chunk, record_every, dtype_n
 
     B, d = theta0.shape
     n_records = 0 if record_every is None else steps // record_every + 1
-    _KIND_EXAMPLE.setdefault(rule.kind, rule)
     runner = _jax_runner(problem, chunk, n_records, dtype_name, batch_size, rule.kind)
     hyper_all = np.broadcast_to(rule.values.astype(dtype_name), (B, rule.values.size))
     buffers = None

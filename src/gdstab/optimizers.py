@@ -38,14 +38,14 @@ ball).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
 from ._validation import fail
 
-__all__ = ["RULES", "Rule", "as_rule", "parse_rule", "threshold", "StateRule", "state_rule", "GD"]
+__all__ = ["RULES", "Rule", "RuleKind", "as_rule", "parse_rule", "threshold", "StateRule", "state_rule", "GD"]
 
 #: the rules and their hyperparameters (name, default) in the order of the ``--optimizer`` spec
 RULES = {
@@ -116,9 +116,9 @@ class Rule:
         return dict(self.hyper)[key]
 
     @property
-    def kind(self) -> tuple:
+    def kind(self) -> "RuleKind":
         """What a compiled loop depends on: the rule and its hyperparameter names, not values."""
-        return (self.name, tuple(k for k, _ in self.hyper), self.factory)
+        return RuleKind(self.name, tuple(k for k, _ in self.hyper), self.factory, self)
 
     @property
     def values(self) -> np.ndarray:
@@ -151,6 +151,19 @@ class Rule:
         if self.name == "optax":
             out["factory"] = getattr(self.factory, "__qualname__", repr(self.factory))
         return out
+
+
+@dataclass(frozen=True)
+class RuleKind:
+    """A kind of update rule: its name, hyperparameter names and factory, compared and hashed
+    without the values, so that compiled loops cached on it serve every value.  ``example`` (not
+    compared) is a rule of this kind, from which a loop reads the layout of the state; the
+    values themselves always travel as traced arrays."""
+
+    name: str
+    names: tuple[str, ...]
+    factory: Any
+    example: Rule = field(compare=False, repr=False)
 
 
 GD = Rule("gd")

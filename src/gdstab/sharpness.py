@@ -78,11 +78,8 @@ def sharpness_at(problem: Problem, theta: np.ndarray, *, v0=None, key=None, tol:
     return float(r.eigenvalues[0]), r.eigenvectors[:, 0], bool(r.converged), r.matvecs
 
 
-_RULE_EXAMPLE: dict = {}
-
-
 @functools.lru_cache(maxsize=16)
-def _compiled(problem: Problem, every: int, batch_size: int, kind: tuple):
+def _compiled(problem: Problem, every: int, batch_size: int, kind):
     """Compiled (value and gradient, init, k updates of the rule (GD/SGD or an optimizer on its
     full state), preconditioner) per problem, k, batch size and kind of rule: a new run, η, β,
     start or key does not recompile."""
@@ -90,7 +87,7 @@ def _compiled(problem: Problem, every: int, batch_size: int, kind: tuple):
 
     from .dynamics import rule_step
 
-    rs = rule_step(problem, _RULE_EXAMPLE[kind], batch_size=batch_size)
+    rs = rule_step(problem, kind.example, batch_size=batch_size)
     vg = jax.jit(jax.value_and_grad(problem.loss))
 
     def advance(c, e, hyper, t0, kd):
@@ -215,7 +212,6 @@ def _run_and_measure(problem, th, eta, steps, every, batch_size, key, tol, max_i
     diverged_between = None  # (last finite record, first non-finite record) steps
     psharp = np.full(n_rec, np.nan) if rule.adaptive else None
     with jax.enable_x64(True):
-        _RULE_EXAMPLE.setdefault(rule.kind, rule)
         vg, init, advance, precond = _compiled(problem, every, batch_size or 0, rule.kind)
         kd = jax.random.key_data(key) if batch_size else None
         hyper = jnp.asarray(rule.values)
