@@ -14,9 +14,9 @@
       d <= 256, Lanczos above); a minimum of sharpness s is linearly stable for η <= 2/s, so
       the flattest minimum reached, s_min, stays stable up to η_b = 2/s_min, where the curve
       of reached sharpness crosses 2/η (c/s_min for an update rule with a constant threshold
-      c, :func:`gdstab.optimizers.threshold`; not made for the adaptive rules).  Interval: [η_lo, η_b] (reached at η_lo, stable up to
-      η_b).  Since s_min >= inf_M λ_max, η_b is at most the sharp critical step size
-      η* = 2 / inf_M λ_max of the theory.
+      c, :func:`gdstab.optimizers.threshold`; not made for the adaptive rules).  Interval:
+      [η_lo, η_b] (reached at η_lo, stable up to η_b).  Since s_min >= inf_M λ_max, η_b is at
+      most the sharp critical step size η* = 2 / inf_M λ_max of the theory.
 
   Combined: the estimate is η_b (when it is at least η_lo, else the midpoint of (a)) and the
   interval [η_lo, max(η_hi, η_b)]: convergence was seen at η_lo, and above both η_hi and η_b
@@ -208,7 +208,7 @@ class _Runs:
         self.problem, self.points, self.steps, self.fraction = problem, points, steps, fraction
         self.kw = {"backend": backend, "optimizer": rule, **({} if criteria is None else {"criteria": criteria})}
         # the rule's threshold on the sharpness (NaN for the adaptive rules: theirs is on P⁻¹H)
-        self.c = math.nan if (rule.adaptive or rule.name == "optax") else rule.threshold
+        self.c = math.nan if rule.adaptive else rule.threshold  # (NaN too for a user's optax rule)
         self.progress = progress
         self.lanczos_key = gdstab_random.key(seed)
         self.evidence: dict[float, dict[str, Any]] = {}

@@ -205,10 +205,7 @@ class Trajectories(Record):
         for d <= 16, the final θ as columns ``theta_0`` …"""
         import pandas as pd
 
-        labels = np.array([s.label for s in Status], dtype=object)
-        codes = np.array([int(s) for s in Status])
-        name = dict(zip(codes.tolist(), labels.tolist()))
-        df = pd.DataFrame({"status": [name[int(c)] for c in self.status], "decision_step": self.step,
+        df = pd.DataFrame({"status": [Status(int(c)).label for c in self.status], "decision_step": self.step,
                            "period": self.period, "eta": self.eta, "loss": self.loss, "grad_norm": self.grad_norm})
         if self.theta.shape[1] <= 16:
             for i in range(self.theta.shape[1]):

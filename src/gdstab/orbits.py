@@ -286,8 +286,7 @@ def _record_orbits(problem, all_th, all_eta, obs, transient, record, max_period,
             def rec(c, _):
                 return G(c, eta), rs.states.ravel(c[0])
 
-            _, path = jax.lax.scan(rec, c, None, length=record)
-            return path, None
+            return jax.lax.scan(rec, c, None, length=record)[1]
 
         run = jax.jit(jax.vmap(one))
         vobs = jax.jit(jax.vmap(jax.vmap(obs)))
@@ -299,8 +298,7 @@ def _record_orbits(problem, all_th, all_eta, obs, transient, record, max_period,
             pad_th[:m] = all_th[sl]
             pad_eta = np.ones(size)
             pad_eta[:m] = all_eta[sl]
-            path, _ = run(jnp.asarray(pad_th), jnp.asarray(pad_eta))
-            path = np.asarray(path)[:m]  # (m, R, D): the full states
+            path = np.asarray(run(jnp.asarray(pad_th), jnp.asarray(pad_eta)))[:m]  # (m, R, D): the full states
             periods[sl] = detect_period(np.swapaxes(path, 0, 1), max_period=max_period, rtol=rtol, max_norm=max_norm)
             settled[sl] = transient_settled(np.swapaxes(path, 0, 1), periods[sl])
             path = path[:, :, :d]

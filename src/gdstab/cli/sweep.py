@@ -24,12 +24,11 @@ def _table(rows, option_dims) -> list[str]:
 def _describe(table: dict) -> str:
     """A config table as text: its name (or expression) and its other settings as key = value."""
     head = table.get("name") or table.get("expression", "?")
-    rest = [f"{k} = {v}" for k, v in table.items() if k not in ("name", "expression")]
-    flat = []
-    for item in rest:
-        flat.append(item if not item.startswith("options = ") else
-                    ", ".join(f"{k} = {v}" for k, v in table["options"].items()))
-    return head + (f" ({', '.join(flat)})" if flat else "")
+    parts = []
+    for k, v in table.items():
+        if k not in ("name", "expression"):  # a sub-table (problem options) is listed flat
+            parts += [f"{a} = {b}" for a, b in v.items()] if isinstance(v, dict) else [f"{k} = {v}"]
+    return head + (f" ({', '.join(parts)})" if parts else "")
 
 
 def _show(out, ds, as_json: bool, verified: str | None = None) -> int:

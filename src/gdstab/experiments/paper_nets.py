@@ -176,7 +176,7 @@ def heatmap_data(ds, depth: int | None = None):
         fin = np.isfinite(a) & ~gone
         with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
             m = np.where(fin, a, 0.0).sum(axis=1) / fin.sum(axis=1)  # NaN where none is finite
-        out[name] = (("eta", "step"), m, {"long_name": f"mean {name} over the trajectories still finite"})
+        out[name] = (("eta", "step"), m, {"long_name": f"mean {name} over the trajectories not yet diverged"})
         out[f"{name}_diverged_fraction"] = (("eta", "step"), 1.0 - fin.mean(axis=1))
     return xr.Dataset(out, coords={"eta": sub.eta.values, "step": np.asarray(steps)}, attrs={"depth": depth})
 

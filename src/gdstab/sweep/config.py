@@ -203,16 +203,20 @@ class SweepConfig:
     def option_shape(self) -> tuple[int, ...]:
         return tuple(len(self.options[n]) for n in self.option_names())
 
+    def _swept_hyper(self, o: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Option point ``o`` split into (problem options, the rule's swept hyperparameters)."""
+        hyper = dict(RULES.get(self.optimizer.name, ()))
+        point = self.option_points()[o]
+        return ({k: v for k, v in point.items() if k not in hyper}, {k: v for k, v in point.items() if k in hyper})
+
     def problem_options(self, o: int) -> dict[str, Any]:
         """The swept problem options at option point ``o`` (without the rule's swept
         hyperparameters): what builds the problem and seeds its initial points."""
-        hyper = dict(RULES.get(self.optimizer.name, ()))
-        return {k: v for k, v in self.option_points()[o].items() if k not in hyper}
+        return self._swept_hyper(o)[0]
 
     def rule_at(self, o: int) -> Rule:
         """The update rule at option point ``o`` (its swept hyperparameters applied)."""
-        hyper = dict(RULES.get(self.optimizer.name, ()))
-        swept = {k: v for k, v in self.option_points()[o].items() if k in hyper}
+        swept = self._swept_hyper(o)[1]
         if not swept:
             return self.optimizer
         return Rule(self.optimizer.name, {**dict(self.optimizer.hyper), **swept})
@@ -349,12 +353,7 @@ def _parse_checked(data: Mapping[str, Any]) -> SweepConfig:
             raise ConfigError(f"The sweep config needs a [{required}] table.")
     spec = _parse_problem(data["problem"])
     rule = _parse_optimizer(data.get("optimizer", {"name": "gd"}))
-    both = set(data.get("optimizer", {})) & set(data["grid"].get("options", {}) if isinstance(data["grid"], Mapping)
-                                                  and isinstance(data["grid"].get("options", {}), Mapping) else {})
-    if both:
-        raise ConfigError(f"The hyperparameter '{sorted(both)[0]}' is both fixed ([optimizer]) and swept "
-                          f"(grid.options).")
-    grid = _parse_grid(data["grid"], spec, rule)
+    grid = _parse_grid(data["grid"], spec, rule, fixed_hyper=set(data.get("optimizer", {})) - {"name"})
     run = _parse_run(data["run"])
     cfg = SweepConfig(problem=spec, **grid, **run, criteria=_parse_criteria(data.get("criteria", {}), run["dtype"]),
                       optimizer=rule)
@@ -432,8 +431,9 @@ def _parse_swept_hyper(rule: Rule, k: str, values: Any) -> tuple[float, ...]:
     return vals
 
 
-def _parse_grid(g: Any, spec: ProblemSpec, rule: Rule = GD) -> dict[str, Any]:
-    """The [grid] table: step sizes, initialisations, box, swept options."""
+def _parse_grid(g: Any, spec: ProblemSpec, rule: Rule = GD, fixed_hyper: set[str] = frozenset()) -> dict[str, Any]:
+    """The [grid] table: step sizes, initialisations, box, swept options (problem options, and
+    hyperparameters of ``rule`` that are not among the ``fixed_hyper`` of its [optimizer] table)."""
     from .. import problems
     from ..specs import parse_eta
 
@@ -470,6 +470,8 @@ def _parse_grid(g: Any, spec: ProblemSpec, rule: Rule = GD) -> dict[str, Any]:
                                                 for k in hyper}}, "grid.options")
         for k, values in g["options"].items():
             if k in hyper:
+                if k in fixed_hyper:
+                    raise ConfigError(f"The hyperparameter '{k}' is both fixed ([optimizer]) and swept (grid.options).")
                 swept[k] = _parse_swept_hyper(rule, k, values)
                 continue
             key = f"grid.options.{k}"
