@@ -94,7 +94,9 @@ _RAW_SETTLED, _RAW_DIVERGED, _RAW_PERIODIC, _RAW_BOUNDED = 1, 2, 3, 4
 class Metrics(Record):
     """Per-step metrics recorded every ``record_every`` steps: arrays of shape (R, B) at the
     steps ``steps`` (R,).  After its decision step a trajectory is frozen, so its values stay
-    those of the decision step (non-finite for diverged trajectories)."""
+    those of the decision step: for a diverged trajectory non-finite, or finite (e.g. a huge
+    loss) when it was decided by ‖θ‖ > ``max_norm``; use ``status`` and ``step`` to tell which
+    records come after a divergence (as :func:`gdstab.experiments.paper_nets.heatmap_data` does)."""
 
     steps: np.ndarray
     loss: np.ndarray
