@@ -28,6 +28,21 @@ def test_convergence_figure_shows_undecided_and_stationary_runs_as_their_own_lin
     assert ("-.", (100.0, 0.0)) in styles  # depth 2: stationary, dash-dotted
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert {"converged", "diverged", "undecided at T (still moving)", "settled, not a minimum"} <= set(labels)
+    assert any(r"\eta = 1" in t for t in labels)  # the dotted vertical line is explained
+
+
+def test_convergence_figure_has_no_footer_and_its_legend_covers_no_data():
+    """#17: no 6-pt footer repeating the caption; the legend sits outside the axes."""
+    import xarray as xr
+
+    status = np.ones((2, 3, 4), dtype=np.int8)
+    ds = xr.Dataset({"status": (("depth", "eta", "init"), status)}, coords={"depth": [1, 2], "eta": [0.1, 0.5, 1.5]})
+    fig = net_convergence(convergence_table(ds), "test", caption="a long caption " * 20)
+    assert not fig.texts  # nothing drawn on the figure outside the axes
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    legend = ax.get_legend().get_window_extent()
+    assert legend.x0 >= ax.get_window_extent().x1  # right of the axes, over no data
 
 
 def _nets_store(loss):
@@ -103,7 +118,7 @@ def test_basin_orbit_and_sharpness_figures_name_things_for_a_reader():
     od = orbits.orbit_diagram(p, np.linspace(1.2, 1.26, 13), np.array([[1.2, 0.9]]), transient=3000, record=128,
                               max_period=16)
     fig = orbit_diagram(od)
-    assert "hyperbola" not in fig.axes[0].get_title() and "1/2 (1 - x*y)^2" in fig.axes[0].get_title()
+    assert "hyperbola" not in fig.axes[0].get_title() and r"\frac{1}{2}(1 - x\,y)^2" in fig.axes[0].get_title()
     assert any("bifurcation" in t.get_text() for t in fig.axes[0].get_legend().get_texts())
     tr = sharpness.track_sharpness(problems.get("zhu"), [4.0, 0.1], 0.1, steps=100, every=10)
     assert "zhu" not in sharpness_trace(tr).axes[0].get_title()
@@ -128,3 +143,25 @@ def test_fig1_draws_a_final_cycle_as_points_with_arrows():
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert {"start", "end", "period-2 cycle (arrows: one step)"} <= set(labels)
     assert sum(1 for c in ax.get_children() if type(c).__name__ == "Annotation") == 2  # one arrow per step
+
+
+def test_formula_turns_the_problems_ascii_losses_into_mathtext_that_renders():
+    """#17: titles show the loss in symbols, never 'GD on zhu' or '1/4 (x^2 y^2 - 1)^2'."""
+    import matplotlib.pyplot as plt
+
+    from gdstab.plots import formula
+    from gdstab.problems.catalog import CATALOG
+
+    assert formula("L(x, y) = 1/4 (x^2 y^2 - 1)^2") == r"$L(x, y) = \frac{1}{4}(x^2 y^2 - 1)^2$"
+    assert formula("L(theta) = 1/2 theta^T A theta (Hessian = A)") == r"$L(\theta) = \frac{1}{2}\theta^T A \theta$"
+    assert formula("L(x) = x^2/2 + x^4/4") == "$L(x) = x^2/2 + x^4/4$"  # an exponent is not a fraction
+    words = "mean squared error over all n*C outputs"
+    assert formula(words) == words
+    entries = CATALOG.values() if isinstance(CATALOG, dict) else CATALOG
+    for e in entries:
+        text = e.get("normalisation") if isinstance(e, dict) else getattr(e, "normalisation", None)
+        if text:
+            fig = plt.figure()
+            fig.suptitle(formula(text))
+            fig.canvas.draw()  # mathtext that does not parse raises here
+            plt.close(fig)

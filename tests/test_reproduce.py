@@ -81,8 +81,10 @@ def test_reproduce_network_figures_and_report(tmp_path, tiny_nets, capsys):
         assert set(k[name]["value"]) >= {"1", "2"} and "definition" in k[name]
     # eta = 50 blows every GD network up; at eta = 1000 no SGD network converges (they diverge or
     # their ReLUs die: stationary at log 2)
-    assert k["fig3_largest_converging_eta"]["value"]["1_smallest_eta_all_diverged"] == 50.0
-    assert all(k["fig4_largest_converging_eta"]["value"][d] in (None, 0.05) for d in ("1", "2"))
+    assert k["fig3_largest_converging_eta"]["value"]["1"]["smallest_eta_all_diverged"] == 50.0
+    assert all(k["fig4_largest_converging_eta"]["value"][d]["largest_eta_converged"] in (None, 0.05) for d in ("1", "2"))
+    fig5 = k["fig5_divergence_at_depth_2"]
+    assert fig5["target"] == "fig5" and fig5["value"]["smallest_eta_all_diverged"] == 50.0
 
     from gdstab.sweep import open_results
 
@@ -92,6 +94,10 @@ def test_reproduce_network_figures_and_report(tmp_path, tiny_nets, capsys):
     assert table.startswith("depth,eta,") and "converged_fraction" in table
     html = (out / "report.html").read_text()
     assert html.count("<img") == 4 and "fig3_largest_converging_eta" in html
+    # each key number in the section of its figure: fig3's run also yields fig5's numbers
+    assert summary["key_number_targets"]["fig5_divergence_at_depth_2"] == "fig5"
+    fig5 = html.split("id='fig5'")[1].split("</section>")[0]
+    assert "fig5_divergence_at_depth_2" in fig5 and "fig3_largest_converging_eta" not in fig5
     # rerun: nothing is recomputed (the sweeps are complete), the same numbers
     before = (out / "data" / "nets_sgd" / "runs.jsonl").read_text()
     assert main(["reproduce", "fig4", "fig6", "--out", str(out), "--quiet"]) == 0

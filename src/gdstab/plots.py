@@ -89,6 +89,23 @@ def _final_cycle(path: np.ndarray, max_period: int = 8, rtol: float = 1e-3) -> i
     return 0
 
 
+def formula(text: str) -> str:
+    """The loss of a problem's normalisation string (``L(x, y) = 1/4 (x^2 y^2 - 1)^2``, with any
+    remark after a colon or in a closing parenthesis left out) as matplotlib mathtext, ``1/4 (``
+    as a fraction and ``theta`` as θ; text that is not such a formula (a network's description)
+    is returned as it is."""
+    import re
+
+    head = re.sub(r"\s*\([^()]*[A-Za-z]{3,}[^()]*\)\s*$", "", (text or "").split(":")[0])
+    head = re.sub(r"\btheta\b", r"\\theta", head)
+    if not head or not re.fullmatch(r"[A-Za-z0-9\s()=^+\-*/.,\\]+", head) or re.search(
+            r"(?<!\\)\b[A-Za-z]{3,}", head):
+        return text
+    t = re.sub(r"(?<![\^\w])(\d+)/(\d+)\s*\(", r"\\frac{\1}{\2}(", head).replace("*", r"\,")
+    t = re.sub(r"(?<![\^\w])(\d+)/(\d+)\s+", r"\\frac{\1}{\2}", t)
+    return f"${t}$"
+
+
 def _axes(ax, figsize):
     if ax is None:
         return _plt().subplots(figsize=figsize)
@@ -102,16 +119,6 @@ def _panels(axes, nrows: int, ncols: int, figsize, **kw):
     else:
         fig = np.atleast_1d(axes)[0].figure
     return fig, np.atleast_1d(axes)
-
-
-def _with_caption(fig, caption: str, reserve: float):
-    """Lay out ``fig``, keeping the bottom ``reserve`` of it for a small caption (if any)."""
-    if caption:
-        fig.text(0.01, 0.005, caption, fontsize=6, wrap=True, va="bottom")
-        fig.tight_layout(rect=(0, reserve, 1, 1))
-    else:
-        fig.tight_layout()
-    return fig
 
 
 def _trapping_bars(ax, ds, label: str, **kw) -> None:
@@ -177,7 +184,9 @@ def net_convergence(table, title: str, caption: str = "", ax=None):
     the step budget (dotted: ``bounded``, still moving at T -- neither converged nor failed) and
     the percentage that settled where L − L* > f_tol (dash-dotted: ``stationary``, e.g. a
     collapsed deep network on a plateau).
-    The legend explains every line style."""
+    The legend explains every line style and the dotted vertical line at η = 1.  ``caption`` is
+    not drawn into the figure (a footer at 6 pt is unreadable at page size and repeats what the
+    report prints under the figure)."""
     from matplotlib.lines import Line2D
 
     fig, ax = _axes(ax, (6.8, 4.6))
@@ -196,7 +205,8 @@ def net_convergence(table, title: str, caption: str = "", ax=None):
     handles += [Line2D([], [], color="0.3", ls="-", label="converged"),
                 Line2D([], [], color="0.3", ls="--", label="diverged"),
                 Line2D([], [], color="0.3", ls=":", label="undecided at T (still moving)"),
-                Line2D([], [], color="0.3", ls="-.", label="settled, not a minimum")]
+                Line2D([], [], color="0.3", ls="-.", label="settled, not a minimum"),
+                Line2D([], [], color="0.5", ls=":", lw=0.8, label=r"$\eta = 1$ (paper: no convergence above)")]
     ax.axvline(1.0, color="0.5", ls=":", lw=0.8)
     ax.set_xscale("log")
     ax.set_xlabel(r"step size $\eta$")
@@ -204,7 +214,8 @@ def net_convergence(table, title: str, caption: str = "", ax=None):
     ax.set_ylim(-2, 105)
     ax.set_title(title, fontsize=10)
     ax.legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
-    return _with_caption(fig, caption, 0.08)
+    fig.tight_layout()
+    return fig
 
 
 #: colour limits of heatmaps: these quantiles of the finite positive values (one outlier row or
@@ -318,7 +329,7 @@ def orbit_diagram(ds, lyap=None, axes=None):
     note = (f"; runs missing at a step size diverged there ({int(lost.sum())} of {lost.size})" if lost.any() else "")
     rule = ds.attrs.get("optimizer", "gd")
     ax.set_ylabel(ds.attrs.get("observable", "value"))
-    ax.set_title(f"orbit diagram of {'GD' if rule == 'gd' else rule} on {ds.attrs.get('normalisation', '')}\n"
+    ax.set_title(f"orbit diagram of {'GD' if rule == 'gd' else rule} on {formula(ds.attrs.get('normalisation', ''))}\n"
                  f"{vals.shape[2]} iterates after {ds.attrs.get('transient')} steps, {vals.shape[1]} "
                  f"initialisation{'s' if vals.shape[1] != 1 else ''}{note}", fontsize=8)
     if lyap is not None:
@@ -379,7 +390,7 @@ def basin_map(ds, axes=None):
     for x in axes:
         x.set_xlabel(xl)
         x.set_ylabel(yl)
-    fig.suptitle(ds.attrs.get("normalisation", ""), fontsize=9)
+    fig.suptitle(formula(ds.attrs.get("normalisation", "")), fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -414,7 +425,7 @@ def sharpness_trace(ds, axes=None):
     axes[0].semilogy(step, np.maximum(ds.loss.values, 1e-300), color="C0")
     axes[0].set_ylabel("loss")
     name = ds.attrs.get("optimizer", "gd")
-    axes[0].set_title(f"{'GD' if name == 'gd' else name} on {ds.attrs.get('normalisation', ds.attrs.get('problem', ''))} "
+    axes[0].set_title(f"{'GD' if name == 'gd' else name} on {formula(ds.attrs.get('normalisation', ds.attrs.get('problem', '')))} "
                       f"at $\\eta = {ds.attrs['eta']:g}$", fontsize=9)
     axes[1].plot(step, ds.sharpness.values, color="C1", label=r"sharpness $\lambda_{max}(H)$")
     rule = ds.attrs.get("optimizer", "gd")

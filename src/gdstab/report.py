@@ -20,7 +20,7 @@ from typing import Any
 
 from ._validation import InvalidParameterError
 
-__all__ = ["write_report", "check_folder", "machine_info", "ReportError"]
+__all__ = ["write_report", "check_folder", "machine_info", "ReportError", "pretty"]
 
 
 class ReportError(InvalidParameterError):
@@ -94,97 +94,238 @@ def check_folder(out: str | Path) -> dict:
     return summary
 
 
-def _fmt(v: Any) -> str:
-    if isinstance(v, bool) or v is None:
-        return html.escape(str(v))
+#: ASCII maths of definitions and captions (kept ASCII in summary.json for scripts) -> Unicode
+_PRETTY = [
+    (r"1/2 \(1 - xy\)\^2", "½(1 − xy)²"), (r"1/4 \(x\^2 y\^2 - 1\)\^2", "¼(x²y² − 1)²"),
+    (r"\binf over M of\b", "inf_M"), (r"\blambda_max\b", "λ_max"), (r"\blambda\b", "λ"),
+    (r"\beta\*", "η*"), (r"\beta\b", "η"), (r"\bbeta\b", "β"), (r"\btheta\b", "θ"), (r"\beps\b", "ε"),
+    (r"η\*\|grad L\|", "η‖∇L‖"), (r"η\*\|grad\|", "η‖∇L‖"), (r"η\*\|minibatch grad\|", "η‖minibatch ∇L‖"),
+    (r"<=", "≤"), (r">=", "≥"), (r"\+-", "±"), (r" -> ", " → "), (r" -- ", " — "), (r"(?<=\s)-(?=\s)", "−"),
+    (r"\bsqrt\((\d+)\)", r"√\1"), (r"\bsqrt\b", "√"), (r"\^-1/2", "⁻¹ᐟ²"), (r"\^-1", "⁻¹"),
+    (r"\^2\b", "²"), (r"\^12\b", "¹²"), (r"\bv_hat\b", "v̂"),
+]
+
+
+def pretty(text: str) -> str:
+    """ASCII maths as a reader expects it: ``eta`` → η, ``<=`` → ≤, ``x^2`` → x², ``1/2 (1 - xy)^2``
+    → ½(1 − xy)² (plain text in, plain text out)."""
+    import re
+
+    for pattern, repl in _PRETTY:
+        text = re.sub(pattern, repl, text)
+    return text
+
+
+#: names of the fields inside key numbers' values, as a reader reads them
+_FIELDS = {
+    "fraction": "fraction", "low": "95% low", "high": "95% high",
+    "largest_eta_converged": "largest η that converged", "smallest_eta_all_diverged": "smallest η where all diverged",
+    "largest_eta_none_diverged": "largest η where none diverged", "mean_final_loss_there": "mean final loss there",
+    "eta_star": "η*", "largest_eta_with_convergence": "largest η that converged",
+    "converged_above_eta_star": "runs converged above η*", "consistent": "consistent with the theory",
+    "threshold_2_over_eta": "2/η", "max_along_run": "largest λ_max along the run",
+    "gradient_flow_sharpness": "λ_max where gradient flow ends", "median_ratio": "median", "max_ratio": "max",
+    "min_ratio": "min", "records": "records", "reached": "reached", "window": "steps",
+}
+#: the fields of a key-number entry that are not extra quantities
+_META = ("value", "label", "definition", "paper", "note", "closed_form", "stderr", "interval", "target")
+#: a value whose inline text is longer goes into a collapsible table below its section's table
+_INLINE_CHARS = 120
+
+
+def _field(name: str) -> str:
+    return _FIELDS.get(name, pretty(name.replace("_", " ")))
+
+
+def _num(v: Any) -> str:
+    """A value at the precision a reader wants: 6 significant digits, — for none."""
+    if v is None:
+        return "—"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
     if isinstance(v, float):
-        return f"{v:.10g}"
-    if isinstance(v, int):
-        return str(v)
+        return "n/a" if v != v else f"{v:.6g}"
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_num(x) for x in v) + "]"
+    return pretty(str(v))
+
+
+def _flatten(v: Any, prefix: str = "") -> list[tuple[str, Any]]:
     if isinstance(v, dict):
-        inner = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{_fmt(x)}</td></tr>" for k, x in v.items())
-        return f"<table class='inner'>{inner}</table>"
-    return html.escape(str(v))
+        out = []
+        for k, x in v.items():
+            out += _flatten(x, f"{prefix}, {_field(str(k))}" if prefix else _field(str(k)))
+        return out
+    return [(prefix, v)]
+
+
+def _series_table(v: dict) -> str:
+    """A dict value as a table: a matrix when every entry is a dict with the same keys
+    (rows = outer keys), else one row per flattened entry."""
+    e = html.escape
+    inner = list(v.values())
+    if inner and all(isinstance(x, dict) for x in inner) and all(set(x) == set(inner[0]) for x in inner):
+        cols = list(inner[0])
+        head = "<tr><th></th>" + "".join(f"<th>{e(_field(c))}</th>" for c in cols) + "</tr>"
+        body = "".join("<tr><th>" + e(_field(str(k))) + "</th>" + "".join(f"<td>{e(_num(x[c]))}</td>" for c in cols)
+                       + "</tr>" for k, x in v.items())
+        return f"<table class='series'>{head}{body}</table>"
+    body = "".join(f"<tr><th>{e(k)}</th><td>{e(_num(x))}</td></tr>" for k, x in _flatten(v))
+    return f"<table class='series'>{body}</table>"
+
+
+def _measured(name: str, entry: dict) -> tuple[str, str]:
+    """(the 'measured' cell's text, a collapsible table of the whole value or '')."""
+    v = entry.get("value")
+    extras = {k: x for k, x in entry.items() if k not in _META}
+    if isinstance(v, dict) or extras:
+        whole = dict(v) if isinstance(v, dict) else {"value": v}
+        whole.update(extras)
+        inline = "; ".join(f"{k}: {_num(x)}" for k, x in _flatten(whole))
+        if len(inline) <= _INLINE_CHARS:
+            return inline, ""
+        head = _num(v) + " (" if not isinstance(v, dict) else ""
+        text = head + f"{len(whole)} rows in the table below" + (")" if head else "")
+        label = html.escape(entry.get("label", pretty(name.replace("_", " "))))
+        return text, f"<details class='values'><summary>{label}: all values</summary>{_series_table(whole)}</details>"
+    text = _num(v)
+    if "stderr" in entry:
+        text += f" ± {_num(entry['stderr'])} (std. error)"
+    if "interval" in entry:
+        text += f", interval {_num(entry['interval'])}"
+    return text, ""
+
+
+def _reference(entry: dict) -> str:
+    refs = []
+    if "paper" in entry:
+        refs.append(f"paper: {_num(entry['paper'])}")
+    if "closed_form" in entry:
+        refs.append(f"closed form: {_num(entry['closed_form'])}")
+    return "; ".join(refs) or "—"
 
 
 def _verdict(entry: dict) -> str:
-    paper = entry.get("paper")
+    """One short phrase; the explanation of a note goes under the table."""
     if "note" in entry:
-        return html.escape(entry["note"])
-    if paper is None:
-        return "no value in the paper"
+        return pretty(entry["note"].split(":")[0])
     v = entry.get("value")
-    if isinstance(paper, (int, float)) and isinstance(v, (int, float)):
-        if abs(v - paper) <= 1e-6 * max(1.0, abs(paper)):
-            return "reproduced"
-        return f"not reproduced: measured {v:.6g} vs paper {paper:g}"
-    return ""
+    for ref, what in (("closed_form", "closed form"), ("paper", "paper")):
+        r = entry.get(ref)
+        if isinstance(r, (int, float)) and isinstance(v, (int, float)) and not isinstance(v, bool):
+            if "interval" in entry:
+                lo, hi = entry["interval"]
+                return f"{what} inside the interval" if lo <= r <= hi else f"{what} outside the interval"
+            rel = abs(v - r) / max(1.0, abs(r))
+            return f"agrees with the {what} (rel. diff. {rel:.1g})" if rel <= 1e-6 else \
+                f"differs from the {what} by {rel:.2g} (relative)"
+    if isinstance(v, dict):
+        flags = [x for k, x in _flatten(v) if k.endswith(_FIELDS["consistent"])]
+        if flags:
+            return "consistent with the theory" if all(flags) else "inconsistent with the theory"
+    return "no value to compare with" if "paper" not in entry else ""
+
+
+def _key_table(names: list[str], key_numbers: dict) -> str:
+    """A section's key numbers: a short table, the long values collapsible below it, then the
+    notes and the definitions."""
+    e = html.escape
+    rows, details, notes, defs = [], [], [], []
+    for name in names:
+        entry = key_numbers[name]
+        if not isinstance(entry, dict):
+            entry = {"value": entry}
+        label = entry.get("label", pretty(name.replace("_", " ")))
+        measured, detail = _measured(name, entry)
+        rows.append(f"<tr><td>{e(label)}<br><code>{e(name)}</code></td><td>{e(measured)}</td>"
+                    f"<td>{e(_reference(entry))}</td><td>{e(_verdict(entry))}</td></tr>")
+        details.append(detail)
+        if "note" in entry:
+            notes.append(f"<li><b>{e(label)}</b>: {e(pretty(entry['note']))}</li>")
+        if "definition" in entry:
+            defs.append(f"<dt>{e(label)}</dt><dd>{e(pretty(str(entry['definition'])))}</dd>")
+    if not rows:
+        return ""
+    return ("<table class='key-numbers'><thead><tr><th>quantity</th><th>measured</th><th>reference</th>"
+            f"<th>verdict</th></tr></thead><tbody>{''.join(rows)}</tbody></table>" + "".join(details)
+            + (f"<ul class='notes'>{''.join(notes)}</ul>" if notes else "")
+            + (f"<details class='definitions'><summary>Definitions</summary><dl>{''.join(defs)}</dl></details>"
+               if defs else ""))
+
+
+def _section(target: str, info: dict, out: Path, scale: str, caption: str, table: str) -> str:
+    from .experiments import registry
+    from .figures import draw
+
+    t = registry.get(target)
+    png = out / "figures" / (t.figure + ".png")
+    if not png.is_file() or png.stat().st_size == 0:
+        draw(target, out, scale)  # from the stored data
+    data = base64.b64encode(png.read_bytes()).decode()
+    wall = info.get("wall_time_s")
+    e = html.escape
+    files = (f"Files: <a href='figures/{t.figure}.pdf'>PDF</a>, <a href='figures/{t.figure}.svg'>SVG</a>, "
+             f"data <code>{e(info.get('data', ''))}</code>"
+             + (f"; compute time {wall:.1f} s" if isinstance(wall, (int, float)) else ""))
+    return (f"<section class='target' id='{e(target)}'><h2>{e(t.title or target)}</h2>"
+            f"<figure><img alt='{e(t.title or target)}' src='data:image/png;base64,{data}'>"
+            f"<figcaption>{e(pretty(caption))} <span class='files'>{files}</span></figcaption></figure>"
+            f"{table}</section>")
+
+
+_CSS = """
+body { font-family: Georgia, serif; max-width: 60rem; margin: 2em auto; padding: 0 1em; color: #222; line-height: 1.45; }
+h1 { font-size: 1.6em; } h2 { font-size: 1.25em; border-bottom: 1px solid #ccc; padding-bottom: 0.2em; margin-top: 2.2em; }
+nav ol { columns: 2; font-size: 0.95em; } figure { margin: 1em 0; }
+figure img { width: 100%; height: auto; border: 1px solid #ddd; }
+figcaption { font-size: 0.9em; color: #333; } .files { color: #666; }
+table { border-collapse: collapse; font-size: 0.88em; margin: 0.8em 0; max-width: 100%; }
+td, th { border: 1px solid #ccc; padding: 4px 8px; vertical-align: top; text-align: left; overflow-wrap: anywhere; }
+table.key-numbers { width: 100%; } table.key-numbers code { color: #777; font-size: 0.85em; }
+details { font-size: 0.88em; margin: 0.4em 0; } ul.notes { font-size: 0.88em; } dd { margin: 0 0 0.5em 1.5em; }
+"""
 
 
 def write_report(out: str | Path) -> Path:
-    """Write ``out/report.html`` from ``out/summary.json`` and the stored figures/data."""
+    """Write ``out/report.html`` from ``out/summary.json`` and the stored figures/data: a table of
+    contents, one section per target (its figure, caption and key numbers), then any key number
+    of no reported target, then provenance."""
     from .experiments import registry
-    from .figures import draw
 
     out = Path(out)
     summary = check_folder(out)
     scale = summary.get("scale", "small")
     captions = _captions(summary)
-    parts = []
-    for target, info in summary.get("experiments", {}).items():
-        if target not in registry.TARGETS:
-            continue
-        stem = registry.get(target).figure
-        png = out / "figures" / (stem + ".png")
-        if not png.is_file() or png.stat().st_size == 0:
-            draw(target, out, scale)  # from the stored data
-        data = base64.b64encode(png.read_bytes()).decode()
-        wall = info.get("wall_time_s")
-        parts.append(
-            f"<figure id='{target}'><img alt='{target}' src='data:image/png;base64,{data}'>"
-            f"<figcaption>{html.escape(captions.get(target, target))} "
-            f"<span class='files'>Files: <a href='figures/{stem}.pdf'>PDF</a>, <a href='figures/{stem}.svg'>SVG</a>, "
-            f"data <code>{html.escape(info.get('data', ''))}</code>"
-            + (f"; compute time {wall:.1f} s" if isinstance(wall, (int, float)) else "")
-            + "</span></figcaption></figure>"
-        )
-    rows = []
-    for name, entry in summary.get("key_numbers", {}).items():
-        if not isinstance(entry, dict):
-            continue
-        extra = {k: entry[k] for k in ("closed_form", "stderr") if k in entry}
-        value = _fmt(entry.get("value"))
-        if extra:
-            value += "<br><small>" + ", ".join(f"{k}: {_fmt(v)}" for k, v in extra.items()) + "</small>"
-        rows.append(
-            f"<tr><td><code>{html.escape(name)}</code></td><td>{value}</td>"
-            f"<td>{_fmt(entry.get('paper', '—'))}</td><td>{_verdict(entry)}</td>"
-            f"<td class='def'>{html.escape(str(entry.get('definition', '')))}</td></tr>"
-        )
+    key_numbers = {k: v for k, v in summary.get("key_numbers", {}).items()}
+    owner = summary.get("key_number_targets", {})
+    shown = [t for t in summary.get("experiments", {}) if t in registry.TARGETS]
+    e = html.escape
+    sections, toc = [], []
+    for target in shown:
+        names = [n for n in key_numbers if owner.get(n) == target]
+        table = _key_table(names, key_numbers)
+        sections.append(_section(target, summary["experiments"][target], out, scale, captions.get(target, target), table))
+        toc.append(f"<li><a href='#{e(target)}'>{e(registry.get(target).title or target)}</a></li>")
+    rest = [n for n in key_numbers if owner.get(n) not in shown]
+    if rest:
+        sections.append(f"<section id='other'><h2>Other key numbers</h2>{_key_table(rest, key_numbers)}</section>")
+        toc.append("<li><a href='#other'>Other key numbers</a></li>")
+    toc.append("<li><a href='#provenance'>Provenance</a></li>")
     prov = summary.get("provenance", {})
-    prov_rows = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{_fmt(v)}</td></tr>" for k, v in prov.items())
+    prov_rows = "".join(f"<tr><th>{e(str(k))}</th><td>{e(_num(v))}</td></tr>" for k, v in prov.items())
     wall = summary.get("wall_time_s_last_run")
     page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>gdstab report ({html.escape(scale)} scale)</title>
-<style>
-body {{ font-family: sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }}
-figure {{ margin: 2em 0; }} figure img {{ max-width: 100%; border: 1px solid #ddd; }}
-figcaption {{ font-size: 0.9em; color: #333; }} .files {{ color: #666; }}
-table {{ border-collapse: collapse; font-size: 0.85em; }} td, th {{ border: 1px solid #ccc; padding: 4px 6px; vertical-align: top; }}
-table.inner td {{ border: none; padding: 0 6px 0 0; }} td.def {{ max-width: 420px; }}
-</style></head>
+<html lang="en"><head><meta charset="utf-8"><title>gdstab report ({e(scale)} scale)</title>
+<style>{_CSS}</style></head>
 <body>
-<h1>gdstab: reproduction of "On the Convergence of Gradient Descent for Large Learning Rates"</h1>
-<p>Scale <b>{html.escape(scale)}</b>; generated by gdstab {html.escape(str(prov.get('gdstab', '')))} from
-<code>summary.json</code> and the data under <code>data/</code>.
-{f'Wall time of the last run: {wall:.1f} s.' if isinstance(wall, (int, float)) else ''}</p>
-<h2>Key numbers</h2>
-<table id="key-numbers"><thead><tr><th>quantity</th><th>measured</th><th>paper</th><th>comparison</th><th>definition</th></tr></thead>
-<tbody>{''.join(rows)}</tbody></table>
-<h2>Figures</h2>
-{''.join(parts)}
-<h2>Provenance</h2>
-<table id="provenance">{prov_rows}</table>
+<h1>gdstab: reproduction of “On the Convergence of Gradient Descent for Large Learning Rates”</h1>
+<p>Crăciun &amp; Ghoshdastidar, arXiv 2402.13108. Scale <b>{e(scale)}</b>; generated by gdstab
+{e(str(prov.get('gdstab', '')))} from <code>summary.json</code> and the data under <code>data/</code>.
+{f'Wall time of the last run: {wall:.1f} s.' if isinstance(wall, (int, float)) else ''}
+Each section shows a figure, its caption and its key numbers next to the paper's value or a closed form.</p>
+<nav id="toc"><h2>Contents</h2><ol>{''.join(toc)}</ol></nav>
+{''.join(sections)}
+<section id="provenance"><h2>Provenance</h2><table>{prov_rows}</table></section>
 </body></html>
 """
     from .sweep.folders import atomic_write

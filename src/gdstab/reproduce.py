@@ -22,7 +22,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -61,8 +61,15 @@ def _store_ok(path: Path) -> bool:
 
 
 def _compute(target: str, out: Path, scale: str, quiet: bool, summary: dict) -> None:
-    """Compute (or resume) the data of one target and add its key numbers to ``summary``."""
-    registry.get(target).compute(out, scale, quiet, summary.setdefault("key_numbers", {}))
+    """Compute (or resume) the data of one target and add its key numbers to ``summary``, with
+    the report section each belongs to in ``summary["key_number_targets"]`` (an entry's
+    ``target`` field, else the target that computed it: fig3's run also yields fig5's numbers)."""
+    new: dict[str, Any] = {}
+    registry.get(target).compute(out, scale, quiet, new)
+    summary.setdefault("key_numbers", {}).update(new)
+    owners = summary.setdefault("key_number_targets", {})
+    for name, entry in new.items():
+        owners[name] = entry.get("target", target) if isinstance(entry, dict) else target
 
 
 #: the top-level entries of a reproduce folder besides the marker and the lock (the order in

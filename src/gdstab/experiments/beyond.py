@@ -68,7 +68,7 @@ def key_numbers_orbit(ds) -> dict[str, Any]:
     i15 = int(np.argmin(np.abs(ds.eta.values - 1.5)))
     return {
         "first_period_doubling": {
-            "value": None if first is None else first["eta"],
+            "value": None if first is None else first["eta"], "label": "first period doubling above η = 1",
             "closed_form": math.sqrt(5) - 1,
             "definition": "first step size after eta = 1 where the dominant period of GD on 1/2 (1 - xy)^2 changes "
                           f"(2 -> 4), midpoint of the bracketing grid values (resolution +-{first['resolution']:.2g} "
@@ -77,6 +77,7 @@ def key_numbers_orbit(ds) -> dict[str, Any]:
         },
         "lyapunov_eta_1_5": {
             "value": float(ds.lyapunov.values[i15]), "stderr": float(ds.lyapunov_stderr.values[i15]),
+            "label": f"largest Lyapunov exponent at η = {float(ds.eta.values[i15]):.4g}",
             "definition": f"largest Lyapunov exponent of the GD map on 1/2 (1 - xy)^2 at eta = "
                           f"{float(ds.eta.values[i15]):.4g} from {list(ORBIT_INITS[0])} ({ds.attrs['lyapunov_steps']} "
                           "steps after 1000; error: batch means); > 0 means chaos",
@@ -102,6 +103,7 @@ def key_numbers_eos(ds) -> dict[str, Any]:
     return {
         "eos_final_sharpness": {
             "value": float(s[np.isfinite(s)][-1]), "threshold_2_over_eta": float(ds.attrs["threshold"]),
+            "label": "sharpness λ_max where GD ends (η = 0.1)",
             "max_along_run": float(np.nanmax(s)),
             "plateau": sharpness_plateau(ds.step.values, s),  # (gdstab.sharpness)
             "gradient_flow_sharpness": float(ds.attrs["gradient_flow_sharpness"]),
@@ -138,13 +140,13 @@ def key_numbers_basin(ds) -> dict[str, Any]:
     a = ds.attrs
     return {
         "basin_converged_fraction_eta_0_9": {
-            "value": float((st == BASIN_CODES["converged"]).mean()),
+            "value": float((st == BASIN_CODES["converged"]).mean()), "label": "fraction of [−2, 2]² that converges at η = 0.9",
             "definition": f"fraction of a {ds.sizes['a']} x {ds.sizes['b']} pixel grid of [-2, 2]^2 from which GD on "
                           f"1/2 (1 - xy)^2 converges at eta = 0.9 (T = {a['steps']})",
         },
         "critical_step_size_hyperbola": {
             "value": float(a["critical_eta"]), "interval": [float(a["critical_low"]), float(a["critical_high"])],
-            "closed_form": 1.0,
+            "closed_form": 1.0, "label": "critical step size η_c (estimate and interval)",
             "definition": f"gdstab.critical.critical_step_size on 1/2 (1 - xy)^2 ({a['critical_inits']} inits uniform "
                           f"in [-2, 2]^2, T = {a['critical_steps']}, bisection to 1e-3): combined estimate and interval; "
                           "the theory's sharp critical step size is 2 / inf_M lambda_max = 1",
@@ -189,15 +191,15 @@ TARGETS = (
            lambda scale: "Beyond the paper. Orbit diagram of GD on 1/2 (1 - xy)^2: x on the attractor (iterates after "
                          "a transient, two initialisations) against eta, bifurcation points dotted; below, the largest "
                          "Lyapunov exponent (Jacobian-vector products of G). The 2-cycle born at eta = 1 doubles at "
-                         "sqrt(5) - 1, then the cascade leads to chaos (positive exponent) with periodic windows."),
+                         "sqrt(5) - 1, then the cascade leads to chaos (positive exponent) with periodic windows.", title="Beyond the paper: period doubling and chaos above η = 1"),
     Target("eos", "eos.zarr", "edge_of_stability", _reproduce("eos"), _draw_eos,
            lambda scale: "Beyond the paper. Edge of stability on 1/4 (x^2 y^2 - 1)^2 (Zhu et al. 2022): GD from "
                          "(4, 0.1) at eta = 0.1; the sharpness (largest Hessian eigenvalue) rises above 2/eta = 20, "
                          "the loss spikes, and GD settles at a minimum just below 2/eta, flatter than the "
-                         "gradient-flow minimum from the same point."),
+                         "gradient-flow minimum from the same point.", title="Beyond the paper: the edge of stability"),
     Target("basin", "basin.zarr", "basin_map", _reproduce("basin"), _draw_basin,
            lambda scale: "Beyond the paper. Basin map of GD on 1/2 (1 - xy)^2 at eta = 0.9: outcome per starting point "
                          "(converged to the branch x, y > 0 or x, y < 0 of xy = 1, or diverged) and the step at which "
-                         "it was decided."),
+                         "it was decided.", title="Beyond the paper: basins of attraction at η = 0.9"),
 )
 

@@ -128,7 +128,7 @@ def key_numbers_momentum(ds) -> dict[str, Any]:
                 "consistent": bool(n_conv[etas > es].sum() == 0),
             }
         out[f"{rule}_critical_step_size"] = {
-            "value": rows,
+            "value": rows, "label": f"η* and the largest converging η, {'heavy ball' if rule == 'momentum' else 'Nesterov'}",
             "definition": f"1/2 (1 - xy)^2 under {rule} (optax / PyTorch form), {ds.attrs['inits']} inits uniform in "
                           f"[-2, 2]^2 per (beta, eta), T = {ds.attrs['steps']}: the theory's eta* = c / inf_M "
                           "lambda_max (c = 2 + 2 beta for heavy ball, (2 + 2 beta) / (1 + 2 beta) for Nesterov; "
@@ -185,7 +185,7 @@ def key_numbers_adaptive_eos(ds) -> dict[str, Any]:
                                 "median_ratio": float(np.median(w)), "max_ratio": float(w.max()),
                                 "min_ratio": float(w.min()), "records": int(w.size)}
     return {"adaptive_eos_plateau_ratio": {
-        "value": rows,
+        "value": rows, "label": f"η λ_max(P⁻¹H) / 38 after it first reached {EOS_ARRIVAL:g} (Adam)",
         "definition": f"Adam (0.9, 0.999, 1e-8) full batch on {ds.attrs['model']}, {ds.attrs['samples']} samples: the "
                       f"ratio eta lambda_max(P^-1 H) / 38 (P = sqrt(v_hat) + eps, the adaptive edge of stability of "
                       f"Cohen et al. 2022) over the window from its first record >= {EOS_ARRIVAL} to the last step, "
@@ -238,7 +238,7 @@ def _caption_adaptive_eos(scale: str) -> str:
 
 TARGETS = (
     Target("momentum", "momentum.zarr", "momentum", _reproduce("momentum"), _draw("momentum_trapping"),
-           _caption_momentum),
+           _caption_momentum, title="Beyond the paper: heavy-ball momentum and Nesterov"),
     Target("adaptive_eos", "adaptive_eos.zarr", "adaptive_eos", _reproduce("adaptive_eos"), _draw("adaptive_eos"),
-           _caption_adaptive_eos),
+           _caption_adaptive_eos, title="Beyond the paper: Adam at the adaptive edge of stability"),
 )

@@ -238,7 +238,7 @@ def _reproduce_linear(out: Path, scale: str, quiet: bool, keys: dict) -> None:
     chk = compute_linear_check(scale)
     save_dataset(chk, data / "linear_check.zarr")
     for r in rows:
-        entry = {"value": r["inf_lambda_max"],
+        entry = {"value": r["inf_lambda_max"], "label": f"inf_M λ_max, linear network {'-'.join(map(str, r['dims']))}",
                  "definition": f"inf over M of lambda_max for the linear network {tuple(r['dims'])} "
                                f"({r['data']} data, L = ||Y - W X||^2, no 1/2), by optimisation over M; "
                                f"eta* = 2 / value = {r['eta_star']:.10g}; dim M = {r['dim_M']}, rank {r['rank']}"}
@@ -247,7 +247,7 @@ def _reproduce_linear(out: Path, scale: str, quiet: bool, keys: dict) -> None:
         keys[f"linear_inf_lambda_max_{'x'.join(map(str, r['dims']))}"] = entry
     beyond = chk.trapping_fraction.values[chk.eta.values > chk.attrs["eta_star"] * (1 + 1e-9)]
     keys["linear_trapping_above_eta_star"] = {
-        "value": float(beyond.max()) if beyond.size else float("nan"),
+        "value": float(beyond.max()) if beyond.size else float("nan"), "label": "largest trapping fraction above η*",
         "definition": f"largest trapping fraction at eta > eta* = {chk.attrs['eta_star']:.6g} for the whitened "
                       f"2-3-2 network ({chk.attrs['inits']} inits uniform in [-1, 1]^12, T = {chk.attrs['steps']}); "
                       f"the theory says 0 (up to a measure-zero set)",
@@ -265,6 +265,7 @@ def _reproduce_nonsingular(out: Path, scale: str, quiet: bool, keys: dict) -> No
     for i, lab in enumerate(labels):
         keys[f"nonsingular_slope_{'linear' if i == 0 else 'tanh_mlp'}"] = {
             "value": float(ns.slope.values[i]), "stderr": float(ns.slope_stderr.values[i]),
+            "label": "slope of P(|det(I − ηH)| < ε) in ε, " + ("deep linear networks" if i == 0 else "tanh MLPs"),
             "definition": f"log-log slope of P(|det(I - eta H)| < eps) in eps for {lab}, eta = "
                           f"{float(ns.eta.values[i]):g}, {ns.attrs['points']} points; 1 = measure-zero "
                           f"singular set with simple zeros (Theorems 15, 20)",
@@ -287,10 +288,10 @@ TARGETS = (
     Target("linear", "linear_check.zarr", "linear_trapping", _reproduce_linear, _draw_linear,
            lambda scale: "Deep linear network 2-3-2 with whitened data: fraction of initialisations (uniform in "
                          "[-1, 1]^12) from which GD converges, against eta, with the sharp critical step size eta* = "
-                         "2 / inf_M lambda_max marked; beyond eta* no minimum is linearly stable."),
+                         "2 / inf_M lambda_max marked; beyond eta* no minimum is linearly stable.", title="Deep linear networks: η* = 2 / inf_M λ_max"),
     Target("nonsingular", "nonsingular.zarr", "nonsingular", _reproduce_nonsingular, _draw_nonsingular,
            lambda scale: "Non-singularity of the GD map: fraction of random points with |det(I - eta H)| < eps "
                          "against eps (log-log). Slope 1 means a measure-zero singular set crossed linearly "
-                         "(Theorems 15, 20)."),
+                         "(Theorems 15, 20).", title="The GD map is non-singular"),
 )
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from .target import Target
 
-__all__ = ["NET_RUNS", "NetRun", "net_sweep_config", "compute_nets", "convergence_table", "key_numbers_nets",
+__all__ = ["NET_RUNS", "NetRun", "net_sweep_config", "compute_nets", "convergence_table", "key_numbers_nets", "key_numbers_heatmap",
            "heatmap_data"]
 
 
@@ -183,7 +183,8 @@ def heatmap_data(ds, depth: int | None = None):
 
 def key_numbers_nets(tables: dict[str, Any], scale: str) -> dict[str, Any]:
     """Per family and depth: the largest η at which any trajectory converged (the paper: none
-    converge above η = 1 for GELU + MSE), with the run described."""
+    converge above η = 1 for GELU + MSE) and the smallest at which all diverged, with the run
+    described."""
     out: dict[str, Any] = {}
     for which, tab in tables.items():
         run = NET_RUNS[scale][which]
@@ -191,25 +192,49 @@ def key_numbers_nets(tables: dict[str, Any], scale: str) -> dict[str, Any]:
         for d in tab.depth.values:
             row = tab.sel(depth=d)
             conv = row["converged_count"].values > 0
-            per_depth[str(int(d))] = float(row.eta.values[conv].max()) if conv.any() else None
             div = row["diverged_count"].values == row["trajectories"].values
-            per_depth[f"{int(d)}_smallest_eta_all_diverged"] = float(row.eta.values[div].min()) if div.any() else None
+            per_depth[str(int(d))] = {
+                "largest_eta_converged": float(row.eta.values[conv].max()) if conv.any() else None,
+                "smallest_eta_all_diverged": float(row.eta.values[div].min()) if div.any() else None,
+            }
         fig = "fig3" if which == "gd" else "fig4"
         entry = {
-            "value": per_depth,
+            "value": per_depth, "label": "largest η at which a network converged, per depth",
             "definition": f"per depth (hidden layers): the largest eta of the grid {list(run.etas)} at which at "
                           f"least one trajectory converged, and the smallest eta at which all diverged; "
                           + run.describe(),
         }
         if which == "gd":
             entry["paper"] = "no convergence for eta > 1 (GELU + MSE, Figure 3)"
-            above = {d: v for d, v in per_depth.items() if "_" not in d and v is not None and v > 1.0}
+            above = {d: v["largest_eta_converged"] for d, v in per_depth.items()
+                     if v["largest_eta_converged"] is not None and v["largest_eta_converged"] > 1.0}
             entry["note"] = ("consistent at this scale: no trajectory converged above eta = 1" if not above else
                              "not reproduced at this scale: trajectories converged above eta = 1 at depth(s) "
                              + ", ".join(f"{d} (eta = {v:g})" for d, v in above.items())
                              + "; our eta follows the MSE normalisation stated in the definition")
         out[f"{fig}_largest_converging_eta"] = entry
     return out
+
+
+def key_numbers_heatmap(hm, target: str) -> dict[str, Any]:
+    """Figures 5–6 from :func:`heatmap_data`: at the last record, the largest η at which no
+    trajectory had diverged (with the mean loss there) and the smallest η at which all had."""
+    last = hm.loss_diverged_fraction.values[:, -1]
+    etas = hm.eta.values
+    none = np.flatnonzero(last == 0)
+    every = np.flatnonzero(last == 1)
+    value = {
+        "largest_eta_none_diverged": float(etas[none[-1]]) if none.size else None,
+        "mean_final_loss_there": float(hm.loss.values[none[-1], -1]) if none.size else None,
+        "smallest_eta_all_diverged": float(etas[every[0]]) if every.size else None,
+    }
+    return {f"{target}_divergence_at_depth_{hm.attrs['depth']}": {
+        "value": value, "target": target,
+        "label": f"where the {hm.attrs['depth']}-hidden-layer networks diverge (last record)",
+        "definition": f"at the last recorded step ({int(hm.step.values[-1])}) of the {hm.attrs['depth']}-hidden-layer "
+                      "networks: the largest eta of the grid at which no trajectory had diverged, the mean loss "
+                      "over its trajectories there, and the smallest eta at which every trajectory had diverged",
+    }}
 
 
 # ------------------------------------------------------------------ gdstab reproduce targets
@@ -230,8 +255,10 @@ def _reproduce(target: str):
         ds = compute_nets(out, which, scale, quiet=quiet)
         table = convergence_table(ds)
         table.to_dataframe().to_csv(data / ("fig3.csv" if which == "gd" else "fig4.csv"))
-        heatmap_data(ds).to_dataframe().to_csv(data / ("fig5.csv" if which == "gd" else "fig6.csv"))
+        hm = heatmap_data(ds)
+        hm.to_dataframe().to_csv(data / ("fig5.csv" if which == "gd" else "fig6.csv"))
         keys.update(key_numbers_nets({which: table}, scale))
+        keys.update(key_numbers_heatmap(hm, "fig5" if which == "gd" else "fig6"))
 
     return compute
 
@@ -265,8 +292,9 @@ _CAPTIONS = {
     "fig4": lambda nets: "Figure 4. The same for ReLU + cross-entropy trained by SGD (same line styles). "
                          + nets["sgd"].caption() + ".",
     "fig5": lambda nets: "Figure 5. Mean over initialisations of the loss (a) and of eta*|grad L| (b) at each recorded "
-                         f"step, {max(nets['gd'].depths)} hidden layers, full-batch GD (logarithmic colour; black: some "
-                         "trajectory diverged). " + nets["gd"].caption() + ".",
+                         f"step, {max(nets['gd'].depths)} hidden layers, full-batch GD, over the trajectories not yet "
+                         "diverged (logarithmic colour, 1st-99th percentile limits over the step sizes where none "
+                         "diverged; hatched: some trajectories had diverged; black: all had). " + nets["gd"].caption() + ".",
     "fig6": lambda nets: "Figure 6. As Figure 5 for SGD with ReLU + cross-entropy (minibatch loss and eta*|minibatch "
                          "grad|). " + nets["sgd"].caption() + ".",
 }
@@ -277,9 +305,9 @@ def _caption(target: str):
 
 
 TARGETS = (
-    Target("fig3", "nets_gd", "fig3", _reproduce("fig3"), _draw_convergence("fig3"), _caption("fig3"), shares="fig5"),
-    Target("fig4", "nets_sgd", "fig4", _reproduce("fig4"), _draw_convergence("fig4"), _caption("fig4"), shares="fig6"),
-    Target("fig5", "nets_gd", "fig5", _reproduce("fig5"), _draw_heatmaps("fig5"), _caption("fig5"), shares="fig3"),
-    Target("fig6", "nets_sgd", "fig6", _reproduce("fig6"), _draw_heatmaps("fig6"), _caption("fig6"), shares="fig4"),
+    Target("fig3", "nets_gd", "fig3", _reproduce("fig3"), _draw_convergence("fig3"), _caption("fig3"), shares="fig5", title="Figure 3 — MLPs, GELU + MSE, full-batch GD"),
+    Target("fig4", "nets_sgd", "fig4", _reproduce("fig4"), _draw_convergence("fig4"), _caption("fig4"), shares="fig6", title="Figure 4 — MLPs, ReLU + cross-entropy, SGD"),
+    Target("fig5", "nets_gd", "fig5", _reproduce("fig5"), _draw_heatmaps("fig5"), _caption("fig5"), shares="fig3", title="Figure 5 — loss and η‖∇L‖ during GD, 16 hidden layers"),
+    Target("fig6", "nets_sgd", "fig6", _reproduce("fig6"), _draw_heatmaps("fig6"), _caption("fig6"), shares="fig4", title="Figure 6 — the same during SGD"),
 )
 

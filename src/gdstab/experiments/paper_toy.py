@@ -170,6 +170,14 @@ def compute_fig2(out: str | Path, scale: str = "small", *, quiet: bool = True, e
     )
 
 
+def _box(box) -> str:
+    """[-2, 2, -2, 2] as "[-2, 2]^2" (a square), else "[a, b] x [c, d]"."""
+    pairs = [(float(box[i]), float(box[i + 1])) for i in range(0, len(box), 2)]
+    if len(set(pairs)) == 1:
+        return f"[{pairs[0][0]:g}, {pairs[0][1]:g}]^{len(pairs)}"
+    return " x ".join(f"[{lo:g}, {hi:g}]" for lo, hi in pairs)
+
+
 def key_numbers_fig12(fig2=None) -> dict[str, Any]:
     """The key numbers of Figures 1–2, each with its definition (and the paper's value where it
     gives one)."""
@@ -181,14 +189,14 @@ def key_numbers_fig12(fig2=None) -> dict[str, Any]:
     crit = critical_step_sizes(p, key=gdstab_random.key(0))
     ws = weakly_stable_arc_length(p, 0.1)
     out: dict[str, Any] = {
-        "eta_E": {"value": crit.eta_E, "paper": 1.0,
+        "eta_E": {"value": crit.eta_E, "paper": 1.0, "label": "η_E = 2 / inf_M λ_min⁺",
                   "definition": "2 / inf over M of the smallest non-zero Hessian eigenvalue, L = 1/2 (1 - xy)^2"},
-        "eta_star": {"value": crit.eta_star,
+        "eta_star": {"value": crit.eta_star, "label": "η* = 2 / inf_M λ_max",
                      "definition": "2 / inf over M of the largest Hessian eigenvalue (sharp linear-stability threshold)"},
-        "mws_length_eta_0.1_per_branch": {"value": ws.per_branch[0],
+        "mws_length_eta_0.1_per_branch": {"value": ws.per_branch[0], "label": "length of M_WS at η = 0.1, one branch",
                                           "definition": "arc length of {xy = 1, x > 0, x^2 + y^2 <= 2/0.1}"},
         "mws_length_eta_0.1_both_branches": {
-            "value": ws.total, "paper": PAPER_MWS_LENGTH_AT_0_1,
+            "value": ws.total, "paper": PAPER_MWS_LENGTH_AT_0_1, "label": "length of M_WS at η = 0.1, both branches",
             "definition": "arc length of {xy = 1, x^2 + y^2 <= 2/0.1}, both branches",
             "note": "not reproduced: the definition gives this value per the closed form "
                     "2 * integral_0^arccosh(10) sqrt(2 cosh u) du; the paper's 37.4 matches neither one branch nor both",
@@ -196,7 +204,8 @@ def key_numbers_fig12(fig2=None) -> dict[str, Any]:
     }
     if fig2 is not None:
         out["trapping_fraction"] = {
-            "definition": f"fraction of {fig2.attrs['inits']} initialisations uniform in {fig2.attrs['box']} "
+            "label": "trapping fraction against η (Wilson 95% interval)",
+            "definition": f"fraction of {fig2.attrs['inits']} initialisations uniform in {_box(fig2.attrs['box'])} "
                           f"that converge to a minimum within {fig2.attrs['steps']} steps, Wilson 95% interval",
             "value": {f"{float(e):g}": {"fraction": float(f), "low": float(lo), "high": float(hi)}
                       for e, f, lo, hi in zip(fig2.eta.values, fig2.trapping_fraction.values,
@@ -249,12 +258,12 @@ def _caption_fig1(scale: str) -> str:
 def _caption_fig2(scale: str) -> str:
     f2 = FIG2[scale]
     return (f"Figure 2. Length of M_WS against eta (exact arc length, normalised at eta = 0.1) and the trapping "
-            f"fraction: {f2.inits} initialisations uniform in {list(f2.box)} per eta, T = {f2.steps} steps, "
+            f"fraction: {f2.inits} initialisations uniform in {_box(f2.box)} per eta, T = {f2.steps} steps, "
             f"seed {f2.seed}, converged = eta*|grad L| <= 1e-8 for 8 steps with L <= 1e-8; Wilson 95% bars.")
 
 
 TARGETS = (
-    Target("fig1", "fig1.zarr", "fig1", _reproduce_fig1, _draw_fig1, _caption_fig1),
-    Target("fig2", "fig2.zarr", "fig2", _reproduce_fig2, _draw_fig2, _caption_fig2),
+    Target("fig1", "fig1.zarr", "fig1", _reproduce_fig1, _draw_fig1, _caption_fig1, title="Figure 1 — GD paths on ½(1 − xy)²"),
+    Target("fig2", "fig2.zarr", "fig2", _reproduce_fig2, _draw_fig2, _caption_fig2, title="Figure 2 — the weakly stable minima and the trapping fraction"),
 )
 

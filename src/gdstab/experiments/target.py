@@ -26,6 +26,7 @@ class Target:
         caption: ``caption(scale)``: the figure's caption in the report.
         shares: another target computed by the same run (fig3 and fig5 share the GD network
             sweep): when that one is complete and the store is readable, this one is too.
+        title: the heading of its section in the report (Unicode maths, no code names).
     """
 
     name: str
@@ -35,3 +36,4 @@ class Target:
     draw: Callable[[Any, str], Any]
     caption: Callable[[str], str]
     shares: str | None = None
+    title: str = ""
