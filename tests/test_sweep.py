@@ -439,10 +439,11 @@ def test_a_dask_cluster_without_workers_is_reported_and_the_sweep_continues_when
 
     from distributed import LocalCluster
 
-    run_module = importlib.import_module("gdstab.sweep.driver")
+    import sys
+
     monkeypatch.setattr(importlib.import_module("gdstab.sweep.executors"), "DASK_QUIET_SECONDS", 1.0)
     messages = []
-    monkeypatch.setattr(run_module.sys, "stderr", type("E", (), {"write": lambda self, t: messages.append(t),
+    monkeypatch.setattr(sys, "stderr", type("E", (), {"write": lambda self, t: messages.append(t),
                                                                "flush": lambda self: None,
                                                                "isatty": lambda self: False})())
     with LocalCluster(n_workers=0, processes=False, dashboard_address=None) as cluster:

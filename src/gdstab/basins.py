@@ -83,6 +83,7 @@ def basin_map(
     backend: str = "auto",
     threads: int | None = None,
     optimizer=None,
+    on_chunk=None,
 ):
     """Basin map of GD (or of the update rule ``optimizer``; buffers start at zero at every
     pixel) at one step size on the plane θ(a, b) = center + a·u + b·v.
@@ -96,7 +97,7 @@ def basin_map(
         resolution: pixels per side, or (n_a, n_b).
         center: the plane's origin (default 0); directions: (2, d) array [u, v] (default the
             first two coordinate axes).  Zero or parallel directions are refused.
-        steps, criteria, backend, threads, optimizer: passed to :func:`gdstab.trajectories` (all pixels in
+        steps, criteria, backend, threads, optimizer, on_chunk (progress): passed to :func:`gdstab.trajectories` (all pixels in
             one vectorised call; the compiled kernel for the built-in toys).
         classify: which minimum a converged pixel reached: ``None`` (one class), ``"sign"``
             (the sign pattern of the final point's coordinates, e.g. the branches of xy = 1), or
@@ -116,6 +117,7 @@ def basin_map(
     A, Bm = (g.reshape(-1, 1) for g in np.meshgrid(a, b))  # (nb * na, 1), b slowest
     theta0 = c[None, :] + A * D[0][None, :] + Bm * D[1][None, :]
     res = trajectories(problem, theta0, eta, steps=steps, backend=backend, threads=threads, optimizer=optimizer,
+                       on_chunk=on_chunk,
                        **({} if criteria is None else {"criteria": criteria}))
     status = np.asarray(res.status, dtype=np.int8)
     conv = status == BASIN_CODES["converged"]

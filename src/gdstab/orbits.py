@@ -180,6 +180,7 @@ def orbit_diagram(
     max_norm: float = 1e6,
     chunk: int = 4096,
     optimizer=None,
+    on_chunk=None,
 ):
     """Orbit (bifurcation) diagram of GD (or of the update rule ``optimizer``, a
     :class:`gdstab.optimizers.Rule` or its text): for every step size of ``etas`` and every
@@ -199,6 +200,7 @@ def orbit_diagram(
             ``"loss"``, or a JAX function θ ↦ scalar.
         max_period, rtol, max_norm: period detection (see :func:`detect_period`).
         chunk: trajectories per compiled call.
+        on_chunk: callback ``on_chunk(done, total)`` (trajectories) after each chunk (progress).
 
     Returns an ``xarray.Dataset`` with dims (eta, init, record): ``value`` (the observable on
     the recorded iterates), ``period`` (eta, init) codes, ``dominant_period`` (eta) (the most
@@ -226,7 +228,7 @@ def orbit_diagram(
     B, d = th0.shape
     E = etas.size
     values, periods, settled, last = _record_orbits(problem, np.tile(th0, (E, 1)), np.repeat(etas, B), obs, transient,
-                                                    record, max_period, rtol, max_norm, chunk, rule)
+                                                    record, max_period, rtol, max_norm, chunk, rule, on_chunk)
     periods = periods.reshape(E, B)
     ds = xr.Dataset(
         {
@@ -258,7 +260,8 @@ def orbit_diagram(
     return ds
 
 
-def _record_orbits(problem, all_th, all_eta, obs, transient, record, max_period, rtol, max_norm, chunk, rule):
+def _record_orbits(problem, all_th, all_eta, obs, transient, record, max_period, rtol, max_norm, chunk, rule,
+                   on_chunk=None):
     """Per trajectory (θ₀, η): the observable on ``record`` iterates after ``transient`` steps,
     the period code (of the full state), whether the transient had settled, and the last
     iterate (float64)."""
@@ -304,6 +307,8 @@ def _record_orbits(problem, all_th, all_eta, obs, transient, record, max_period,
             path = path[:, :, :d]
             values[sl] = np.asarray(vobs(jnp.asarray(path)))
             last[sl] = path[:, -1]
+            if on_chunk is not None:
+                on_chunk(sl.stop, n)
     return values, periods, settled, last
 
 

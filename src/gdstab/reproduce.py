@@ -19,13 +19,13 @@ is not recomputed (its figure is redrawn from the stored data).
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from . import progress
 from ._validation import InvalidParameterError
 from .experiments import registry
 from .figures import STORES, draw
@@ -159,7 +159,8 @@ def reproduce(targets: Sequence[str], out: str | Path, *, scale: str = "small", 
     if scale not in ("small", "paper"):
         raise InvalidParameterError(f"The 'scale' parameter of gdstab reproduce must be 'small' or 'paper'. Got {scale!r} instead.")
     out = Path(out)
-    say = (lambda text: None) if quiet else (lambda text: print(f"gdstab reproduce: {text}", file=sys.stderr, flush=True))
+
+    say = (lambda text: None) if quiet else (lambda text: progress.say(f"gdstab reproduce: {text}"))
     with interrupts.handled():
         lock = _claim(out, overwrite, wait, say)
         try:
@@ -196,7 +197,7 @@ def _reproduce_locked(want, out: Path, scale: str, quiet: bool, on_target, say) 
             done = True  # the shared network sweep is complete
         if not done:
             try:
-                with jax.enable_x64(True):
+                with jax.enable_x64(True), progress.Progress(f"gdstab reproduce: {target}", quiet=quiet):
                     _compute(target, out, scale, quiet, summary)
             except interrupts.Interrupted as exc:
                 finished = [t for t in want if experiments_done.get(t, {}).get("complete")]

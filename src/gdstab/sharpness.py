@@ -109,6 +109,7 @@ def track_sharpness(
     max_iter: int = 100,
     warm_start: bool = True,
     optimizer=None,
+    on_record=None,
 ):
     """GD (SGD with ``batch_size``; any update rule with ``optimizer``) from ``theta0`` at step
     size ``eta``, recording every ``every`` steps the full-batch loss, ‖∇L‖ and the sharpness
@@ -129,6 +130,7 @@ def track_sharpness(
         tol, max_iter: Lanczos tolerance (relative residual) and Krylov dimension; later
             runs start from the previous top eigenvector (``warm_start=False``: every run from
             a random vector drawn with ``key``).  Dense eigenvalues for d <= 256.
+        on_record: callback ``on_record(done, total)`` after each record (progress).
 
     Returns an ``xarray.Dataset`` over ``step``: ``loss``, ``grad_norm``, ``sharpness``,
     ``lanczos_converged``, ``matvecs`` (and ``preconditioned_sharpness`` for adaptive rules);
@@ -160,7 +162,7 @@ def track_sharpness(
     if key is None and problem.dim > 256:
         raise fail("key", caller, "a JAX PRNG key (it starts the first Lanczos run)", key)
     loss, gnorm, sharp, conv, mvs, last, info = _run_and_measure(problem, th, eta, steps, every, batch_size, key, tol,
-                                                                 max_iter, warm_start, rule)
+                                                                 max_iter, warm_start, rule, on_record)
     status, diverged_between, t_train, t_sharp, psharp = info
     rec_steps = np.arange(loss.size) * every
     extra = {} if psharp is None else {"preconditioned_sharpness": (("step",), psharp)}
@@ -195,7 +197,7 @@ def track_sharpness(
     )
 
 
-def _run_and_measure(problem, th, eta, steps, every, batch_size, key, tol, max_iter, warm_start, rule):
+def _run_and_measure(problem, th, eta, steps, every, batch_size, key, tol, max_iter, warm_start, rule, on_record):
     """The loop of :func:`track_sharpness`: records (loss, ‖∇L‖, sharpness, Lanczos converged,
     matvecs), the last iterate, and (status, diverged_between, train seconds, sharpness seconds)."""
     import jax
@@ -242,6 +244,8 @@ def _run_and_measure(problem, th, eta, steps, every, batch_size, key, tol, max_i
                     psharp[r], pv, _, _ = sharpness_at(problem, th_np, v0=pv if warm_start else None, key=key, tol=tol,
                                                        max_iter=max_iter, preconditioner=P)
             t_sharp += time.perf_counter() - t0
+            if on_record is not None:
+                on_record(r + 1, n_rec)
         last = np.asarray(theta)
     return loss, gnorm, sharp, conv, mvs, last, (status, diverged_between, t_train, t_sharp, psharp)
 

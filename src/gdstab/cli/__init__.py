@@ -83,7 +83,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def one_line(message, category, filename, lineno, file=None, line=None):  # gdstab's own: one line each
         if str(getattr(category, "__module__", "")).startswith("gdstab") or "gdstab" in str(filename):
-            sys.stderr.write(f"gdstab {args.command}: warning: {message}\n")
+            from ..progress import say
+
+            say(f"gdstab {args.command}: warning: {message}")
         else:
             shown(message, category, filename, lineno, file, line)
 

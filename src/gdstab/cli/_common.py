@@ -89,6 +89,19 @@ def optimizer_from_args(args, caller: str) -> Rule:
     return GD if text is None else parse_rule(text, name="--optimizer", caller=caller)
 
 
+def add_quiet_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress on stderr (by default: a line updated in place on a terminal, else a plain line "
+                        "every 30 s, once the work has taken 2 s)")
+
+
+def progress(args, what: str, total: int | None = None, unit: str = ""):
+    """The progress display of a command (:class:`gdstab.progress.Progress`; off with --quiet)."""
+    from ..progress import Progress
+
+    return Progress(what, total, unit, quiet=bool(getattr(args, "quiet", False)))
+
+
 def add_criteria_args(p: argparse.ArgumentParser) -> None:
     d = Criteria()
     g = p.add_argument_group("classification (gdstab.Criteria)")

@@ -10,7 +10,6 @@ with ``--json``), and with ``--out DIR`` writes the figure (PNG, PDF, SVG), the 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from typing import Any
 
@@ -21,9 +20,9 @@ from .. import random as gdstab_random
 from .._validation import InvalidParameterError, fail, positive_int
 from ..outcomes import fraction_rows
 from ..specs import parse_eta
-from ._common import (add_criteria_args, add_init_args, add_optimizer_arg, add_problem_args, build_problem,
+from ._common import (add_criteria_args, add_init_args, add_optimizer_arg, add_quiet_arg, add_problem_args, build_problem,
                       criteria_from_args, emit, fmt_eta, initial_points, optimizer_from_args, out_dir, point,
-                      single_eta, write_outputs)
+                      progress, single_eta, write_outputs)
 
 
 # ------------------------------------------------------------------------------- commands
@@ -38,13 +37,15 @@ def cmd_orbit(args) -> int:
     out = out_dir(args)
     t0 = time.perf_counter()
     rule = optimizer_from_args(args, caller)
-    ds = orbits.orbit_diagram(problem, etas, inits, transient=args.transient, record=args.record,
-                              observe=args.observe if not args.observe.lstrip("-").isdigit() else int(args.observe),
-                              max_period=args.max_period, rtol=args.rtol, optimizer=rule)
+    with progress(args, caller, etas.size * inits.shape[0], "orbits") as bar:
+        ds = orbits.orbit_diagram(problem, etas, inits, transient=args.transient, record=args.record,
+                                  observe=args.observe if not args.observe.lstrip("-").isdigit() else int(args.observe),
+                                  max_period=args.max_period, rtol=args.rtol, optimizer=rule, on_chunk=bar.set)
     lyap = None
     if args.lyapunov:
-        r = orbits.lyapunov(problem, np.tile(inits[:1], (etas.size, 1)), etas, steps=args.lyapunov_steps,
-                            transient=args.transient, optimizer=rule)
+        with progress(args, f"{caller}: Lyapunov exponents"):
+            r = orbits.lyapunov(problem, np.tile(inits[:1], (etas.size, 1)), etas, steps=args.lyapunov_steps,
+                                transient=args.transient, optimizer=rule)
         lyap = r.exponents[:, 0]
     wall = time.perf_counter() - t0
     bif = orbits.bifurcation_points(ds)
@@ -94,8 +95,9 @@ def cmd_lyapunov(args) -> int:
     th = np.repeat(inits, etas.size, axis=0)
     et = np.tile(etas, inits.shape[0])
     rule = optimizer_from_args(args, caller)
-    r = orbits.lyapunov(problem, th, et, steps=args.steps, transient=args.transient,
-                        n_exponents="all" if args.all else 1, blocks=args.blocks, optimizer=rule)
+    with progress(args, caller):  # one compiled call: the elapsed time
+        r = orbits.lyapunov(problem, th, et, steps=args.steps, transient=args.transient,
+                            n_exponents="all" if args.all else 1, blocks=args.blocks, optimizer=rule)
     rows = []
     for i in range(th.shape[0]):
         rows.append({"eta": float(et[i]), "theta0": th[i].tolist(),
@@ -135,10 +137,11 @@ def cmd_basin(args) -> int:
         dirs = np.stack([point(args.u, problem.dim, "--u", caller), point(args.v, problem.dim, "--v", caller)])
     out = out_dir(args)
     t0 = time.perf_counter()
-    ds = basins.basin_map(problem, eta, extent=extent, resolution=res[0] if len(res) == 1 else tuple(res),
-                          center=center, directions=dirs, steps=args.steps, criteria=criteria_from_args(args),
-                          classify=None if args.classify == "none" else args.classify,
-                          optimizer=optimizer_from_args(args, caller))
+    with progress(args, caller, int(np.prod(res)) if len(res) == 2 else res[0] ** 2, "pixels") as bar:
+        ds = basins.basin_map(problem, eta, extent=extent, resolution=res[0] if len(res) == 1 else tuple(res),
+                              center=center, directions=dirs, steps=args.steps, criteria=criteria_from_args(args),
+                              classify=None if args.classify == "none" else args.classify,
+                              optimizer=optimizer_from_args(args, caller), on_chunk=bar.set)
     wall = time.perf_counter() - t0
     n = ds.status.size
     fr = fraction_rows(ds.status.values)
@@ -169,9 +172,10 @@ def cmd_sharpness(args) -> int:
     th0 = initial_points(args, problem, caller)[0]
     out = out_dir(args)
     rule = optimizer_from_args(args, caller)
-    ds = sharpness.track_sharpness(problem, th0, eta, steps=args.steps, every=args.every,
-                                   key=gdstab_random.key(positive_int(args.seed, "--seed", caller, minimum=0)),
-                                   optimizer=rule)
+    with progress(args, caller, args.steps // max(args.every, 1) + 1, "records") as bar:
+        ds = sharpness.track_sharpness(problem, th0, eta, steps=args.steps, every=args.every,
+                                       key=gdstab_random.key(positive_int(args.seed, "--seed", caller, minimum=0)),
+                                       optimizer=rule, on_record=bar.set)
     thr = ds.attrs["threshold"]
     on = ds.attrs["threshold_on"]
     summary = {"problem": problem.name, "normalisation": problem.normalisation, "optimizer": rule.to_dict(),
@@ -278,14 +282,16 @@ def cmd_critical(args) -> int:
     inits, steps, fraction, rtol = (d if v is None else v for v, d in
                                     zip((args.inits, args.steps, args.fraction, args.rtol), CRITICAL_DEFAULTS[criterion]))
     counted = "did not diverge" if criterion == "trains" else "converged"
-    progress = None
-    if not args.json and not args.quiet and sys.stderr.isatty():
-        def progress(eta, k, n):
-            sys.stderr.write(f"  eta {eta:.6g}: {k}/{n} {counted}\n")
+    on_eval = None
+    if not args.quiet:  # one line per evaluated step size, on a terminal or in a log
+        def on_eval(eta, k, n):
+            from ..progress import say
+
+            say(f"  eta {eta:.6g}: {k}/{n} {counted}")
     t0 = time.perf_counter()
     estimate = critical.trainable_step_size if criterion == "trains" else critical.critical_step_size
     r = estimate(problem, eta_low=lo, eta_high=hi, inits=inits, steps=steps, seed=args.seed, box=args.box,
-                 fraction=fraction, rtol=rtol, criteria=criteria_from_args(args), progress=progress, optimizer=rule)
+                 fraction=fraction, rtol=rtol, criteria=criteria_from_args(args), progress=on_eval, optimizer=rule)
     summary = {"problem": problem.name, "normalisation": problem.normalisation, "criterion_used": criterion,
                **r.to_dict(), "wall_time_s": time.perf_counter() - t0}
     summary["files"] = write_outputs(out, "critical", lambda plots: plots.critical_evidence(r), None, summary)
@@ -338,6 +344,7 @@ def _register_orbit(sub) -> None:
     )
     add_problem_args(p)
     add_optimizer_arg(p)
+    add_quiet_arg(p)
     p.add_argument("--eta", required=True, metavar="SPEC", help="step sizes: start:stop:num | 0.1,0.5 | 0.5")
     add_init_args(p, inits_default=4)
     p.add_argument("--transient", type=int, default=20_000, help="steps discarded before recording (default 20000)")
@@ -363,6 +370,7 @@ def _register_lyapunov(sub) -> None:
     )
     add_problem_args(p)
     add_optimizer_arg(p)
+    add_quiet_arg(p)
     p.add_argument("--eta", required=True, metavar="SPEC", help="step sizes")
     add_init_args(p, inits_default=1)
     p.add_argument("--steps", type=int, default=20_000, help="steps averaged (a multiple of --blocks; default 20000)")
@@ -384,6 +392,7 @@ def _register_basin(sub) -> None:
     )
     add_problem_args(p)
     add_optimizer_arg(p)
+    add_quiet_arg(p)
     p.add_argument("--eta", required=True, help="the step size")
     p.add_argument("--extent", default="-2,2,-2,2", help="a_min,a_max,b_min,b_max (default -2,2,-2,2)")
     p.add_argument("--resolution", default="256", help="pixels per side N, or NA,NB (default 256)")
@@ -413,6 +422,7 @@ def _register_sharpness(sub) -> None:
     )
     add_problem_args(p)
     add_optimizer_arg(p)
+    add_quiet_arg(p)
     p.add_argument("--eta", required=True, help="the step size")
     add_init_args(p, inits_default=1)
     p.add_argument("--steps", type=int, default=2000, help="GD steps (default 2000)")

@@ -15,8 +15,8 @@ from ..orbits import BOUNDED_REGIMES, diagnose_bounded
 from ..outcomes import Status
 from ..random import init_points
 from ..specs import parse_eta
-from ._common import (add_criteria_args, add_optimizer_arg, add_problem_args, build_problem, criteria_from_args, emit,
-                      fmt_eta, fmt_frac, optimizer_from_args)
+from ._common import (add_criteria_args, add_optimizer_arg, add_quiet_arg, add_problem_args, build_problem, criteria_from_args, emit,
+                      fmt_eta, fmt_frac, optimizer_from_args, progress)
 
 _EPILOG_TRAJ = """\
 examples:
@@ -63,8 +63,9 @@ def cmd_trajectories(args) -> int:
         raise InvalidParameterError(f"The '--diagnose' flag of {caller} continues plain GD from the final points, so it "
                                     f"goes with --optimizer gd only (continuing {rule.spec()} would need its buffers). "
                                     f"Got --optimizer {args.optimizer} instead.")
-    res = trajectories(problem, np.tile(points, (etas.size, 1)), np.repeat(etas, n), steps=steps,
-                       criteria=criteria, backend=args.backend, optimizer=rule)
+    with progress(args, caller, n * etas.size, "trajectories") as bar:
+        res = trajectories(problem, np.tile(points, (etas.size, 1)), np.repeat(etas, n), steps=steps,
+                           criteria=criteria, backend=args.backend, optimizer=rule, on_chunk=bar.set)
     wall = time.perf_counter() - t0
     rows = res.summary()
     summary = {"problem": problem.name, "normalisation": problem.normalisation, "options": dict(problem.options),
@@ -118,6 +119,7 @@ def register(sub) -> None:
     )
     add_problem_args(p)
     add_optimizer_arg(p)
+    add_quiet_arg(p)
     g = p.add_argument_group("run")
     g.add_argument("--eta", required=True, metavar="SPEC", help="step sizes: 0.5 | 0.1,0.5,0.9 | start:stop:num (inclusive)")
     g.add_argument("--box", metavar="SPEC", help="initialisation box: xmin,xmax,ymin,ymax,... or lo,hi for every coordinate (default: the problem's)")

@@ -246,12 +246,13 @@ def _which(target: str) -> str:
 
 def _reproduce(target: str):
     def compute(out: Path, scale: str, quiet: bool, keys: dict) -> None:
-        import sys
 
         which = _which(target)
         data = Path(out) / "data"
         if not quiet:
-            print(f"{target}: {NET_RUNS[scale][which].describe()}", file=sys.stderr)
+            from ..progress import say
+
+            say(f"{target}: {NET_RUNS[scale][which].describe()}")
         ds = compute_nets(out, which, scale, quiet=quiet)
         table = convergence_table(ds)
         table.to_dataframe().to_csv(data / ("fig3.csv" if which == "gd" else "fig4.csv"))

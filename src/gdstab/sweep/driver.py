@@ -4,14 +4,13 @@ executor (:mod:`gdstab.sweep.executors`) and stored as they come back, progress,
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from .. import interrupts
+from .. import interrupts, progress
 from ..outcomes import STATUS_CODES, fraction_rows
 from .._validation import check_memory, positive_int
 from .config import SweepConfig, load_config
@@ -68,13 +67,9 @@ class _Writer:
 
 
 def _progress_bar(total: int, done: int, quiet: bool):
-    if quiet or not sys.stderr.isatty():
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover
-        return None
-    return tqdm(total=total, initial=done, unit="cell", delay=2.0, dynamic_ncols=True, file=sys.stderr)
+    from ..progress import Progress
+
+    return None if quiet else Progress("gdstab sweep", total, "cells", initial=done)
 
 
 # ------------------------------------------------------------------------------------ run
@@ -141,8 +136,8 @@ def run(
             :class:`~gdstab.sweep.folders.FolderBusyError`.
         threads: threads per cell for the local executor (default: all cores).
         chunk_size: trajectories per compiled engine call inside a cell ("auto" or an int).
-        quiet: no progress bar and no notes (there is no bar either when stderr is not a
-            terminal).
+        quiet: no progress and no notes (progress: :class:`gdstab.progress.Progress`, a line
+            updated in place on a terminal, else a plain line every 30 s).
         max_cells: stop after computing this many cells (the rest is left for a later call).
         on_cell: callback ``on_cell(cell, done, total)`` after each computed cell (handed to
             the writer; the folder holds it once its marker exists).
@@ -161,7 +156,7 @@ def run(
         max_cells = positive_int(max_cells, "max_cells", caller, minimum=0)
     if chunk_size != "auto":
         chunk_size = positive_int(chunk_size, "chunk_size", caller)
-    say = (lambda text: None) if quiet else (lambda text: print(f"gdstab sweep: {text}", file=sys.stderr, flush=True))
+    say = (lambda text: None) if quiet else (lambda text: progress.say(f"gdstab sweep: {text}"))
     with interrupts.handled():
         folder = ResultsFolder(out)
         layout = Layout.for_config(cfg)
@@ -240,7 +235,7 @@ def _run_locked(cfg: SweepConfig, folder: ResultsFolder, layout: Layout, runner:
                 if bar is not None:
                     bar.update(1)
                     el = time.time() - started
-                    bar.set_postfix_str(f"{n_traj / el:.3g} traj/s" if el > 0 else "")
+                    bar.note = f"{n_traj / el:.3g} trajectories/s" if el > 0 else ""
                 if on_cell is not None:
                     on_cell(cell, len(done), layout.n_cells)
                 interrupts.check()
