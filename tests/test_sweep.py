@@ -394,6 +394,16 @@ def test_returned_dataset_equals_the_stored_one(tmp_path, extra):
     xr.testing.assert_identical(ds, sweep.open_results(tmp_path / "m"))
     for v in ds.variables:
         assert ds[v].dtype == sweep.open_results(tmp_path / "m")[v].dtype
+    # CF-style metadata (#17): every data variable and the eta coordinate say what they are;
+    # status carries flag_values / flag_meanings that decode it
+    reread = sweep.open_results(tmp_path / "m")
+    assert all(reread[v].attrs.get("long_name") for v in reread.data_vars)
+    assert reread.eta.attrs["units"] == "1" and "step size" in reread.eta.attrs["long_name"]
+    flags = dict(zip(reread.status.attrs["flag_meanings"].split(), reread.status.attrs["flag_values"]))
+    from gdstab.outcomes import Status
+
+    assert flags["converged"] == int(Status.CONVERGED) and flags["diverged"] == int(Status.DIVERGED)
+    assert set(np.unique(reread.status.values)) <= set(flags.values())
 
 
 def test_store_metadata_is_what_xarray_writes(tmp_path):

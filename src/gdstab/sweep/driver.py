@@ -15,7 +15,7 @@ from ..outcomes import STATUS_CODES, fraction_rows
 from .._validation import check_memory, positive_int
 from .config import SweepConfig, load_config
 from .executors import Executor, make_executor
-from .store import Layout, ResultsFolder, StoreError, coordinates
+from .store import Layout, ResultsFolder, StoreError, coordinates, variable_attrs
 
 __all__ = ["run", "open_results", "summary", "folder_summary", "STATUS_CODES"]
 
@@ -281,7 +281,8 @@ def _in_memory(cfg: SweepConfig, layout: Layout, arrays: Mapping[str, np.ndarray
     Dataset as :func:`open_results` reads from the folder (tested), without reading it back."""
     import xarray as xr
 
-    data_vars = {name: (layout.option_names + dims, arrays[name]) for name, (dims, _) in layout.variables().items()}
+    data_vars = {name: (layout.option_names + dims, arrays[name], variable_attrs(name))
+                 for name, (dims, _) in layout.variables().items()}
     attrs = json.loads(json.dumps(_provenance(cfg, layout)))  # as stored (JSON attributes)
     return xr.Dataset(data_vars, coords=coordinates(cfg, layout), attrs=attrs)
 

@@ -197,16 +197,45 @@ def _crc(arrays: Mapping[str, np.ndarray], names) -> int:
     return c & 0xFFFFFFFF
 
 
+def variable_attrs(name: str) -> dict[str, Any]:
+    """CF-style attributes of a stored variable: ``long_name``, ``units`` ("1": a dimensionless
+    number) and, for ``status``, ``flag_values``/``flag_meanings``.  Written into new folders'
+    metadata; a folder of an older gdstab keeps its documents (their checksums are its own)."""
+    from ..outcomes import status_variable_attrs
+
+    if name == "status":
+        return status_variable_attrs()
+    return dict(_VARIABLE_ATTRS.get(name, {}))
+
+
+_VARIABLE_ATTRS: dict[str, dict[str, Any]] = {
+    "decision_step": {"long_name": "step at which the outcome was decided", "units": "1"},
+    "period": {"long_name": "period of the cycle reached (0: not periodic)", "units": "1"},
+    "final_loss": {"long_name": "loss at the last step", "units": "1"},
+    "final_grad_norm": {"long_name": "norm of the gradient at the last step", "units": "1"},
+    "final_theta": {"long_name": "parameters at the last step", "units": "1"},
+    "init_theta": {"long_name": "initial parameters", "units": "1"},
+    "loss_t": {"long_name": "loss at the recorded steps", "units": "1"},
+    "grad_norm_t": {"long_name": "norm of the gradient at the recorded steps", "units": "1"},
+    "step_norm_t": {"long_name": "eta times the norm of the gradient at the recorded steps", "units": "1"},
+    "eta": {"long_name": "step size eta", "units": "1"},
+    "init": {"long_name": "index of the initialisation (its key is derived from the seed and this index)"},
+    "coord": {"long_name": "index of the parameter"},
+    "record": {"long_name": "step of the record", "units": "1"},
+}
+
+
 def coordinates(cfg: SweepConfig, layout: Layout) -> dict[str, Any]:
     """The coordinate arrays of a sweep's Dataset: name -> (dim, values[, attrs])."""
     coords: dict[str, Any] = {
-        "eta": ("eta", np.asarray(cfg.eta, dtype=np.float64)),
-        "init": ("init", np.arange(cfg.inits, dtype=np.int64)),
+        "eta": ("eta", np.asarray(cfg.eta, dtype=np.float64), variable_attrs("eta")),
+        "init": ("init", np.arange(cfg.inits, dtype=np.int64), variable_attrs("init")),
     }
     if layout.store_theta:
-        coords["coord"] = ("coord", np.arange(layout.dim, dtype=np.int64))
+        coords["coord"] = ("coord", np.arange(layout.dim, dtype=np.int64), variable_attrs("coord"))
     if layout.n_records:
-        coords["record"] = ("record", np.arange(layout.n_records, dtype=np.int64) * cfg.record_every)
+        coords["record"] = ("record", np.arange(layout.n_records, dtype=np.int64) * cfg.record_every,
+                            variable_attrs("record"))
     for name, values in cfg.options.items():
         if all(isinstance(v, (int, float)) for v in values):
             coords[name] = (name, np.asarray(values))
@@ -234,7 +263,7 @@ def skeleton(cfg: SweepConfig, layout: Layout, attrs: Mapping[str, Any]) -> dict
     for name, (dims, dtype) in layout.variables().items():
         shape = layout.option_shape + tuple(sizes[d] for d in dims)
         chunks = (1,) * len(odims) + tuple(max(1, chunk_of[d]) for d in dims)
-        arrays[name] = _array_doc(odims + dims, shape, chunks, np.dtype(dtype))
+        arrays[name] = _array_doc(odims + dims, shape, chunks, np.dtype(dtype), variable_attrs(name))
     for name, spec in coordinates(cfg, layout).items():
         dim, values = spec[0], np.asarray(spec[1])
         arrays[name] = _array_doc((dim,), values.shape, values.shape, values.dtype, spec[2] if len(spec) > 2 else None)
