@@ -113,7 +113,7 @@ def test_basin_orbit_and_sharpness_figures_name_things_for_a_reader():
     assert "converged to x > 0, y > 0" in labels and "converged to x < 0, y < 0" in labels
     assert not any("class" in t for t in labels)
     box = ax.get_legend().get_window_extent(fig.canvas.get_renderer())
-    assert box.x0 >= ax.get_window_extent(fig.canvas.get_renderer()).x1 - 1  # beside the map, not over it
+    assert box.y1 <= ax.get_window_extent(fig.canvas.get_renderer()).y0 + 1  # below the map, not over it
     assert ax.get_xlabel() == "x" and ax.get_ylabel() == "y"
     od = orbits.orbit_diagram(p, np.linspace(1.2, 1.26, 13), np.array([[1.2, 0.9]]), transient=3000, record=128,
                               max_period=16)
@@ -165,3 +165,23 @@ def test_formula_turns_the_problems_ascii_losses_into_mathtext_that_renders():
             fig.suptitle(formula(text))
             fig.canvas.draw()  # mathtext that does not parse raises here
             plt.close(fig)
+
+
+def test_house_style_sizes_figures_for_a_paper_embeds_fonts_and_leaves_the_users_settings(tmp_path):
+    """#17: every figure is PAGE_WIDTH inches wide with fonts at print size; the PDF embeds its
+    TrueType fonts, the SVG draws text as paths; the user's rcParams are untouched."""
+    import matplotlib
+    import xarray as xr
+
+    from gdstab import plots
+
+    before = dict(matplotlib.rcParams)
+    status = np.ones((1, 2, 4), dtype=np.int8)
+    ds = xr.Dataset({"status": (("depth", "eta", "init"), status)}, coords={"depth": [1], "eta": [0.1, 0.5]})
+    fig = net_convergence(convergence_table(ds), "test")
+    assert fig.get_size_inches()[0] == pytest.approx(plots.PAGE_WIDTH)
+    assert fig.axes[0].xaxis.label.get_fontsize() == plots.STYLE["axes.labelsize"]
+    png, pdf, svg = plots.save(fig, tmp_path / "f")
+    assert b"/FontFile2" in pdf.read_bytes()  # TrueType embedded (fonttype 42), not a Type 3 font
+    assert "<text" not in svg.read_text()  # text as paths: renders without the font installed
+    assert dict(matplotlib.rcParams) == before

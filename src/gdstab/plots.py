@@ -14,6 +14,35 @@ __all__ = ["fig1", "fig2", "linear_trapping", "net_convergence", "net_heatmaps",
            "basin_map", "sharpness_trace", "critical_evidence", "save"]
 
 
+#: the house style of every figure: sized for a two-column paper (``PAGE_WIDTH`` inches across
+#: the page, ``COLUMN_WIDTH`` for one column), fonts at the size they print at, fonts embedded
+#: in the PDF (TrueType) and drawn as paths in the SVG; applied by :func:`styled` to every
+#: figure function and by :func:`save`
+COLUMN_WIDTH = 3.4
+PAGE_WIDTH = 7.0
+STYLE = {
+    "font.size": 8, "axes.titlesize": 8.5, "axes.labelsize": 8, "xtick.labelsize": 7, "ytick.labelsize": 7,
+    "legend.fontsize": 7, "figure.titlesize": 9, "lines.linewidth": 1.2, "lines.markersize": 3,
+    "axes.linewidth": 0.6, "xtick.major.width": 0.6, "ytick.major.width": 0.6, "legend.frameon": False,
+    "savefig.dpi": 200, "pdf.fonttype": 42, "ps.fonttype": 42, "svg.fonttype": "path",
+}
+
+
+def styled(fn):
+    """Draw ``fn``'s figure in :data:`STYLE` (the user's own rcParams are left as they were)."""
+    import functools
+
+    @functools.wraps(fn)
+    def draw(*args, **kwargs):
+        import matplotlib
+
+        _plt()
+        with matplotlib.rc_context(STYLE):
+            return fn(*args, **kwargs)
+
+    return draw
+
+
 def _plt():
     import matplotlib
 
@@ -27,11 +56,12 @@ def _plt():
     return plt
 
 
+@styled
 def fig1(ds, axes=None):
     """Figure 1: GD paths on ½(1 − xy)² for each panel of ``ds`` (from
     :func:`gdstab.experiments.compute_fig1`), the minima xy = 1 in grey and M_WS in red."""
     n = ds.sizes["panel"]
-    fig, axes = _panels(axes, 1, n, (5.2 * n, 4.6))
+    fig, axes = _panels(axes, 1, n, (PAGE_WIDTH, 3.7))
     for i, ax in enumerate(axes):
         eta = float(ds.eta[i])
         x0, x1, y0, y1 = (float(v) for v in ds.region.values[i])
@@ -138,10 +168,11 @@ def _box_text(box) -> str:
     return r" $\times$ ".join(f"[{lo:g}, {hi:g}]" for lo, hi in pairs)
 
 
+@styled
 def fig2(ds, ax=None):
     """Figure 2: normalised length of M_WS and the trapping fraction (with Wilson 95% bars)
     against η, from :func:`gdstab.experiments.compute_fig2`."""
-    fig, ax = _axes(ax, (6.4, 4.4))
+    fig, ax = _axes(ax, (PAGE_WIDTH, 3.9))
     ax.plot(ds.eta.values, ds.ws_length_normalised.values, "-", color="red",
             label=r"length of $M_{WS}$ / length at $\eta=0.1$ (exact)")
     _trapping_bars(ax, ds, f"trapping fraction ({ds.attrs['inits']} inits uniform in {_box_text(ds.attrs['box'])}, "
@@ -156,10 +187,11 @@ def fig2(ds, ax=None):
     return fig
 
 
+@styled
 def linear_trapping(ds, ax=None):
     """Trapping fraction against η for a deep linear network, with η* marked (from
     :func:`gdstab.experiments.linear_dynamics.compute_linear_trapping`)."""
-    fig, ax = _axes(ax, (6.4, 4.2))
+    fig, ax = _axes(ax, (PAGE_WIDTH, 3.8))
     _trapping_bars(ax, ds, "converged (95% Wilson)")
     ax.plot(ds.eta.values, ds.diverged_fraction.values, "s--", ms=3, color="C3", label="diverged")
     for var, style, colour, label in (("periodic_fraction", "^:", "C1", "periodic"),
@@ -177,6 +209,7 @@ def linear_trapping(ds, ax=None):
     return fig
 
 
+@styled
 def net_convergence(table, title: str, caption: str = "", ax=None):
     """Figures 3–4: percentage of trajectories that converge against η, one curve per depth
     (solid, Wilson 95% bars), from :func:`gdstab.experiments.paper_nets.convergence_table`; in
@@ -189,7 +222,7 @@ def net_convergence(table, title: str, caption: str = "", ax=None):
     report prints under the figure)."""
     from matplotlib.lines import Line2D
 
-    fig, ax = _axes(ax, (6.8, 4.6))
+    fig, ax = _axes(ax, (PAGE_WIDTH, 3.8))
     handles = []
     for i, d in enumerate(table.depth.values):
         row = table.sel(depth=d)
@@ -206,13 +239,13 @@ def net_convergence(table, title: str, caption: str = "", ax=None):
                 Line2D([], [], color="0.3", ls="--", label="diverged"),
                 Line2D([], [], color="0.3", ls=":", label="undecided at T (still moving)"),
                 Line2D([], [], color="0.3", ls="-.", label="settled, not a minimum"),
-                Line2D([], [], color="0.5", ls=":", lw=0.8, label=r"$\eta = 1$ (paper: no convergence above)")]
+                Line2D([], [], color="0.5", ls=":", lw=0.8, label=r"$\eta = 1$")]
     ax.axvline(1.0, color="0.5", ls=":", lw=0.8)
     ax.set_xscale("log")
     ax.set_xlabel(r"step size $\eta$")
     ax.set_ylabel("% of trajectories")
     ax.set_ylim(-2, 105)
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title, loc="left")
     ax.legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     fig.tight_layout()
     return fig
@@ -239,6 +272,7 @@ def robust_log_limits(values: np.ndarray, quantiles=HEATMAP_QUANTILES, rows=None
     return float(lo), float(max(hi, lo * 10))
 
 
+@styled
 def net_heatmaps(hm, title: str, caption: str = "", axes=None):
     """Figures 5–6: heatmaps (η × step, logarithmic colour) of the mean loss and the mean
     η‖∇L‖ over the trajectories still finite, from
@@ -252,7 +286,7 @@ def net_heatmaps(hm, title: str, caption: str = "", axes=None):
     from matplotlib.colors import LogNorm
     from matplotlib.patches import Patch
 
-    fig, axes = _panels(axes, 1, 2, (12, 4.6))
+    fig, axes = _panels(axes, 1, 2, (PAGE_WIDTH, 3.5))
     etas = hm.eta.values
     steps = hm.step.values
     rows = np.arange(len(etas))
@@ -270,20 +304,21 @@ def net_heatmaps(hm, title: str, caption: str = "", axes=None):
         ax.set_yticklabels([f"{e:g}" for e in etas], fontsize=7)
         ax.set_xlabel("step")
         ax.set_ylabel(r"step size $\eta$ (grid rows, not to scale)")
-        ax.set_title(label + " over the trajectories not yet diverged", fontsize=9)
+        ax.set_title(label)
         fig.colorbar(im, ax=ax, extend="both")
     handles = [Patch(facecolor="black", label="all trajectories diverged"),
                Patch(facecolor="white", edgecolor="0.3", hatch="////", label="some trajectories diverged")]
     fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=8, frameon=False)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.06, 1, 0.95))
+    fig.suptitle(f"{title}: means over the trajectories not yet diverged")
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig
 
 
+@styled
 def nonsingular(ds, ax=None):
     """Non-singularity check: fraction of random points with |det(I − ηH)| < ε against ε
     (log-log), one line per case with its fitted slope, and the slope-1 reference."""
-    fig, ax = _axes(ax, (6.4, 4.4))
+    fig, ax = _axes(ax, (PAGE_WIDTH, 3.8))
     labels = ds.attrs["case_labels"].split(" | ")
     eps = ds.eps.values
     for i in range(ds.sizes["case"]):
@@ -304,6 +339,7 @@ def nonsingular(ds, ax=None):
     return fig
 
 
+@styled
 def orbit_diagram(ds, lyap=None, axes=None):
     """Orbit (bifurcation) diagram from :func:`gdstab.orbits.orbit_diagram`: the recorded
     values of the observable against η (one dot per recorded iterate), the bifurcation points
@@ -311,7 +347,7 @@ def orbit_diagram(ds, lyap=None, axes=None):
     from .orbits import bifurcation_points
 
     n = 2 if lyap is not None else 1
-    fig, axes = _panels(axes, n, 1, (7.5, 4.2 + 2.0 * (n - 1)), sharex=True,
+    fig, axes = _panels(axes, n, 1, (PAGE_WIDTH, 3.6 + 1.8 * (n - 1)), sharex=True,
                         gridspec_kw={"height_ratios": [3, 1.3][:n]})
     ax = axes[0]
     eta = ds.eta.values
@@ -344,6 +380,7 @@ def orbit_diagram(ds, lyap=None, axes=None):
     return fig
 
 
+@styled
 def basin_map(ds, axes=None):
     """Basin map from :func:`gdstab.basins.basin_map`: outcome per pixel (converged by minimum
     class, periodic, bounded, diverged) and the step at which it was decided."""
@@ -351,7 +388,7 @@ def basin_map(ds, axes=None):
 
     from .basins import BASIN_CODES
 
-    fig, axes = _panels(axes, 1, 2, (11, 4.6))
+    fig, axes = _panels(axes, 1, 2, (PAGE_WIDTH, 4.0))
     a, b = ds.a.values, ds.b.values
     ext = (a[0], a[-1], b[0], b[-1])
     status = ds.status.values
@@ -377,8 +414,8 @@ def basin_map(ds, axes=None):
                   cmap=ListedColormap(colours), vmin=-0.5, vmax=len(names) - 0.5, interpolation="nearest")
     from matplotlib.patches import Patch
 
-    ax.legend(handles=[Patch(color=c, label=n) for c, n in zip(colours, names)], fontsize=7, loc="upper left",
-              bbox_to_anchor=(1.01, 1.0), borderaxespad=0)  # beside the map, never over a basin
+    ax.legend(handles=[Patch(color=c, label=n) for c, n in zip(colours, names)], fontsize=7, loc="upper center",
+              bbox_to_anchor=(0.5, -0.18), ncol=2, borderaxespad=0)  # below the map, never over a basin
     rule = ds.attrs.get("optimizer", "gd")
     ax.set_title(f"outcome of {'GD' if rule == 'gd' else rule} at $\\eta = {ds.attrs.get('eta'):g}$", fontsize=9)
     ax2 = axes[1]
@@ -417,10 +454,11 @@ def _class_name(ds, c: int) -> str:
     return ", ".join(f"{n} {'>' if (c >> i) & 1 else '<'} 0" for i, n in enumerate(names))
 
 
+@styled
 def sharpness_trace(ds, axes=None):
     """Loss and sharpness against the step from :func:`gdstab.sharpness.track_sharpness`, with
     the stability threshold 2/η (edge of stability)."""
-    fig, axes = _panels(axes, 2, 1, (7, 5.5), sharex=True)
+    fig, axes = _panels(axes, 2, 1, (PAGE_WIDTH, 5.0), sharex=True)
     step = ds.step.values
     axes[0].semilogy(step, np.maximum(ds.loss.values, 1e-300), color="C0")
     axes[0].set_ylabel("loss")
@@ -446,11 +484,12 @@ def sharpness_trace(ds, axes=None):
     return fig
 
 
+@styled
 def momentum_trapping(ds, axes=None):
     """Trapping fraction against η for heavy ball and Nesterov at several β (Wilson 95 % bars),
     with the theory's critical step size η*(rule, β) dotted in the same colour (from
     :func:`gdstab.experiments.optimizer_dynamics.compute_momentum`)."""
-    fig, axes = _panels(axes, 1, 2, (10, 4), sharey=True)
+    fig, axes = _panels(axes, 1, 2, (PAGE_WIDTH, 3.2), sharey=True)
     names = {"momentum": "heavy ball", "nesterov": "Nesterov"}
     rules = [r.strip() for r in ds.attrs["rule_labels"].split(",")]
     eta = ds.eta.values
@@ -471,11 +510,12 @@ def momentum_trapping(ds, axes=None):
     return fig
 
 
+@styled
 def adaptive_eos(ds, axes=None):
     """Adam at the adaptive edge of stability: loss (top) and η λ_max(P⁻¹H) / c (bottom, the
     threshold at 1) against the step, one colour per step size (from
     :func:`gdstab.experiments.optimizer_dynamics.compute_adaptive_eos`)."""
-    fig, axes = _panels(axes, 2, 1, (7, 5.5), sharex=True)
+    fig, axes = _panels(axes, 2, 1, (PAGE_WIDTH, 5.0), sharex=True)
     step = ds.step.values
     for i, eta in enumerate(ds.eta.values):
         axes[0].semilogy(step, np.maximum(ds.loss.values[i], 1e-300), color=f"C{i}", label=rf"$\eta = {eta:g}$")
@@ -492,11 +532,12 @@ def adaptive_eos(ds, axes=None):
     return fig
 
 
+@styled
 def critical_evidence(result, ax=None):
     """The evidence of :func:`gdstab.critical.critical_step_size` (converging fraction) or of
     :func:`gdstab.critical.trainable_step_size` (fraction that did not diverge), with Wilson 95%
     intervals, against η; the interval of the estimate shaded."""
-    fig, ax = _axes(ax, (6.5, 4))
+    fig, ax = _axes(ax, (PAGE_WIDTH, 3.8))
     ev = result.evidence
     eta = np.array([e["eta"] for e in ev])
     f = np.array([e["fraction"] for e in ev])
@@ -516,12 +557,16 @@ def critical_evidence(result, ax=None):
 
 
 def save(fig, path_stem: str | Path, formats: Iterable[str] = ("png", "pdf", "svg")) -> list[Path]:
-    """Save ``fig`` as ``path_stem.<fmt>`` for every format; returns the paths."""
+    """Save ``fig`` as ``path_stem.<fmt>`` for every format (PNG at 200 dpi, PDF with TrueType
+    fonts embedded, SVG with text as paths); returns the paths."""
     stem = Path(path_stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     out = []
-    for fmt in formats:
-        p = stem.with_suffix("." + fmt)
-        fig.savefig(p, dpi=150)
-        out.append(p)
+    import matplotlib
+
+    with matplotlib.rc_context(STYLE):  # fonts embedded (PDF) or as paths (SVG)
+        for fmt in formats:
+            p = stem.with_suffix("." + fmt)
+            fig.savefig(p)
+            out.append(p)
     return out
