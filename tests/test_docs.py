@@ -130,3 +130,15 @@ def test_every_block_of_the_page_runs(page, tmp_path):
                 if not line.strip() or line.lstrip().startswith("#") or _skipped(page, line):
                     continue
                 _run(["bash", "-c", line], page, f"the line {line!r}", tmp_path)
+
+
+def test_the_figure_gallery_shows_every_reproduce_figure():
+    """docs/figures.md (#17) holds the current image of every target's figure, each present."""
+    from gdstab.experiments import registry
+
+    text = (ROOT / "docs" / "figures.md").read_text()
+    for t in registry.TARGETS.values():
+        assert f"(figures/after/{t.figure}.png)" in text, t.figure
+        assert (ROOT / "docs" / "figures" / "after" / f"{t.figure}.png").stat().st_size > 10_000
+    for ref in re.findall(r"\]\((figures/[^)]+)\)", text):
+        assert (ROOT / "docs" / ref).is_file(), ref
