@@ -51,6 +51,10 @@ SHRINK = [
     ("docs/optimizers.md", "steps=5000", "steps=500"),
     ("docs/optimizers.md", "--inits 2000 --steps 20000", "--inits 100 --steps 2000"),
     ("docs/sweeps.md", "inits = 10000", "inits = 50"),
+    ("docs/models.md", "np.arange(32)", "np.arange(4)"),
+    ("docs/models.md", "steps=500, criteria", "steps=50, criteria"),
+    ("docs/models.md", "inits=16, steps=300", "inits=4, steps=50"),
+    ("docs/models.md", "steps=300, every=30", "steps=30, every=10"),
     ("docs/sweeps.md", "steps = 1000  ", "steps = 100   "),
 ]
 

@@ -239,6 +239,31 @@ class Problem:
             batch_loss=batch_loss,
         )
 
+    @classmethod
+    def from_torch(cls, module: Any, data: Any, loss: Any = "mse", *, init_fn: Callable | None = None,
+                   min_value: float | None = None, name: str | None = None) -> "Problem":
+        """A problem from a PyTorch ``nn.Module`` (optional extra ``gdstab[torch]``).
+
+        Main arguments:
+            module: the model; used in evaluation mode, in float64; θ is its
+                ``named_parameters()`` flattened in that order (buffers are constants).
+            data: ``(X, Y)`` arrays or tensors with the samples on the first axis.
+            loss: ``"mse"`` (mean over all output entries, as ``F.mse_loss``),
+                ``"cross_entropy"`` (integer labels, mean over samples, as ``F.cross_entropy``)
+                or a PyTorch loss callable ``loss(output, target)``.
+
+        Other arguments:
+            init_fn: ``init_fn(key) -> {name: array}``; default: the module's own
+                ``reset_parameters()`` under a seed derived from each initialisation's key.
+            min_value: L* if known.  name: for provenance (default ``torch:<class name>``).
+
+        The module becomes a pure JAX function of θ through torch2jax (with PyTorch's exact
+        GELU, SiLU and Softplus, :mod:`gdstab.problems.torch_model`); an operation it cannot
+        convert is refused at construction, naming the operation and the submodule."""
+        from .torch_model import from_torch
+
+        return from_torch(module, data, loss, init_fn=init_fn, min_value=min_value, name=name)
+
     # -- user expressions ------------------------------------------------------------------
     @classmethod
     def from_expression(
