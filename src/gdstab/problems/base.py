@@ -262,7 +262,7 @@ class Problem:
         convert is refused at construction, naming the operation and the submodule."""
         from .torch_model import from_torch
 
-        return from_torch(module, data, loss, init_fn=init_fn, min_value=min_value, name=name)
+        return from_torch(cls, module, data, loss, init_fn=init_fn, min_value=min_value, name=name)
 
     # -- user expressions ------------------------------------------------------------------
     @classmethod

@@ -201,9 +201,9 @@ def _seeded_init(module, names):
     return init_one
 
 
-def from_torch(module, data, loss: str | Callable = "mse", *, init_fn: Callable | None = None,
+def from_torch(problem_cls, module, data, loss: str | Callable = "mse", *, init_fn: Callable | None = None,
                min_value: float | None = None, name: str | None = None):
-    """See :meth:`gdstab.Problem.from_torch`."""
+    """See :meth:`gdstab.Problem.from_torch` (``problem_cls``: the Problem class, passed in by it)."""
     import copy
     import dataclasses
 
@@ -246,10 +246,8 @@ def from_torch(module, data, loss: str | Callable = "mse", *, init_fn: Callable 
             drawn = init_fn(key)
             return [jnp.asarray(drawn[n], dtype=jnp.float64) for n in names]
 
-    from .base import Problem
-
     with jax.enable_x64(True):
-        p = Problem.from_jax(loss_fn, template, (Xj, Yj), init_fn=init_one, min_value=min_value,
+        p = problem_cls.from_jax(loss_fn, template, (Xj, Yj), init_fn=init_one, min_value=min_value,
                              name=name or f"torch:{type(module).__name__}",
                              normalisation=f"{words}; {X.shape[0]} samples")
     return dataclasses.replace(p, options={"from_torch": type(module).__name__, "parameters": names,
