@@ -180,6 +180,11 @@ class Problem:
         leaves = jax.tree_util.tree_leaves(params_template)
         if not leaves:
             raise fail("params_template", "Problem.from_jax", "a pytree with at least one array", params_template)
+        bad = [type(leaf).__name__ for leaf in leaves if not hasattr(leaf, "shape") and not isinstance(leaf, (int, float))]
+        if bad:
+            raise fail("params_template", "Problem.from_jax", "a pytree whose leaves are all arrays (an Equinox module "
+                       "also holds functions: use Problem.from_equinox, or eqx.partition(model, eqx.is_inexact_array))",
+                       f"leaves of types {sorted(set(bad))[:4]}")
         flat, unravel = ravel_pytree(params_template)
         dim = int(flat.shape[0])
         n_samples = None
@@ -199,6 +204,14 @@ class Problem:
             ) from None
         if not ok:
             raise fail("loss_fn", "Problem.from_jax", "a function returning a scalar", f"an output of shape {np.shape(value)}")
+        try:  # every tool traces it (jit, grad, vmap): a NumPy or PyTorch function fails only there
+            jax.eval_shape(jax.grad(lambda p: loss_fn(p, data)), params_template)
+        except Exception as exc:  # noqa: BLE001 - report what tracing the user's function raised
+            hint = (" A PyTorch model or loss: use Problem.from_torch." if "Tracer" in type(exc).__name__
+                    or "torch" in str(exc).lower() else "")
+            raise InvalidParameterError(
+                f"The 'loss_fn' parameter of Problem.from_jax must be a JAX function that jax.jit and jax.grad can "
+                f"trace. Tracing it raised {type(exc).__name__}: {str(exc).splitlines()[0][:200]}.{hint}") from None
 
         def loss(theta):
             return loss_fn(unravel(theta), data)
@@ -263,6 +276,31 @@ class Problem:
         from .torch_model import from_torch
 
         return from_torch(cls, module, data, loss, init_fn=init_fn, min_value=min_value, name=name)
+
+    @classmethod
+    def from_flax(cls, model: Any, data: Any, loss: Any = "mse", *, variables: Any = None,
+                  min_value: float | None = None, name: str | None = None) -> "Problem":
+        """A problem from a Flax model (optional extra ``gdstab[flax]``): a ``flax.linen.Module``
+        (``variables`` from ``model.init``; default: ``model.init(key(0), X[:1])``; θ is the
+        ``params`` collection, the others constants) or, for NNX, a constructor
+        ``make(rngs) -> nnx.Module`` (θ is its ``nnx.Param`` state).  ``data`` = (X, Y); ``loss``
+        ``"mse"`` | ``"cross_entropy"`` (as PyTorch's, :mod:`gdstab.problems.objectives`) | a JAX
+        function (output, targets) -> scalar.  Members are initialised by the model's own
+        initialisers from their gdstab keys (:mod:`gdstab.problems.jax_models`)."""
+        from .jax_models import from_flax
+
+        return from_flax(cls, model, variables, data, loss, min_value=min_value, name=name)
+
+    @classmethod
+    def from_equinox(cls, make: Callable, data: Any, loss: Any = "mse", *, min_value: float | None = None,
+                     name: str | None = None) -> "Problem":
+        """A problem from an Equinox model (optional extra ``gdstab[equinox]``): ``make(key) ->
+        equinox.Module`` (the constructor, so that each member is drawn by Equinox's own
+        initialisers); θ is its floating-point arrays; the model is applied to each sample
+        (``jax.vmap``).  ``data`` and ``loss`` as in :meth:`from_flax`."""
+        from .jax_models import from_equinox
+
+        return from_equinox(cls, make, data, loss, min_value=min_value, name=name)
 
     # -- user expressions ------------------------------------------------------------------
     @classmethod

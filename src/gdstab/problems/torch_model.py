@@ -90,17 +90,10 @@ def torch_loss(loss: str | Callable) -> tuple[Callable, str]:
     (``F.mse_loss``: the mean over every output entry), ``"cross_entropy"`` (``F.cross_entropy``
     with integer class labels: the mean over samples of −log softmax) or a PyTorch callable
     (an ``nn.Module`` loss or a function of (output, target) tensors), converted by torch2jax."""
-    import jax
-    import jax.numpy as jnp
+    from .objectives import named_loss
 
-    if loss == "mse":
-        return (lambda out, y: jnp.mean((out - y) ** 2)), "mean squared error over all outputs (torch mse_loss)"
-    if loss == "cross_entropy":
-        def ce(out, y):
-            logp = jax.nn.log_softmax(out, axis=-1)
-            return -jnp.mean(jnp.take_along_axis(logp, y.astype(jnp.int32)[:, None], axis=-1))
-
-        return ce, "mean over samples of the cross-entropy of the softmax (torch cross_entropy)"
+    if isinstance(loss, str) and named_loss(loss) is not None:
+        return named_loss(loss)
     if callable(loss):
         _, torch2jax = _require()
         return torch2jax.t2j(loss), f"the user's PyTorch loss {getattr(loss, '__name__', type(loss).__name__)}"
