@@ -175,43 +175,8 @@ class Problem:
         import jax.numpy as jnp
         from jax.flatten_util import ravel_pytree
 
-        if not callable(loss_fn):
-            raise fail("loss_fn", "Problem.from_jax", "a callable loss_fn(params, batch) -> scalar", loss_fn)
-        leaves = jax.tree_util.tree_leaves(params_template)
-        if not leaves:
-            raise fail("params_template", "Problem.from_jax", "a pytree with at least one array", params_template)
-        bad = [type(leaf).__name__ for leaf in leaves if not hasattr(leaf, "shape") and not isinstance(leaf, (int, float))]
-        if bad:
-            raise fail("params_template", "Problem.from_jax", "a pytree whose leaves are all arrays (an Equinox module "
-                       "also holds functions: use Problem.from_equinox, or eqx.partition(model, eqx.is_inexact_array))",
-                       f"leaves of types {sorted(set(bad))[:4]}")
-        flat, unravel = ravel_pytree(params_template)
+        flat, unravel, leaves, n_samples = _checked_jax_model(loss_fn, params_template, data)
         dim = int(flat.shape[0])
-        n_samples = None
-        if data is not None:
-            sizes = {int(np.shape(a)[0]) if np.ndim(a) else -1 for a in jax.tree_util.tree_leaves(data)}
-            if len(sizes) != 1 or -1 in sizes:
-                raise fail("data", "Problem.from_jax", "a pytree of arrays sharing their first (sample) axis",
-                           [np.shape(a) for a in jax.tree_util.tree_leaves(data)])
-            n_samples = sizes.pop()
-        try:
-            value = loss_fn(params_template, data)
-            ok = np.ndim(value) == 0
-        except Exception as exc:  # noqa: BLE001 - report what the user's function raised
-            raise InvalidParameterError(
-                f"The 'loss_fn' parameter of Problem.from_jax must accept (params_template, data) and "
-                f"return a scalar. Calling it raised {type(exc).__name__}: {exc}"
-            ) from None
-        if not ok:
-            raise fail("loss_fn", "Problem.from_jax", "a function returning a scalar", f"an output of shape {np.shape(value)}")
-        try:  # every tool traces it (jit, grad, vmap): a NumPy or PyTorch function fails only there
-            jax.eval_shape(jax.grad(lambda p: loss_fn(p, data)), params_template)
-        except Exception as exc:  # noqa: BLE001 - report what tracing the user's function raised
-            hint = (" A PyTorch model or loss: use Problem.from_torch." if "Tracer" in type(exc).__name__
-                    or "torch" in str(exc).lower() else "")
-            raise InvalidParameterError(
-                f"The 'loss_fn' parameter of Problem.from_jax must be a JAX function that jax.jit and jax.grad can "
-                f"trace. Tracing it raised {type(exc).__name__}: {str(exc).splitlines()[0][:200]}.{hint}") from None
 
         def loss(theta):
             return loss_fn(unravel(theta), data)
@@ -409,3 +374,49 @@ def gauss_newton_projector(equations: Callable, iters: int = 60) -> Callable:
         return th
 
     return project
+
+
+def _checked_jax_model(loss_fn, params_template, data):
+    """The checks of :meth:`Problem.from_jax`: a callable loss, a template of arrays, data sharing
+    the sample axis, a scalar loss at the template, and a loss that jit and grad can trace.
+    Returns (θ of the template, unravel, its leaves, the number of samples or None)."""
+    import jax
+    from jax.flatten_util import ravel_pytree
+
+    if not callable(loss_fn):
+        raise fail("loss_fn", "Problem.from_jax", "a callable loss_fn(params, batch) -> scalar", loss_fn)
+    leaves = jax.tree_util.tree_leaves(params_template)
+    if not leaves:
+        raise fail("params_template", "Problem.from_jax", "a pytree with at least one array", params_template)
+    bad = [type(leaf).__name__ for leaf in leaves if not hasattr(leaf, "shape") and not isinstance(leaf, (int, float))]
+    if bad:
+        raise fail("params_template", "Problem.from_jax", "a pytree whose leaves are all arrays (an Equinox module "
+                   "also holds functions: use Problem.from_equinox, or eqx.partition(model, eqx.is_inexact_array))",
+                   f"leaves of types {sorted(set(bad))[:4]}")
+    flat, unravel = ravel_pytree(params_template)
+    n_samples = None
+    if data is not None:
+        sizes = {int(np.shape(a)[0]) if np.ndim(a) else -1 for a in jax.tree_util.tree_leaves(data)}
+        if len(sizes) != 1 or -1 in sizes:
+            raise fail("data", "Problem.from_jax", "a pytree of arrays sharing their first (sample) axis",
+                       [np.shape(a) for a in jax.tree_util.tree_leaves(data)])
+        n_samples = sizes.pop()
+    try:
+        value = loss_fn(params_template, data)
+        ok = np.ndim(value) == 0
+    except Exception as exc:  # noqa: BLE001 - report what the user's function raised
+        raise InvalidParameterError(
+            f"The 'loss_fn' parameter of Problem.from_jax must accept (params_template, data) and "
+            f"return a scalar. Calling it raised {type(exc).__name__}: {exc}"
+        ) from None
+    if not ok:
+        raise fail("loss_fn", "Problem.from_jax", "a function returning a scalar", f"an output of shape {np.shape(value)}")
+    try:  # every tool traces it (jit, grad, vmap): a NumPy or PyTorch function fails only there
+        jax.eval_shape(jax.grad(lambda p: loss_fn(p, data)), params_template)
+    except Exception as exc:  # noqa: BLE001 - report what tracing the user's function raised
+        hint = (" A PyTorch model or loss: use Problem.from_torch." if "Tracer" in type(exc).__name__
+                or "torch" in str(exc).lower() else "")
+        raise InvalidParameterError(
+            f"The 'loss_fn' parameter of Problem.from_jax must be a JAX function that jax.jit and jax.grad can "
+            f"trace. Tracing it raised {type(exc).__name__}: {str(exc).splitlines()[0][:200]}.{hint}") from None
+    return flat, unravel, leaves, n_samples
