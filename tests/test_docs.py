@@ -53,6 +53,8 @@ SHRINK = [
     ("docs/sweeps.md", "inits = 10000", "inits = 50"),
     ("docs/models.md", "np.arange(32)", "np.arange(4)"),
     ("docs/models.md", "np.arange(256)", "np.arange(8)"),
+    ("docs/models.md", "inits = 32", "inits = 2"),
+    ("docs/models.md", "steps = 500", "steps = 20"),
     ("docs/models.md", "steps=2000, criteria=gdstab.Criteria(tol=1e-5", "steps=100, criteria=gdstab.Criteria(tol=1e-5"),
     ("docs/models.md", "steps=500, criteria", "steps=50, criteria"),
     ("docs/models.md", "inits=16, steps=300", "inits=4, steps=50"),

@@ -357,3 +357,33 @@ def test_critical_lr_of_a_users_torch_model_brackets_torchs_own_bisection(capsys
         c = float(np.sqrt(a * b))
         a, b = (c, b) if trains(c) else (a, c)
     assert lo <= b and a <= hi, (got["interval"], (a, b))  # the two brackets of the threshold overlap
+
+
+def test_a_sweep_config_runs_a_users_model_and_refuses_a_changed_model_file(tmp_path):
+    """[problem] model = "FILE.py:FACTORY" (relative to the config), with data, samples and
+    objective; the file's SHA-256 is part of the config, so a folder is never resumed with a
+    model file that changed since it was written."""
+    import shutil
+
+    import xarray as xr
+
+    from gdstab import sweep
+    from gdstab.sweep import load_config
+
+    root = __import__("pathlib").Path(__file__).resolve().parents[1]
+    shutil.copy(root / MODEL, tmp_path / "net.py")
+    (tmp_path / "net.toml").write_text('[problem]\nmodel = "net.py:build"\ndata = "digits"\nsamples = 40\n'
+                                       'objective = "mse"\n[grid]\neta = [0.1, 5.0]\ninits = 4\n[run]\nsteps = 30\n'
+                                       '[criteria]\ntol = 1e-4\nf_tol = 1e9\n')
+    cfg = load_config(tmp_path / "net.toml")
+    assert cfg.problem.model == f"{tmp_path / 'net.py'}:build" and len(cfg.problem.model_sha256) == 64
+    ds = sweep.run(cfg, tmp_path / "out", quiet=True)
+    assert ds.status.shape == (2, 4) and np.all(ds.status.values[1] == int(gdstab.Status.DIVERGED))
+    xr.testing.assert_identical(ds, sweep.run(load_config(tmp_path / "net.toml"), tmp_path / "out", quiet=True))
+    (tmp_path / "net.py").write_text((tmp_path / "net.py").read_text().replace("Linear(64, 16)", "Linear(64, 17)")
+                                     .replace("Linear(16, 10)", "Linear(17, 10)"))
+    with pytest.raises(InvalidParameterError):
+        sweep.run(load_config(tmp_path / "net.toml"), tmp_path / "out", quiet=True)
+    stored = (tmp_path / "out" / "config.toml").read_text()
+    with pytest.raises(InvalidParameterError, match="changed since this config was written"):
+        load_config(stored)

@@ -23,10 +23,12 @@ def _table(rows, option_dims) -> list[str]:
 
 def _describe(table: dict) -> str:
     """A config table as text: its name (or expression) and its other settings as key = value."""
-    head = table.get("name") or table.get("expression", "?")
+    head = table.get("name") or table.get("expression") or (f"model {table['model']}" if "model" in table else "?")
     parts = []
     for k, v in table.items():
-        if k not in ("name", "expression"):  # a sub-table (problem options) is listed flat
+        if k == "model_sha256":
+            parts.append(f"file SHA-256 {str(v)[:12]}...")
+        elif k not in ("name", "expression", "model"):  # a sub-table (problem options) is listed flat
             parts += [f"{a} = {b}" for a, b in v.items()] if isinstance(v, dict) else [f"{k} = {v}"]
     return head + (f" ({', '.join(parts)})" if parts else "")
 

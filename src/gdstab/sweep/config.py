@@ -137,18 +137,29 @@ def _typed_option(value: Any, kind: str, key: str) -> Any:
 
 @dataclass(frozen=True)
 class ProblemSpec:
-    """Which problem: a registered ``name`` with ``options``, or a loss ``expression``."""
+    """Which problem: a registered ``name`` with ``options``, a loss ``expression``, or a user's
+    ``model`` (``/abs/path/file.py:factory``, with ``data``, ``samples``, ``objective`` and the
+    SHA-256 of the file: a changed file is another config, so a folder is never resumed with it)."""
 
     name: str | None = None
     expression: str | None = None
     variables: tuple[str, ...] | None = None
     min_value: float | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
+    model: str | None = None
+    data: str | None = None
+    samples: int | None = None
+    objective: str | None = None
+    model_sha256: str | None = None
 
     def build(self, swept: Mapping[str, Any] | None = None):
         """The :class:`~gdstab.problems.Problem`, with the swept option values ``swept``."""
         from .. import problems
 
+        if self.model is not None:
+            from ..problems.user_model import model_problem
+
+            return model_problem(self.model, self.data, self.samples, self.objective)
         if self.expression is not None:
             return problems.Problem.from_expression(self.expression, self.variables, min_value=self.min_value)
         opts = dict(self.options)
@@ -241,6 +252,9 @@ class SweepConfig:
             prob["variables"] = list(self.problem.variables)
         if self.problem.min_value is not None:
             prob["min_value"] = self.problem.min_value
+        for key in ("model", "data", "samples", "objective", "model_sha256"):
+            if getattr(self.problem, key) is not None:
+                prob[key] = getattr(self.problem, key)
         if self.problem.options:
             prob["options"] = {k: self.problem.options[k] for k in sorted(self.problem.options)}
         grid: dict[str, Any] = {"eta": list(self.eta), "inits": self.inits}
@@ -294,8 +308,10 @@ def load_config(source: str | Path | Mapping[str, Any]) -> SweepConfig:
     """A :class:`SweepConfig` from a TOML file path, TOML text, or an already-parsed mapping."""
     if isinstance(source, Mapping):
         return _parse(source)
+    base = None  # a model file in the config is relative to the config's folder
     if isinstance(source, Path) or (isinstance(source, str) and "\n" not in source and source.endswith(".toml")):
         path = Path(source)
+        base = path.resolve().parent
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
@@ -311,13 +327,18 @@ def load_config(source: str | Path | Mapping[str, Any]) -> SweepConfig:
         raise ConfigError(f"The sweep config is not valid TOML: {exc}.") from None
     except RecursionError:  # arrays or inline tables nested thousands of levels deep
         raise ConfigError("The sweep config is not usable: its arrays or tables are nested too deeply.") from None
-    return _parse(data)
+    return _parse(data, base)
 
 
 _TOP = {"problem": "table", "grid": "table", "run": "table", "criteria": "table", "optimizer": "table"}
 _PROBLEM = {
     "name": "string",
     "expression": "string",
+    "model": "string FILE.py:FACTORY (relative to the config's folder)",
+    "data": "string",
+    "samples": "int",
+    "objective": "string",
+    "model_sha256": "string",
     "variables": "list of strings",
     "min_value": "float",
     "options": "table",
@@ -337,21 +358,21 @@ _RUN = {
 _CRITERIA_TYPES = {f.name: ("int" if f.type in ("int", int) else "float") for f in fields(Criteria)}
 
 
-def _parse(data: Mapping[str, Any]) -> SweepConfig:
+def _parse(data: Mapping[str, Any], base: Path | None = None) -> SweepConfig:
     try:
-        return _parse_checked(data)
+        return _parse_checked(data, base)
     except ConfigError:
         raise
     except InvalidParameterError as exc:  # from the spec parsers and problem factories
         raise ConfigError(str(exc)) from None
 
 
-def _parse_checked(data: Mapping[str, Any]) -> SweepConfig:
+def _parse_checked(data: Mapping[str, Any], base: Path | None = None) -> SweepConfig:
     _check_keys(data, _TOP, "")
     for required in ("problem", "grid", "run"):
         if required not in data:
             raise ConfigError(f"The sweep config needs a [{required}] table.")
-    spec = _parse_problem(data["problem"])
+    spec = _parse_model(data["problem"], base) if "model" in data.get("problem", {}) else _parse_problem(data["problem"])
     rule = _parse_optimizer(data.get("optimizer", {"name": "gd"}))
     grid = _parse_grid(data["grid"], spec, rule, fixed_hyper=set(data.get("optimizer", {})) - {"name"})
     run = _parse_run(data["run"])
@@ -397,6 +418,39 @@ def _parse_problem(p: Any) -> ProblemSpec:
             min_value = _float(p["min_value"], "problem.min_value")
         problems.parse_expression(expr, variables)  # refuse a bad expression now
     return ProblemSpec(name=name, expression=expr, variables=variables, min_value=min_value, options=fixed)
+
+
+def _parse_model(p: Any, base: Path | None) -> ProblemSpec:
+    """The [problem] table of a user's model: ``model = "FILE.py:FACTORY"`` (relative to the
+    config's folder), optional ``data``, ``samples``, ``objective``; the file's SHA-256 joins
+    the config (``model_sha256``: given, it must match)."""
+    _check_keys(p, _PROBLEM, "problem")
+    extra = sorted(set(p) - {"model", "data", "samples", "objective", "model_sha256"})
+    if extra:
+        raise ConfigError(f"The 'problem.model' key goes with data, samples and objective only; got also {extra}.")
+    spec = _str(p["model"], "problem.model")
+    path_text, sep, attr = spec.rpartition(":")
+    if not sep or not attr.isidentifier():
+        raise _err("problem.model", "FILE.py:FACTORY", spec)
+    path = Path(path_text)
+    if not path.is_absolute():
+        path = (base or Path.cwd()) / path
+    if not path.is_file():
+        raise _err("problem.model", "an existing Python file FILE.py:FACTORY (relative to the config's folder)", spec)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if "model_sha256" in p and p["model_sha256"] != digest:
+        raise ConfigError(f"The model file {str(path)!r} changed since this config was written (SHA-256 "
+                          f"{digest[:12]}... instead of {str(p['model_sha256'])[:12]}...): its results would not be "
+                          f"the stored ones. Use a new --out folder for the new model.")
+    samples = None if "samples" not in p else _int(p["samples"], "problem.samples", 1)
+    objective = None if "objective" not in p else _str(p["objective"], "problem.objective")
+    if objective not in (None, "mse", "cross_entropy"):
+        raise _err("problem.objective", "'mse' or 'cross_entropy'", objective)
+    data = None if "data" not in p else _str(p["data"], "problem.data")
+    if data is not None and data.endswith(".npz") and not Path(data).is_absolute():
+        data = str((base or Path.cwd()) / data)
+    return ProblemSpec(model=f"{path.resolve()}:{attr}", data=data, samples=samples, objective=objective,
+                       model_sha256=digest)
 
 
 def _parse_optimizer(t: Any) -> Rule:
