@@ -1,7 +1,8 @@
 """Every code block of README.md and docs/*.md runs as a reader would paste it (#17).
 
-Each fenced block declares its language: ``bash`` blocks run line by line with gdstab's
-environment first on PATH, ``python`` blocks each in a fresh interpreter (a block must stand on
+Each fenced block declares its language: ``bash`` blocks run line by line (a plain ``gdstab ...`` line
+through ``gdstab.cli.main`` in this process, as the CLI tests run it; anything else in bash with
+gdstab's environment first on PATH), ``python`` blocks each in a fresh interpreter (a block must stand on
 its own, imports included; one with relative imports is a module of ``gdstab.experiments``
 and runs as one), ``toml`` blocks whose first line is ``# NAME.toml`` are written to
 that file first (and must load as a sweep config), ``text`` blocks are output and not run.  They
@@ -116,18 +117,32 @@ def _run(cmd, page: str, what: str, cwd: Path, **kw):
     assert proc.returncode == 0, f"{page}: {what} exited {proc.returncode}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
 
 
+def _gdstab_argv(line: str) -> list[str] | None:
+    """The arguments of a plain ``gdstab ...`` line (run in this process, as the CLI tests do:
+    ~3 s of interpreter and JAX start-up saved per line), or None for anything the shell must run."""
+    import shlex
+
+    if any(op in line for op in ("|", "&", ";", ">", "<", "$", "`")):
+        return None
+    words = shlex.split(line, comments=True)
+    return words[1:] if words and words[0] == "gdstab" else None
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("page", [p for p in PAGES if _blocks(p)])
-def test_every_block_of_the_page_runs(page, tmp_path):
+def test_every_block_of_the_page_runs(page, tmp_path, monkeypatch, capsys):
+    from gdstab.cli import main
+    from gdstab.sweep import load_config
+
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    monkeypatch.chdir(tmp_path)
     blocks = [(lang, _shrunk(page, body)) for lang, body in _blocks(page)]
     for lang, body in blocks:  # configs first: a page may show the command before the file
         first = body.splitlines()[0].strip() if body.strip() else ""
         if lang == "toml" and re.fullmatch(r"#\s*[\w.-]+\.toml", first):
             path = tmp_path / first.lstrip("#").strip()
             path.write_text(body)
-            _run([sys.executable, "-c", f"from gdstab.sweep import load_config; load_config({str(path)!r})"],
-                 page, f"loading {path.name}", tmp_path)
+            load_config(path)  # the config as shown parses and builds its problems
     for i, (lang, body) in enumerate(blocks):
         if lang == "python":
             code = body
@@ -139,7 +154,13 @@ def test_every_block_of_the_page_runs(page, tmp_path):
             for line in body.splitlines():
                 if not line.strip() or line.lstrip().startswith("#") or _skipped(page, line):
                     continue
-                _run(["bash", "-c", line], page, f"the line {line!r}", tmp_path)
+                argv = _gdstab_argv(line)
+                if argv is None:
+                    _run(["bash", "-c", line], page, f"the line {line!r}", tmp_path)
+                    continue
+                code = main(argv)
+                out = capsys.readouterr()
+                assert code == 0, f"{page}: the line {line!r} exited {code}\n{out.out[-2000:]}\n{out.err[-3000:]}"
 
 
 def test_the_figure_gallery_shows_every_reproduce_figure():
