@@ -21,10 +21,9 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-import numpy as np
 
 from .._validation import InvalidParameterError, fail
-from .objectives import named_loss
+from .objectives import model_data, named_loss
 
 __all__ = ["from_flax", "from_equinox"]
 
@@ -38,16 +37,6 @@ def _loss(loss, caller: str) -> tuple[Callable, str]:
     if callable(loss):
         return loss, f"the user's loss {getattr(loss, '__name__', type(loss).__name__)}"
     raise fail("loss", caller, "'mse', 'cross_entropy' or a JAX function loss(output, targets)", loss)
-
-
-def _data(data, loss, caller: str):
-    if not (isinstance(data, (tuple, list)) and len(data) == 2):
-        raise fail("data", caller, "a pair (X, Y) of arrays with the samples on the first axis", type(data))
-    X, Y = (np.asarray(a) for a in data)
-    if X.ndim == 0 or Y.ndim == 0 or X.shape[0] != Y.shape[0] or X.shape[0] == 0:
-        raise fail("data", caller, "X and Y with the same number of samples on their first axis",
-                   f"shapes {X.shape} and {Y.shape}")
-    return X.astype(np.float64), (Y.astype(np.int64) if loss == "cross_entropy" else Y.astype(np.float64))
 
 
 def _import(name: str, caller: str):
@@ -70,7 +59,7 @@ def from_flax(problem_cls, model: Any, variables: Any, data, loss: str | Callabl
     caller = "Problem.from_flax"
     nn = _import("flax.linen", caller)
     loss_out, words = _loss(loss, caller)
-    X, Y = _data(data, loss, caller)
+    X, Y = model_data(data, loss, caller)
     if isinstance(model, nn.Module):  # Linen
         if variables is None:
             with jax.enable_x64(True):
@@ -126,7 +115,7 @@ def from_equinox(problem_cls, make: Callable, data, loss: str | Callable = "mse"
                    "own initialisers; for a module you built, pass lambda key: Model(..., key=key))",
                    type(make).__name__)
     loss_out, words = _loss(loss, caller)
-    X, Y = _data(data, loss, caller)
+    X, Y = model_data(data, loss, caller)
     with jax.enable_x64(True):
         params, static = eqx.partition(make(jax.random.key(0)), eqx.is_inexact_array)
 

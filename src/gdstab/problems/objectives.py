@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-__all__ = ["named_loss", "NAMES"]
+__all__ = ["named_loss", "model_data", "NAMES"]
 
 NAMES = ("mse", "cross_entropy")
 
@@ -29,3 +29,20 @@ def named_loss(name: str) -> tuple[Callable, str] | None:
 
         return ce, "mean over samples of the cross-entropy of the softmax (torch cross_entropy)"
     return None
+
+
+def model_data(data, loss, caller: str):
+    """The ``(X, Y)`` pair of a model adapter as NumPy arrays (tensors are detached and copied),
+    X in float64, Y as int64 labels for ``"cross_entropy"`` and float64 otherwise; refused with
+    the parameter named unless it is a pair with the same non-zero number of samples."""
+    import numpy as np
+
+    from .._validation import fail
+
+    if not (isinstance(data, (tuple, list)) and len(data) == 2):
+        raise fail("data", caller, "a pair (X, Y) of arrays or tensors with the samples on the first axis", type(data))
+    X, Y = (np.asarray(a.detach().cpu().numpy() if hasattr(a, "detach") else a) for a in data)
+    if X.ndim == 0 or Y.ndim == 0 or X.shape[0] != Y.shape[0] or X.shape[0] == 0:
+        raise fail("data", caller, "X and Y with the same number of samples on their first axis",
+                   f"shapes {X.shape} and {Y.shape}")
+    return X.astype(np.float64), (Y.astype(np.int64) if loss == "cross_entropy" else Y.astype(np.float64))

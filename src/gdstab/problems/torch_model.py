@@ -32,6 +32,7 @@ from typing import Callable
 import numpy as np
 
 from .._validation import InvalidParameterError, fail
+from .objectives import model_data
 
 __all__ = ["from_torch", "register_exact_overrides", "torch_loss"]
 
@@ -207,12 +208,7 @@ def from_torch(problem_cls, module, data, loss: str | Callable = "mse", *, init_
     caller = "Problem.from_torch"
     if not isinstance(module, torch.nn.Module):
         raise fail("module", caller, "a torch.nn.Module", module)
-    if not (isinstance(data, (tuple, list)) and len(data) == 2):
-        raise fail("data", caller, "a pair (X, Y) of arrays or tensors with the samples on the first axis", type(data))
-    X, Y = (np.asarray(a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else a) for a in data)
-    if X.ndim == 0 or Y.ndim == 0 or X.shape[0] != Y.shape[0] or X.shape[0] == 0:
-        raise fail("data", caller, "X and Y with the same number of samples on their first axis",
-                   f"shapes {X.shape} and {Y.shape}")
+    Xj, Yj = model_data(data, loss, caller)
     model = copy.deepcopy(module).double().eval()
     names = [n for n, _ in model.named_parameters()]
     if not names:
@@ -221,8 +217,6 @@ def from_torch(problem_cls, module, data, loss: str | Callable = "mse", *, init_
     buffers = {n: jnp.asarray(b.detach().numpy()) for n, b in model.named_buffers()}
     forward = torch2jax.t2j(model)
     loss_out, words = torch_loss(loss)
-    Xj = X.astype(np.float64)
-    Yj = Y.astype(np.int64) if loss == "cross_entropy" else Y.astype(np.float64)
     with jax.enable_x64(True):
         out = _trace_check(forward, dict(zip(names, template)), buffers, jnp.asarray(Xj), model)
     if loss == "mse" and np.shape(out) != Yj.shape:
@@ -242,6 +236,6 @@ def from_torch(problem_cls, module, data, loss: str | Callable = "mse", *, init_
     with jax.enable_x64(True):
         p = problem_cls.from_jax(loss_fn, template, (Xj, Yj), init_fn=init_one, min_value=min_value,
                              name=name or f"torch:{type(module).__name__}",
-                             normalisation=f"{words}; {X.shape[0]} samples")
+                             normalisation=f"{words}; {Xj.shape[0]} samples")
     return dataclasses.replace(p, options={"from_torch": type(module).__name__, "parameters": names,
                                            "initialisation": "init_fn" if init_fn else "reset_parameters"})
