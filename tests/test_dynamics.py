@@ -413,3 +413,54 @@ def test_a_step_size_too_small_to_move_is_undecided_not_stationary(backend):
     free = Problem.from_expression("0.5*(1-x*y)^2")  # L* unknown: 'converged' needs a critical point too
     assert np.all(trajectories(free, x0, 1e-12, steps=200, backend="jax").status == Status.BOUNDED)
     assert trajectories(free, [[1.0, 1.0]], 1e-12, steps=200, backend="jax").status[0] == Status.CONVERGED
+
+
+def test_engine_evaluates_the_gradient_once_per_step_and_never_past_T():
+    """T steps classify θ_0 … θ_T: T + 1 gradient evaluations of the batch, plus one for the final
+    values; the last segment of check_every steps stops at T (it used to run to the segment's
+    end, on frozen states: 16 evaluations instead of 11 for T = 10, check_every = 8)."""
+    import jax
+    import jax.numpy as jnp
+
+    calls = []
+
+    def loss_fn(p, data):
+        jax.debug.callback(lambda: calls.append(1))  # once per evaluation of the vmapped batch
+        return 0.5 * jnp.sum(p["w"] ** 2)
+
+    with jax.enable_x64(True):
+        p = Problem.from_jax(loss_fn, {"w": jnp.zeros(3)}, None)
+        calls.clear()
+        tr = trajectories(p, np.ones((4, 3)), 2.0, steps=10, backend="jax", threads=1,
+                          criteria=Criteria(check_every=8, max_period=2))
+    assert (tr.step == 10).all()  # w -> -w: still running at T
+    assert len(calls) == 10 + 1 + 1
+
+
+def test_auto_chunks_of_a_users_model_split_the_batch_evenly_over_threads_and_measure_its_working_set():
+    """A model without a size estimate (from_jax, from_torch, ...): its per-trajectory working set
+    is read from XLA's memory analysis of the vmapped gradient (at least the hidden activations:
+    n samples × width values), and B trajectories are cut into a multiple of ``threads`` equal
+    chunks (no padded slot beyond rounding, every thread busy)."""
+    import jax.numpy as jnp
+
+    from gdstab.dynamics import _auto_chunk, _measured_bytes
+
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(500, 20)), rng.normal(size=(500, 1))
+
+    def loss_fn(p, data):
+        x, y = data
+        return jnp.mean((jnp.tanh(x @ p["w1"]) @ p["w2"] - y) ** 2)
+
+    with jax.enable_x64(True):
+        p = Problem.from_jax(loss_fn, {"w1": jnp.zeros((20, 64)), "w2": jnp.zeros((64, 1))}, (X, Y))
+    measured = _measured_bytes(p, "float64")
+    assert measured >= 500 * 64 * 8
+    assert _measured_bytes(p, "float32") < measured
+    for B, threads in ((100, 2), (7, 2), (1, 4), (1000, 3), (3, 4)):
+        c = _auto_chunk(p, B, 0, 8, "cpu", None, threads)
+        n = math.ceil(B / c)
+        assert n * c - B < n  # padding: less than one slot per chunk
+        assert n >= min(threads, B)  # every thread has a chunk
+    assert _auto_chunk(p, 100, 0, 8, "cpu", None, 2) == 50  # two chunks of 50, not one padded to 128

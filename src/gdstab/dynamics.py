@@ -503,7 +503,8 @@ def _jax_runner(problem: Problem, chunk: int, n_records: int, dtype_name: str, b
                 st, bf = c
                 return step_all(t0 + i, st, bf)
 
-            state, bufs = lax.fori_loop(0, K, body, (state, bufs))
+            # the last segment stops after step T: later steps would only repeat frozen states
+            state, bufs = lax.fori_loop(0, jnp.minimum(K, T + 1 - t0), body, (state, bufs))
             return t0 + K, state, bufs
 
         def cond(carry):
@@ -700,18 +701,50 @@ def _run_native(problem, theta0, eta, steps, criteria, chunk, on_chunk, threads)
     return out["theta"], out["status"], out["step"], out["period"], out["loss"], out["grad_norm"], None, None
 
 
-def _auto_chunk(problem: Problem, B: int, n_records: int, itemsize: int, platform: str, size: int | None = None) -> int:
+def _auto_chunk(problem: Problem, B: int, n_records: int, itemsize: int, platform: str, size: int | None = None,
+                threads: int = 1) -> int:
     """Trajectories per compiled call.  On the CPU, small problems run best in chunks of 1024
     (above that XLA splits every elementwise op across threads and the synchronisation costs
     more than it saves; measured in docs/performance.md), several chunks in parallel threads;
-    larger problems and accelerators get chunks sized to a 64 MiB working set."""
+    larger problems and accelerators get chunks sized to a 64 MiB working set.  On the CPU the
+    larger problems' B trajectories are then split evenly into a multiple of ``threads`` chunks
+    (no padded slots, every thread busy: a 784-32-32-2 network of 100 members ran 1.6x faster
+    in float32 as two chunks of 50 than as one padded chunk of 128; docs/performance.md)."""
     size = problem.dim if size is None else size  # the full state's length (θ and the rule's buffers)
-    per = itemsize * (4 * size + 12 + 3 * n_records) + int(problem.options.get("bytes_per_trajectory", 0))
-    cap = 1024 if (platform == "cpu" and problem.dim <= 64) else 2**16
+    small = platform == "cpu" and problem.dim <= 64
+    extra = problem.options.get("bytes_per_trajectory")
+    if extra is None and not small:  # a user's model: its gradient's working set, measured
+        extra = _measured_bytes(problem, "float64" if itemsize == 8 else "float32")
+    per = itemsize * (4 * size + 12 + 3 * n_records) + int(extra or 0)
+    cap = 1024 if small else 2**16
     c = max(1, min(cap, (64 * 2**20) // max(per, 1)))
     c = 1 << int(math.floor(math.log2(c)))
+    if platform == "cpu" and not small and B > 1:
+        n = max(math.ceil(B / c), min(threads, B))
+        n = math.ceil(n / threads) * threads if B >= threads else n
+        return math.ceil(B / n)
     need = 1 << max(0, math.ceil(math.log2(max(B, 1))))  # no bigger than B needs
     return max(1, min(c, need))
+
+
+_MEASURED: dict = {}
+
+
+def _measured_bytes(problem: Problem, dtype_name: str, n: int = 8) -> int:
+    """Bytes of XLA's temporary buffers per trajectory for the vmapped loss and gradient of
+    ``problem`` (compiled once for ``n`` members and read from ``memory_analysis``; 0 where the
+    backend does not say).  Cached per problem and dtype."""
+    import jax
+    import jax.numpy as jnp
+
+    key = (id(problem.loss), problem.name, problem.dim, dtype_name)
+    if key not in _MEASURED:
+        with jax.enable_x64(dtype_name == "float64"):
+            spec = jax.ShapeDtypeStruct((n, problem.dim), jnp.dtype(dtype_name))
+            compiled = jax.jit(jax.vmap(jax.value_and_grad(problem.loss))).lower(spec).compile()
+        info = compiled.memory_analysis()
+        _MEASURED[key] = int(getattr(info, "temp_size_in_bytes", 0) or 0) // n if info is not None else 0
+    return _MEASURED[key]
 
 
 def trajectories(
@@ -818,7 +851,7 @@ def trajectories(
             n_records = 0 if record_every is None else steps // record_every + 1
             with jax.enable_x64(dtype == "float64"):
                 size = state_rule(rule, problem.dim, dtype).size
-                chunk = (_auto_chunk(problem, B, n_records, itemsize, platform, size) if chunk_size == "auto"
+                chunk = (_auto_chunk(problem, B, n_records, itemsize, platform, size, threads) if chunk_size == "auto"
                          else chunk_size)
                 out = _run_jax(
                     problem, th.astype(dtype), et.astype(dtype), steps, criteria, chunk, record_every, dtype, on_chunk,

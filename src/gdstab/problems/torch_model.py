@@ -223,7 +223,9 @@ def from_torch(problem_cls, module, data, loss: str | Callable = "mse", *, init_
         raise fail("data", caller, f"targets Y of the model's output shape {tuple(np.shape(out))}", f"shape {Yj.shape}")
 
     def loss_fn(params, batch):
-        x, y = (jnp.asarray(a) for a in batch)
+        dt = params[0].dtype  # the data follow θ's dtype (float32 runs stay float32, without warnings)
+        x, y = (jnp.asarray(a, dtype=dt) if jnp.issubdtype(a.dtype, jnp.floating) else jnp.asarray(a)
+                for a in batch)
         return loss_out(forward(x, state_dict={**dict(zip(names, params)), **buffers}), y)
 
     if init_fn is None:
