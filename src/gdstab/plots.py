@@ -485,6 +485,72 @@ def sharpness_trace(ds, axes=None):
 
 
 @styled
+def gradient_flow(flow_ds, distance_ds=None, axes=None):
+    """The loss along the gradient flow against t (one line per initial point; with
+    ``distance_ds`` from :func:`gdstab.flow.distance_to_flow`, GD's loss at t = kη dashed), and
+    in a second panel GD's distance to the flow against the step, its departures marked."""
+    n = 1 if distance_ds is None else 2
+    fig, axes = _panels(axes, 1, n, (PAGE_WIDTH if n == 2 else COLUMN_WIDTH, 2.8))
+    t = flow_ds.t.values
+    for i in range(flow_ds.sizes["trajectory"]):
+        c = f"C{i % 10}"
+        axes[0].semilogy(t, np.maximum(flow_ds.loss.values[i], 1e-300), color=c, lw=1.2,
+                         label="gradient flow" if i == 0 else None)
+        if distance_ds is not None:
+            with np.errstate(invalid="ignore"):
+                gl = np.where(np.isfinite(distance_ds.gd_loss.values[i]), distance_ds.gd_loss.values[i], np.nan)
+            axes[0].semilogy(distance_ds.t.values, np.maximum(gl, 1e-300), color=c, ls="--", lw=1,
+                             label=rf"GD, $\eta = {distance_ds.attrs['eta']:g}$" if i == 0 else None)
+    fl = flow_ds.loss.values[np.isfinite(flow_ds.loss.values) & (flow_ds.loss.values > 0)]
+    if fl.size:  # a diverging GD run must not squash the flow's curves
+        axes[0].set_ylim(max(fl.min() / 10, 1e-300), fl.max() * 1e3)
+    axes[0].set_xlabel("t (flow time; GD step k at t = kη)")
+    axes[0].set_ylabel("loss")
+    axes[0].set_title(f"gradient flow ({flow_ds.attrs['solver']})", loc="left", fontsize=8)
+    axes[0].legend(fontsize=7)
+    if distance_ds is not None:
+        ax = axes[1]
+        step = distance_ds.step.values
+        for i in range(distance_ds.sizes["trajectory"]):
+            d = distance_ds.distance.values[i]
+            ax.semilogy(step, np.where(np.isfinite(d) & (d > 0), d, np.nan), color=f"C{i % 10}", lw=1.2)
+            k = int(distance_ds.departure.values[i])
+            if k >= 0:
+                ax.axvline(k, color=f"C{i % 10}", ls=":", lw=0.8)
+        ax.set_xlabel("GD step k")
+        ax.set_ylabel(r"$\|\theta_{GD}(k) - \theta_{GF}(k\eta)\|$")
+        ax.set_title(f"distance to the flow (dotted: left it, tolerance {distance_ds.attrs['rtol']:g})",
+                     loc="left", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+@styled
+def spectral_density(ds, top=None, eta=None, ax=None):
+    """The Hessian's eigenvalue density (stochastic Lanczos quadrature, from
+    :meth:`gdstab.spectrum.DensityResult.to_xarray`) on a log axis, with the ``top`` eigenvalues
+    as ticks and the stability threshold 2/η when ``eta`` is given."""
+    fig, ax = _axes(ax, (COLUMN_WIDTH * 1.5, 2.6))
+    g, f = ds.eigenvalue.values, ds.density.values
+    floor = max(f.max() * 1e-8, 1e-300)
+    ax.semilogy(g, np.maximum(f, floor), color="C0", lw=1.2)
+    ax.set_ylim(floor, f.max() * 3)
+    if top is not None:
+        for i, lam in enumerate(np.atleast_1d(top)):
+            ax.axvline(lam, color="C3", lw=0.6, ymax=0.08, label="top eigenvalues (Lanczos)" if i == 0 else None)
+    if eta is not None:
+        ax.axvline(2.0 / eta, color="k", ls="--", lw=1, label=rf"$2/\eta$ ($\eta = {eta:g}$)")
+    ax.set_xlabel(r"eigenvalue $\lambda$ of $H$")
+    ax.set_ylabel("density (integrates to 1)")
+    ax.set_title(f"SLQ: {ds.attrs['probes']} probes x {ds.attrs['lanczos_steps']} Lanczos steps, "
+                 f"$\\sigma = {ds.attrs['sigma']:.3g}$", loc="left", fontsize=8)
+    if top is not None or eta is not None:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+@styled
 def momentum_trapping(ds, axes=None):
     """Trapping fraction against η for heavy ball and Nesterov at several β (Wilson 95 % bars),
     with the theory's critical step size η*(rule, β) dotted in the same colour (from

@@ -29,6 +29,12 @@ __all__ = [
     "smallest_nonzero_eigenvalue",
     "slogdet_gd",
     "DEFAULT_RANK_TOL",
+    "PROBES",
+    "probe_vectors",
+    "TraceResult",
+    "trace_estimate",
+    "DensityResult",
+    "spectral_density",
 ]
 
 #: relative tolerance below which an eigenvalue counts as zero: |λ| <= rank_tol · max|λ|
@@ -327,3 +333,237 @@ def smallest_nonzero_eigenvalue(H_or_eigenvalues, *, rank_tol: float = DEFAULT_R
     below = np.abs(ev[zero])
     gap = float(abs(value) / below.max()) if (below.size and below.max() > 0 and nz.size) else float("inf")
     return NonzeroResult(value, int(zero.sum()), thr, gap)
+
+
+# ------------------------------------------------------------ stochastic trace and density
+
+#: probe distributions of the stochastic estimators: Rademacher (±1 entries), standard normal,
+#: or the columns of a random orthogonal matrix scaled by √d (k <= d probes; with k = d the
+#: estimates are exact: the probes span the space)
+PROBES = ("rademacher", "gaussian", "orthogonal")
+
+
+def probe_vectors(key, dim: int, n: int, distribution: str = "rademacher") -> np.ndarray:
+    """``n`` probe vectors (n, d) with E[v vᵀ] = I, drawn with the explicit ``key``.
+
+    Rademacher and Gaussian probe i depends only on ``fold_in(key, i)``, so a probe is the same
+    whatever the number drawn with it; orthogonal probes are drawn jointly (QR of a Gaussian
+    d x n matrix)."""
+    import jax
+
+    with jax.enable_x64(True):
+        if distribution == "orthogonal":
+            G = np.asarray(jax.random.normal(key, (dim, n), dtype="float64"))
+            Q, R = np.linalg.qr(G)
+            return (Q * np.sign(np.diag(R))).T * np.sqrt(dim)
+        draw = jax.random.rademacher if distribution == "rademacher" else jax.random.normal
+        return np.stack([np.asarray(draw(jax.random.fold_in(key, i), (dim,), dtype="float64")) for i in range(n)])
+
+
+def _checked_matvec(matvec: Callable, dim: int, caller: str) -> Callable:
+    def mv(v: np.ndarray) -> np.ndarray:
+        out = np.asarray(matvec(v), dtype=np.float64).reshape(-1)
+        if out.shape != (dim,) or not np.all(np.isfinite(out)):
+            raise InvalidParameterError(
+                f"The 'matvec' parameter of {caller} must return {dim} finite values. Got "
+                f"{'non-finite values' if out.shape == (dim,) else 'shape ' + str(out.shape)} instead.")
+        return out
+
+    return mv
+
+
+def _stochastic_args(dim, probes, distribution, key, caller: str) -> tuple[int, int, str]:
+    dim = positive_int(dim, "dim", caller)
+    probes = positive_int(probes, "probes", caller)
+    distribution = choice(distribution, "distribution", caller, PROBES)
+    if distribution == "orthogonal" and probes > dim:
+        raise fail("probes", caller, f"an int <= dim ({dim}) with orthogonal probes", probes)
+    if key is None:
+        raise fail("key", caller, "a JAX PRNG key", key)
+    return dim, probes, distribution
+
+
+@dataclass(frozen=True, repr=False)
+class TraceResult(Record):
+    """A stochastic trace estimate from :func:`trace_estimate`.
+
+    Attributes:
+        estimate: the estimate of tr(H).
+        stderr: its standard error (from the spread of the per-probe samples; for Hutch++ of
+            the residual part, the sketched part being exact given the sketch).
+        samples: (k,) the per-probe samples whose mean (plus the sketched trace) is the estimate.
+        method: "hutchinson" or "hutch++"; distribution: of the probes.
+        matvecs: products used.
+    """
+
+    estimate: float
+    stderr: float
+    samples: np.ndarray
+    method: str
+    distribution: str
+    matvecs: int
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        """estimate ± 1.96 standard errors (normal approximation)."""
+        return self.estimate - 1.96 * self.stderr, self.estimate + 1.96 * self.stderr
+
+
+def trace_estimate(matvec: Callable, dim: int, *, key, probes: int = 99, method: str = "hutch++",
+                   distribution: str = "rademacher") -> TraceResult:
+    """tr(H) from ``probes`` matrix-vector products: Hutchinson's estimator mean(vᵀHv), or
+    Hutch++ (Meyer, Musco, Musco & Woodruff 2021): a third of the products sketch the top of the
+    spectrum, Q = orth(H S), whose trace tr(QᵀHQ) is computed exactly (another third), and
+    Hutchinson's estimator on the deflated (I − QQᵀ)H(I − QQᵀ) takes the last third.  Both are
+    unbiased; Hutch++ has a far smaller error when a few eigenvalues dominate."""
+    caller = "trace_estimate"
+    method = choice(method, "method", caller, ("hutchinson", "hutch++"))
+    dim, probes, distribution = _stochastic_args(dim, probes, distribution, key, caller)
+    if method == "hutch++" and probes < 3:
+        raise fail("probes", caller, "an int >= 3 with hutch++ (a third each: sketch, its trace, residual)", probes)
+    mv = _checked_matvec(matvec, dim, caller)
+    if method == "hutchinson":
+        V = probe_vectors(key, dim, probes, distribution)
+        s = np.array([v @ mv(v) for v in V])
+        return TraceResult(float(s.mean()), _stderr(s), s, method, distribution, probes)
+    import jax
+
+    k = probes // 3
+    S = probe_vectors(jax.random.fold_in(key, 0), dim, k, "rademacher")
+    Q, _ = np.linalg.qr(np.stack([mv(v) for v in S], axis=1))
+    exact = float(sum(q @ mv(q) for q in Q.T))
+    G = probe_vectors(jax.random.fold_in(key, 1), dim, probes - 2 * k, distribution)
+    G = G - (G @ Q) @ Q.T  # (I − QQᵀ) g
+    s = np.array([g @ mv(g) for g in G])
+    return TraceResult(exact + float(s.mean()), _stderr(s), s, method, distribution, probes)
+
+
+def _stderr(s: np.ndarray) -> float:
+    return float(s.std(ddof=1) / np.sqrt(len(s))) if len(s) > 1 else float("nan")
+
+
+@dataclass(frozen=True, repr=False)
+class DensityResult(Record):
+    """A spectral density from :func:`spectral_density` (stochastic Lanczos quadrature).
+
+    For each probe v, m Lanczos steps from v/‖v‖ give a quadrature rule: nodes θ_j (the Ritz
+    values) and weights τ_j (the squared first components of the Ritz vectors), with
+    Σ τ_j f(θ_j) = vᵀf(H)v/‖v‖² exactly for polynomials f of degree < 2m.  The density is the
+    average over probes of Σ τ_j N(t; θ_j, σ²): it integrates to 1 (multiply by d for an
+    eigenvalue count) and its moments estimate tr(Hᵖ)/d.
+
+    Attributes:
+        grid, density: (n,) where the density is evaluated, and its values.
+        nodes, weights: (probes, m) the quadrature rules (NaN-padded where a probe's Krylov
+            space was exhausted before m steps, weight 0).
+        moments, moments_stderr: (5,) estimates of tr(Hᵖ)/d for p = 0..4 from the quadrature
+            (not the broadened density) and their standard errors over probes.
+        sigma: the Gaussian broadening; lanczos_steps, probes, matvecs, distribution.
+    """
+
+    grid: np.ndarray
+    density: np.ndarray
+    nodes: np.ndarray
+    weights: np.ndarray
+    moments: np.ndarray
+    moments_stderr: np.ndarray
+    sigma: float
+    lanczos_steps: int
+    probes: int
+    matvecs: int
+    distribution: str
+
+    def fraction_above(self, x: float) -> tuple[float, float]:
+        """The estimated fraction of eigenvalues above ``x`` and its standard error over probes.
+        A count is not a polynomial of H: the estimate is exact only where the Ritz values are
+        eigenvalues (the extreme, well-separated ones converge first; steps = d makes it exact),
+        and smeared over the unresolved bulk otherwise."""
+        w = np.where(np.nan_to_num(self.nodes, nan=-np.inf) > x, self.weights, 0.0).sum(axis=1)
+        return float(w.mean()), _stderr(w)
+
+    def to_xarray(self):
+        import xarray as xr
+
+        return xr.Dataset(
+            {"density": ("eigenvalue", self.density), "nodes": (("probe", "node"), self.nodes),
+             "weights": (("probe", "node"), self.weights), "moments": ("power", self.moments),
+             "moments_stderr": ("power", self.moments_stderr)},
+            coords={"eigenvalue": self.grid, "power": np.arange(len(self.moments))},
+            attrs={"sigma": self.sigma, "lanczos_steps": self.lanczos_steps, "probes": self.probes,
+                   "matvecs": self.matvecs, "distribution": self.distribution,
+                   "definition": "stochastic Lanczos quadrature; density integrates to 1 (x d = eigenvalue count)"})
+
+
+def _quadrature(mv, v: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Nodes and weights of m Lanczos steps from v (full reorthogonalisation); fewer where the
+    Krylov space is exhausted.  Returns (nodes, weights, matvecs)."""
+    V = np.zeros((m, v.size))
+    V[0] = v / np.linalg.norm(v)
+    alpha, beta = [], []
+    for j in range(m):
+        w = mv(V[j])
+        a = float(V[j] @ w)
+        w = w - a * V[j] - (beta[-1] * V[j - 1] if j > 0 else 0.0)
+        for _ in range(2):
+            w -= V[: j + 1].T @ (V[: j + 1] @ w)
+        alpha.append(a)
+        b = float(np.linalg.norm(w))
+        scale = max(abs(a), max((abs(x) for x in alpha), default=0.0), np.finfo(float).tiny)
+        if j == m - 1 or b <= 1e-12 * scale:
+            break
+        beta.append(b)
+        V[j + 1] = w / b
+    T = np.diag(alpha) + np.diag(beta, 1) + np.diag(beta, -1)
+    theta, S = np.linalg.eigh(T)
+    return theta, S[0] ** 2, len(alpha)
+
+
+def spectral_density(matvec: Callable, dim: int, *, key, probes: int = 10, lanczos_steps: int = 80,
+                     grid: int | np.ndarray = 1000, sigma: float | None = None,
+                     distribution: str = "rademacher") -> DensityResult:
+    """The eigenvalue density of a symmetric operator by stochastic Lanczos quadrature (as
+    PyHessian does), from ``probes`` random probes of ``lanczos_steps`` Lanczos steps each
+    (probes x steps matrix-vector products; memory steps x d).
+
+    Other arguments (keyword-only):
+        key: explicit JAX PRNG key of the probes.
+        grid: an int n (n points over the nodes' range widened by 5σ, default 1000) or the
+            points themselves.
+        sigma: the Gaussian broadening (default: 1 % of the nodes' range).
+        distribution: "rademacher" (default), "gaussian" or "orthogonal" (see
+            :func:`probe_vectors`; with probes = d orthogonal probes the moments are exact).
+    """
+    caller = "spectral_density"
+    dim, probes, distribution = _stochastic_args(dim, probes, distribution, key, caller)
+    m = min(positive_int(lanczos_steps, "lanczos_steps", caller), dim)
+    if sigma is not None:
+        sigma = finite_float(sigma, "sigma", caller, low=0.0)
+        if sigma <= 0:
+            raise fail("sigma", caller, "a finite float > 0 (or None: 1 % of the spectrum's range)", sigma)
+    mv = _checked_matvec(matvec, dim, caller)
+    nodes = np.full((probes, m), np.nan)
+    weights = np.zeros((probes, m))
+    n_mv = 0
+    for i, v in enumerate(probe_vectors(key, dim, probes, distribution)):
+        th, w, used = _quadrature(mv, v, m)
+        nodes[i, : th.size], weights[i, : th.size] = th, w
+        n_mv += used
+    fin = np.isfinite(nodes)
+    lo, hi = float(nodes[fin].min()), float(nodes[fin].max())
+    if sigma is None:
+        sigma = max(0.01 * (hi - lo), 1e-12 * max(abs(lo), abs(hi), 1e-300))
+    grid = _density_grid(grid, lo, hi, sigma, caller)
+    z = (grid[None, None, :] - np.nan_to_num(nodes)[:, :, None]) / sigma
+    dens = (weights[:, :, None] * np.exp(-0.5 * z * z)).sum(axis=(0, 1)) / (probes * sigma * np.sqrt(2 * np.pi))
+    pw = np.stack([(weights * np.nan_to_num(nodes) ** p).sum(axis=1) for p in range(5)], axis=1)
+    return DensityResult(grid, dens, nodes, weights, pw.mean(axis=0),
+                         np.array([_stderr(pw[:, p]) for p in range(5)]), float(sigma), m, probes, n_mv, distribution)
+
+
+def _density_grid(grid, lo: float, hi: float, sigma: float, caller: str) -> np.ndarray:
+    if isinstance(grid, (int, np.integer)) and not isinstance(grid, bool):
+        return np.linspace(lo - 5 * sigma, hi + 5 * sigma, positive_int(grid, "grid", caller, minimum=2))
+    g = np.asarray(grid, dtype=np.float64).reshape(-1)
+    if g.size < 2 or not np.all(np.isfinite(g)) or np.any(np.diff(g) <= 0):
+        raise fail("grid", caller, "an int >= 2 or increasing finite points", grid)
+    return g

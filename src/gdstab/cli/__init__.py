@@ -24,7 +24,7 @@ from typing import Sequence
 from .. import __version__, interrupts
 from .._validation import InvalidParameterError
 from ..sweep.folders import describe_os_error
-from . import beyond, reproduce, run, sweep, theory
+from . import beyond, instruments, reproduce, run, sweep, theory
 from ._common import Parser
 
 __all__ = ["main", "build_parser"]
@@ -42,6 +42,7 @@ def build_parser() -> Parser:
     theory.register(sub)       # stability, linear
     reproduce.register(sub)    # reproduce, report
     beyond.register(sub)       # orbit, lyapunov, basin, sharpness, critical-lr
+    instruments.register(sub)  # spectrum, flow
     run.register_problems(sub)  # problems
     return parser
 
