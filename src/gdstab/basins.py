@@ -60,12 +60,12 @@ def _axes(extent, resolution, caller: str):
     if len(ext) != 4 or not all(math.isfinite(v) for v in ext) or ext[0] >= ext[1] or ext[2] >= ext[3]:
         raise fail("extent", caller, "(a_min, a_max, b_min, b_max) finite floats with min < max", extent)
     if isinstance(resolution, (int, np.integer)) and not isinstance(resolution, bool):
-        na = nb = positive_int(resolution, "resolution", caller)
+        na = nb = positive_int(resolution, "resolution", caller, minimum=2)
     else:
         try:
-            na, nb = (positive_int(r, "resolution", caller) for r in resolution)
+            na, nb = (positive_int(r, "resolution", caller, minimum=2) for r in resolution)
         except (TypeError, ValueError):
-            raise fail("resolution", caller, "an int >= 1 or a pair (n_a, n_b)", resolution) from None
+            raise fail("resolution", caller, "an int >= 2 or a pair (n_a, n_b) (one pixel is not a map)", resolution) from None
     return ext, np.linspace(ext[0], ext[1], na), np.linspace(ext[2], ext[3], nb)
 
 
@@ -159,3 +159,52 @@ def basin_map(
             "status_codes": str(BASIN_CODES),
         },
     )
+
+
+def zoom_series(problem: Problem, eta: float, *, extent: Sequence[float] = (-2.0, 2.0, -2.0, 2.0),
+                levels: int = 3, factor: float = 4.0, center: Sequence[float] | None = None,
+                resolution: int = 256, **basin_kwargs) -> list:
+    """Basin maps of nested windows, each re-rendered at full resolution, so that a user can see
+    whether the boundary's structure persists across scales (a fractal boundary keeps
+    structure; a smooth one turns into a straight line).
+
+    Level 0 is ``extent``; level k + 1 is ``factor`` times smaller in both directions, centred
+    on the boundary pixel of level k closest to ``center`` (default: the middle of
+    ``extent``), so the zoom follows the boundary.  ``basin_kwargs`` go to :func:`basin_map`
+    (plane, steps, criteria, classify, optimizer, ...).  Returns the ``levels`` Datasets, each
+    with ``attrs["zoom_level"]`` and ``attrs["extent"]``."""
+    caller = "zoom_series"
+    ext, _, _ = _axes(extent, resolution, caller)
+    levels = positive_int(levels, "levels", caller)
+    factor = finite_float(factor, "factor", caller, low=1.0)
+    if factor <= 1.0:
+        raise fail("factor", caller, "a finite float > 1", factor)
+    target = np.array([(ext[0] + ext[1]) / 2, (ext[2] + ext[3]) / 2]) if center is None else \
+        np.asarray(center, dtype=np.float64).reshape(-1)
+    if target.shape != (2,) or not np.all(np.isfinite(target)):
+        raise fail("center", caller, "two finite plane coordinates (a, b)", center)
+    maps = []
+    half = np.array([(ext[1] - ext[0]) / 2, (ext[3] - ext[2]) / 2])
+    window = np.asarray(ext, dtype=np.float64)
+    for k in range(levels):
+        ds = basin_map(problem, eta, extent=tuple(window), resolution=resolution, **basin_kwargs)
+        ds.attrs.update(zoom_level=k, extent=[float(x) for x in window], zoom_factor=factor)
+        maps.append(ds)
+        c = _nearest_boundary_pixel(ds, target)
+        half = half / factor
+        window = np.array([c[0] - half[0], c[0] + half[0], c[1] - half[1], c[1] + half[1]])
+    return maps
+
+
+def _nearest_boundary_pixel(ds, target: np.ndarray) -> np.ndarray:
+    """(a, b) of the pixel where the class changes (status or minimum) nearest to ``target``;
+    ``target`` itself when the map has a single class."""
+    from .boundary import boundary_mask, map_labels
+
+    m = boundary_mask(map_labels(ds))
+    if not m.any():
+        return target
+    A, Bm = np.meshgrid(ds.a.values, ds.b.values)
+    d2 = (A - target[0]) ** 2 + (Bm - target[1]) ** 2
+    i = np.argmin(np.where(m, d2, np.inf))
+    return np.array([A.flat[i], Bm.flat[i]])

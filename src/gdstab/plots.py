@@ -551,6 +551,36 @@ def spectral_density(ds, top=None, eta=None, ax=None):
 
 
 @styled
+def boundary_scaling(result, axes=None):
+    """The two fits of :func:`gdstab.boundary.boundary_dimension` on log-log axes: box counts
+    N(s) against the box side s (slope −D), and the uncertain fraction f(ε) against ε
+    (slope α, D = 2 − α), each with its fitted line."""
+    fig, axes = _panels(axes, 1, 2, (PAGE_WIDTH, 2.8))
+    s, n = np.asarray(result.box_sizes, float), np.asarray(result.box_counts, float)
+    e, f = np.asarray(result.eps, float), np.asarray(result.uncertain_fraction, float)
+    axes[0].loglog(s, n, "o", color="C0", ms=4)
+    axes[1].loglog(e, f, "o", color="C1", ms=4)
+    if result.status == "ok":
+        c0 = np.mean(np.log(n) + result.dimension * np.log(s))
+        axes[0].loglog(s, np.exp(c0 - result.dimension * np.log(s)), color="C0", lw=1,
+                       label=f"D = {result.dimension:.3f} [{result.interval[0]:.3f}, {result.interval[1]:.3f}]")
+        c1 = np.mean(np.log(f) - result.alpha * np.log(e))
+        axes[1].loglog(e, np.exp(c1 + result.alpha * np.log(e)), color="C1", lw=1,
+                       label=rf"$\alpha$ = {result.alpha:.3f}: D = 2 − α = {result.dimension_from_alpha:.3f} "
+                       f"[{result.dimension_from_alpha_interval[0]:.3f}, {result.dimension_from_alpha_interval[1]:.3f}]")
+        for ax in axes:
+            ax.legend(fontsize=7)
+    axes[0].set_xlabel("box side s (pixels)")
+    axes[0].set_ylabel("boxes holding the boundary N(s)")
+    axes[0].set_title("box counting", loc="left", fontsize=8)
+    axes[1].set_xlabel(r"$\varepsilon$ (pixels)")
+    axes[1].set_ylabel(r"uncertain fraction f($\varepsilon$)")
+    axes[1].set_title(f"final-state sensitivity ({result.status})", loc="left", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+@styled
 def momentum_trapping(ds, axes=None):
     """Trapping fraction against η for heavy ball and Nesterov at several β (Wilson 95 % bars),
     with the theory's critical step size η*(rule, β) dotted in the same colour (from
