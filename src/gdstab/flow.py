@@ -13,6 +13,7 @@ chunking (each trajectory is solved with its own step-size controller; a test ch
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -144,7 +145,11 @@ def _stiffness(problem: Problem, th: np.ndarray, t_max: float) -> float:
     import jax
     import jax.numpy as jnp
 
-    lam = jax.jit(jax.vmap(lambda x: jnp.linalg.eigvalsh(jax.hessian(problem.loss)(x))[-1]))(jnp.asarray(th))
+    fn = _COMPILED.get((problem.loss, "stiffness"))
+    if fn is None:
+        fn = _COMPILED[(problem.loss, "stiffness")] = jax.jit(
+            jax.vmap(lambda x: jnp.linalg.eigvalsh(jax.hessian(problem.loss)(x))[-1]))
+    lam = fn(jnp.asarray(th))
     lam = np.asarray(lam)
     return float(np.max(lam[np.isfinite(lam)], initial=0.0) * t_max)
 
@@ -165,8 +170,22 @@ def _solver(name: str, problem: Problem, th: np.ndarray, t_max: float, rtol: flo
     return name, {"tsit5": diffrax.Tsit5, "dopri8": diffrax.Dopri8}[name](), stiff
 
 
-def _flow_solver(problem: Problem, solver, max_steps: int):
-    """A compiled solve of one batch: (θ₀ (B, d), ts, rtol, atol) -> (ys, result codes, counts)."""
+_COMPILED: dict = {}
+
+
+def _flow_solver(problem: Problem, solver, max_steps: int, key: tuple):
+    """A compiled solve of one batch: (θ₀ (B, d), ts, rtol, atol) -> (ys, result codes, counts);
+    cached per (loss, solver, max_steps, Newton tolerances): a new θ₀, t or tolerance does not
+    recompile."""
+    key = (problem.loss, max_steps, *key)
+    if key not in _COMPILED:
+        if len(_COMPILED) > 32:
+            _COMPILED.clear()
+        _COMPILED[key] = _build_flow_solver(problem, solver, max_steps)
+    return _COMPILED[key]
+
+
+def _build_flow_solver(problem: Problem, solver, max_steps: int):
     import diffrax
     import jax
     import jax.numpy as jnp
@@ -238,7 +257,8 @@ def gradient_flow(
     th, _ = check_batch(problem, theta0, 1.0, caller)
     with jax.enable_x64(True):
         name, slv, stiff = _solver(solver, problem, th, t_max, rtol, atol)
-        ys, code, acc, rej = _solve_chunks(_flow_solver(problem, slv, max_steps), th, ts, rtol, atol, chunk_size)
+        tag = (name, rtol, atol) if name == "kvaerno5" else (name,)  # the Newton tolerances are static
+        ys, code, acc, rej = _solve_chunks(_flow_solver(problem, slv, max_steps, tag), th, ts, rtol, atol, chunk_size)
         ys = np.where(np.isfinite(ys), ys, np.nan)
         loss = _losses(problem, ys)
     status = np.asarray(FLOW_STATUSES, dtype=object)[code]
@@ -268,27 +288,34 @@ def _losses(problem: Problem, ys: np.ndarray) -> np.ndarray:
     ok = np.all(np.isfinite(flat), axis=1)
     out = np.full(flat.shape[0], np.nan)
     if ok.any():
-        out[ok] = np.asarray(jax.jit(jax.vmap(problem.loss))(flat[ok]))
+        fn = _COMPILED.get((problem.loss, "loss"))
+        if fn is None:
+            fn = _COMPILED[(problem.loss, "loss")] = jax.jit(jax.vmap(problem.loss))
+        out[ok] = np.asarray(fn(flat[ok]))
     return out.reshape(ys.shape[:2])
 
 
 def _gd_records(problem: Problem, th: np.ndarray, eta: float, n_rec: int, every: int) -> np.ndarray:
-    """GD iterates θ_0, θ_every, ... (n_rec of them), (B, n_rec, d), without storing the others."""
+    """GD iterates θ_0, θ_every, ... (n_rec of them), (B, n_rec, d), without storing the others
+    (compiled once per loss and record layout; η is traced)."""
     import jax
     import jax.numpy as jnp
 
-    grad = jax.vmap(jax.grad(problem.loss))
+    run = _COMPILED.get((problem.loss, "gd"))
+    if run is None:
+        grad = jax.vmap(jax.grad(problem.loss))
 
-    @jax.jit
-    def run(x):
-        def block(x, _):
-            x2 = jax.lax.fori_loop(0, every, lambda i, y: y - eta * grad(y), x)
-            return x2, x2
+        @functools.partial(jax.jit, static_argnums=(2, 3))
+        def run(x, eta, n_rec, every):
+            def block(x, _):
+                x2 = jax.lax.fori_loop(0, every, lambda i, y: y - eta * grad(y), x)
+                return x2, x2
 
-        _, rest = jax.lax.scan(block, x, None, length=n_rec - 1)
-        return jnp.concatenate([x[None], rest], axis=0)
+            _, rest = jax.lax.scan(block, x, None, length=n_rec - 1)
+            return jnp.concatenate([x[None], rest], axis=0)
 
-    return np.moveaxis(np.asarray(run(jnp.asarray(th))), 0, 1)
+        _COMPILED[(problem.loss, "gd")] = run
+    return np.moveaxis(np.asarray(run(jnp.asarray(th), jnp.asarray(eta), n_rec, every)), 0, 1)
 
 
 def distance_to_flow(
