@@ -570,14 +570,15 @@ def _run_segmented(runner: "_Runner", theta, eta, hyper, kd, T, opts, every, ste
 
 
 def _run_jax(problem, theta0, eta, steps, criteria, chunk, record_every, dtype_name, on_chunk, threads,
-             batch_size=0, key_data=None, rule: Rule = GD):
+             batch_size=0, key_data=None, rule: Rule = GD, hyper=None):
     import jax
     import jax.numpy as jnp
 
     B, d = theta0.shape
     n_records = 0 if record_every is None else steps // record_every + 1
     runner = _jax_runner(problem, chunk, n_records, dtype_name, batch_size, rule.kind)
-    hyper_all = np.broadcast_to(rule.values.astype(dtype_name), (B, rule.values.size))
+    hyper_all = np.broadcast_to(rule.values.astype(dtype_name), (B, rule.values.size)) if hyper is None else \
+        np.asarray(hyper, dtype=dtype_name)
     buffers = None
     if key_data is None:
         key_data = np.zeros((B, 2), np.uint32)  # unused by full-batch GD
@@ -601,7 +602,8 @@ def _run_jax(problem, theta0, eta, steps, criteria, chunk, record_every, dtype_n
         out_theta[start:stop] = np.asarray(state.theta[0])[:m]
         if not rule.is_gd:
             nonlocal buffers
-            z = np.concatenate([np.asarray(x).reshape(chunk, -1)[:m] for x in state.theta[1:]], axis=1)
+            parts = [np.asarray(x).reshape(chunk, -1)[:m] for x in state.theta[1:]]
+            z = np.concatenate(parts, axis=1) if parts else np.empty((m, 0), dtype_name)  # a stateless rule
             if buffers is None:
                 buffers = np.empty((B, z.shape[1]), dtype=dtype_name)
             buffers[start:stop] = z
@@ -763,6 +765,7 @@ def trajectories(
     batch_size: int | None = None,
     keys=None,
     optimizer: Rule | str | None = None,
+    hyper=None,
 ) -> Trajectories:
     """Run B gradient-descent (or SGD, or any update rule with ``optimizer``) trajectories and
     classify each one.
@@ -802,6 +805,10 @@ def trajectories(
             means ‖z_{t+1} − z_t‖ ≤ tol (θ *and* buffers at rest), periodic compares full states,
             diverged watches ‖z‖ and the finiteness of every buffer.  Only GD has the native
             fast path; with SGD the rule sees the minibatch gradient.
+        hyper: the rule's hyperparameter values per trajectory, (B, k) floats in the order of
+            ``optimizer.hyper`` (default: the rule's own values for every trajectory), e.g. a
+            grid over momentum β, or the group multipliers of
+            :func:`gdstab.optimizers.group_rule`; traced, so they never recompile.
 
     Returns a :class:`Trajectories`; diverging trajectories are results, never exceptions.
     SIGINT/SIGTERM stop the run at the next segment boundary of the engine (within about
@@ -823,6 +830,18 @@ def trajectories(
         record_every = positive_int(record_every, "record_every", caller)
     th, et = check_batch(problem, theta0, eta, caller)
     B = th.shape[0]
+    if hyper is not None:
+        hyper = np.asarray(hyper, dtype=np.float64)
+        k = rule.values.size
+        if hyper.ndim == 1 and hyper.size == k:
+            hyper = np.broadcast_to(hyper, (B, k))
+        if hyper.shape != (B, k) or not np.all(np.isfinite(hyper)) or k == 0:
+            raise fail("hyper", caller, f"({B}, {k}) finite hyperparameter values of {rule.spec()} per trajectory",
+                       f"shape {hyper.shape}")
+        if not rule.is_gd and rule.name != "optax":
+            for j, (name, _) in enumerate(rule.hyper):  # the built-in rules' ranges
+                for v in np.unique(hyper[:, j]):
+                    Rule(rule.name, ((name, float(v)),))
     key_data = None
     if batch_size is not None:
         key_data = _sgd_inputs(problem, batch_size, keys, B, caller)
@@ -855,7 +874,7 @@ def trajectories(
                          else chunk_size)
                 out = _run_jax(
                     problem, th.astype(dtype), et.astype(dtype), steps, criteria, chunk, record_every, dtype, on_chunk,
-                    threads, batch_size or 0, key_data, rule,
+                    threads, batch_size or 0, key_data, rule, hyper,
                 )
             used = "jax"
     theta_f, raw, step, period, loss, gnorm, metrics, buffers = out

@@ -45,7 +45,7 @@ import numpy as np
 
 from ._validation import fail
 
-__all__ = ["RULES", "Rule", "RuleKind", "as_rule", "parse_rule", "threshold", "StateRule", "state_rule", "GD"]
+__all__ = ["RULES", "Rule", "RuleKind", "as_rule", "parse_rule", "threshold", "StateRule", "state_rule", "GD", "group_rule"]
 
 #: the rules and their hyperparameters (name, default) in the order of the ``--optimizer`` spec
 RULES = {
@@ -178,6 +178,41 @@ def as_rule(optimizer: Any, caller: str, name: str = "optimizer") -> Rule:
     if isinstance(optimizer, str):
         return parse_rule(optimizer, name=name, caller=caller)
     raise fail(name, caller, "None, a gdstab.optimizers.Rule or a spec such as 'momentum:0.9'", optimizer)
+
+
+_GROUP_FACTORIES: dict = {}
+
+
+def group_rule(group_index, names) -> Rule:
+    """GD with one learning-rate multiplier per parameter group: θ_i ← θ_i − η·m_g(i)·g_i, with
+    ``group_index`` (d,) the group of each coordinate and ``names`` the groups' names; the
+    multipliers are the rule's hyperparameters ("lr_<name>", default 1: plain GD), traced, so a
+    map over them compiles once.  Groups come from :func:`gdstab.problems.parameter_groups`.
+    Built as an optax transformation (stateless); its threshold c is NaN (the stability of a
+    minimum then depends on η·m ⊙ H, not on ηλ)."""
+    import numpy as np
+
+    idx = np.asarray(group_index, dtype=np.int32).reshape(-1)
+    names = tuple(str(n) for n in names)
+    if idx.size == 0 or idx.min() < 0 or idx.max() >= len(names):
+        raise fail("group_index", "group_rule", f"ints in [0, {len(names)}) (one per coordinate)", idx)
+    key = (idx.tobytes(), names)
+    factory = _GROUP_FACTORIES.get(key)
+    if factory is None:
+        def factory(learning_rate, **multipliers):
+            import jax.numpy as jnp
+            import optax
+
+            m = jnp.stack([jnp.asarray(multipliers[f"lr_{n}"]) for n in names])[jnp.asarray(idx)]
+
+            def update(updates, state, params=None):
+                return -learning_rate * m * updates, state
+
+            return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+        factory.__name__ = factory.__qualname__ = "groups(" + ",".join(names) + ")"
+        _GROUP_FACTORIES[key] = factory
+    return Rule.from_optax(factory, **{f"lr_{n}": 1.0 for n in names})
 
 
 def _check_factory(factory, hyper: dict) -> None:

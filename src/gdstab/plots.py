@@ -580,6 +580,56 @@ def boundary_scaling(result, axes=None):
     return fig
 
 
+def _is_log_axis(v: np.ndarray) -> bool:
+    return bool(v.size > 2 and np.all(v > 0) and np.allclose(np.diff(np.log(v)), np.log(v[1] / v[0]), rtol=1e-6))
+
+
+@styled
+def hyperparameter_map(ds, axes=None):
+    """A map from :func:`gdstab.hypermaps.hyperparameter_map`: the outcome of the training run
+    at every pixel (converged, periodic, bounded, stationary, diverged) and its final loss
+    (log scale); log-spaced axes are drawn on log axes."""
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    from .basins import BASIN_CODES
+
+    fig, axes = _panels(axes, 1, 2, (PAGE_WIDTH, 3.6))
+    x, y, status = ds.x.values, ds.y.values, ds.status.values
+    label = np.full(status.shape, -1)
+    names, colours = [], []
+    for key, col in (("converged", "#4c72b0"), ("periodic", "#dd8452"), ("bounded", "#ccb974"),
+                     ("stationary", "#8c8c8c"), ("diverged", "#c44e52")):
+        m = status == BASIN_CODES[key]
+        if m.any():
+            label[m] = len(names)
+            names.append(key)
+            colours.append(col)
+    axes[0].pcolormesh(x, y, np.ma.masked_less(label, 0), cmap=ListedColormap(colours), vmin=-0.5,
+                       vmax=len(names) - 0.5, shading="nearest")
+    axes[0].legend(handles=[Patch(color=c, label=n) for c, n in zip(colours, names)], fontsize=7, loc="upper center",
+                   bbox_to_anchor=(0.5, -0.2), ncol=3, borderaxespad=0)
+    rule = ds.attrs.get("optimizer", "gd")
+    eta = ds.attrs.get("eta")
+    axes[0].set_title(f"outcome of {'GD' if rule == 'gd' else rule}"
+                      + ("" if eta == "axis" else f" at $\\eta = {float(eta):g}$"), loc="left", fontsize=8)
+    fl = ds.final_loss.values
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shown = np.where(np.isfinite(fl) & (fl > 0) & (status != BASIN_CODES["diverged"]), np.log10(fl), np.nan)
+    im = axes[1].pcolormesh(x, y, shown, cmap="viridis", shading="nearest")
+    fig.colorbar(im, ax=axes[1], label=r"$\log_{10}$ final loss (blank: diverged)")
+    axes[1].set_title("final loss", loc="left", fontsize=8)
+    for ax in axes:
+        ax.set_xlabel(ds.attrs["x_name"])
+        ax.set_ylabel(ds.attrs["y_name"])
+        if _is_log_axis(x):
+            ax.set_xscale("log")
+        if _is_log_axis(y):
+            ax.set_yscale("log")
+    fig.tight_layout()
+    return fig
+
+
 @styled
 def momentum_trapping(ds, axes=None):
     """Trapping fraction against η for heavy ball and Nesterov at several β (Wilson 95 % bars),

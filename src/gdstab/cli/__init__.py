@@ -42,7 +42,7 @@ def build_parser() -> Parser:
     theory.register(sub)       # stability, linear
     reproduce.register(sub)    # reproduce, report
     beyond.register(sub)       # orbit, lyapunov, basin, sharpness, critical-lr
-    instruments.register(sub)  # spectrum, boundary, flow
+    instruments.register(sub)  # spectrum, hypermap, boundary, flow
     run.register_problems(sub)  # problems
     return parser
 

@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 
 from .._validation import fail, positive_int
-from ._common import (add_init_args, add_problem_args, build_problem, emit, fmt_eta, initial_points, out_dir, single_eta,
-                      write_outputs)
+from ._common import (add_criteria_args, add_init_args, add_optimizer_arg, add_problem_args, add_quiet_arg, build_problem,
+                      criteria_from_args, emit, fmt_eta, initial_points, optimizer_from_args, out_dir, progress,
+                      single_eta, write_outputs)
 
 _FLOW_HELP = """\
 Solve the gradient flow theta'(t) = -grad L(theta) from each initial point with diffrax (adaptive
@@ -268,8 +269,77 @@ def cmd_boundary(args) -> int:
     return emit(summary, args.json, lines)
 
 
+_HYPERMAP_HELP = """\
+Train once per pixel of a grid over two hyperparameters and map the outcome (converged,
+periodic, bounded, diverged) and the final loss. Axes: eta (the step size), init_scale (the
+initial point scaled; every pixel starts from the same point, drawn with --seed), lr:GROUP (a
+multiplier of eta for one parameter group: the layers layer0, layer1, ... of an MLP or linear
+network, the modules of a PyTorch model, the leaves of a JAX pytree), or a hyperparameter of
+--optimizer (beta of momentum, b1 of adam, ...). Each axis is NAME:START:STOP:NUM, with :log
+for log spacing. All pixels run through the compiled engine at once."""
+
+_HYPERMAP_EPILOG = """\
+examples:
+  gdstab hypermap --problem hyperbola --x eta:0.1:1.5:64 --y init_scale:0.5:2:64
+  gdstab hypermap --problem hyperbola --optimizer momentum --x eta:0.05:2:64 --y beta:0:0.95:64
+  gdstab hypermap --problem mlp --option width=8 --eta 1 --x lr:layer0:0.1:10:32:log \\
+      --y lr:layer1:0.1:10:32:log --steps 300 --dtype float32 --out hypermap/
+then: gdstab boundary hypermap/   (the dimension of the trainability boundary)
+"""
+
+
+def _axis_spec(text: str, name: str, caller: str):
+    parts = str(text).split(":")
+    log = parts[-1] in ("log", "lin")
+    spacing = parts.pop() if log else "lin"
+    try:
+        start, stop, num = float(parts[-3]), float(parts[-2]), int(parts[-1])
+        axis = ":".join(parts[:-3])
+    except (ValueError, IndexError):
+        raise fail(name, caller, "NAME:START:STOP:NUM[:log] (e.g. eta:0.1:2:64 or lr:layer0:0.1:10:32:log)", text) from None
+    if not axis or num < 2 or not (np.isfinite(start) and np.isfinite(stop)) or start >= stop or \
+            (spacing == "log" and start <= 0):
+        raise fail(name, caller, "NAME:START:STOP:NUM[:log] with START < STOP, NUM >= 2 (START > 0 for log)", text)
+    values = np.geomspace(start, stop, num) if spacing == "log" else np.linspace(start, stop, num)
+    return axis, values
+
+
+def cmd_hypermap(args) -> int:
+    from .. import hypermaps
+
+    caller = "gdstab hypermap"
+    problem = build_problem(args)
+    x = _axis_spec(args.x, "--x", caller)
+    y = _axis_spec(args.y, "--y", caller)
+    if x[1].size * y[1].size > 4_000_000:
+        raise fail("--x", caller, "at most 4e6 pixels in all (--x NUM times --y NUM)", f"{x[1].size} x {y[1].size}")
+    eta = None if args.eta is None else single_eta(args.eta, caller)
+    theta0 = initial_points(args, problem, caller)[0] if args.init else None
+    out = out_dir(args)
+    with progress(args, caller, x[1].size * y[1].size, "pixels") as bar:
+        ds = hypermaps.hyperparameter_map(problem, x, y, eta=eta, optimizer=optimizer_from_args(args, caller),
+                                          steps=positive_int(args.steps, "--steps", caller),
+                                          seed=positive_int(args.seed, "--seed", caller, minimum=0), theta0=theta0,
+                                          criteria=criteria_from_args(args), dtype=args.dtype,
+                                          on_chunk=lambda done, total: bar.set(done))
+    from ..basins import BASIN_CODES
+
+    codes = ds.status.values.reshape(-1)
+    fr = {k: float(np.mean(codes == v)) for k, v in BASIN_CODES.items() if np.any(codes == v)}
+    summary = {"problem": problem.name, "normalisation": problem.normalisation, "x": {"name": x[0], "values": x[1].tolist()},
+               "y": {"name": y[0], "values": y[1].tolist()}, "eta": eta, "optimizer": ds.attrs["optimizer"],
+               "steps": ds.attrs["steps"], "seed": ds.attrs["seed"], "dtype": args.dtype, "fractions": fr}
+    summary["files"] = write_outputs(out, "hypermap", lambda plots: plots.hyperparameter_map(ds), ds, summary)
+    lines = [f"problem   {problem.name}: {problem.normalisation}",
+             f"map       {x[0]} ({x[1].size} values, {x[1][0]:g}..{x[1][-1]:g}) x {y[0]} ({y[1].size} values, "
+             f"{y[1][0]:g}..{y[1][-1]:g}), {ds.attrs['optimizer']}, {ds.attrs['steps']} steps, {args.dtype}"]
+    lines += [f"  {k:<11} {v:.4f} of the pixels" for k, v in fr.items()]
+    return emit(summary, args.json, lines)
+
+
 def register(sub) -> None:
     register_spectrum(sub)
+    _register_hypermap(sub)
     p = sub.add_parser("boundary", help="dimension of the boundary of a stored basin (or hyperparameter) map",
                        description=_BOUNDARY_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
                        epilog="example:\n  gdstab basin --problem hyperbola --eta 1.2 --resolution 512 --out b/\n"
@@ -314,3 +384,25 @@ def register_spectrum(sub) -> None:
     p.add_argument("--eta", help="a step size: count the eigenvalues above 2/eta")
     p.add_argument("--out", metavar="DIR", help="with --density: write spectrum.png/.pdf/.svg, spectrum.zarr and spectrum.json")
     p.set_defaults(func=cmd_spectrum)
+
+
+def _register_hypermap(sub) -> None:
+    p = sub.add_parser("hypermap", help="trainability over two hyperparameters (eta, init scale, per-layer "
+                       "learning rates, momentum, ...): one run per pixel",
+                       description=_HYPERMAP_HELP, epilog=_HYPERMAP_EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_problem_args(p)
+    add_optimizer_arg(p)
+    add_quiet_arg(p)
+    p.add_argument("--x", required=True, help="the horizontal axis, NAME:START:STOP:NUM[:log]")
+    p.add_argument("--y", required=True, help="the vertical axis, NAME:START:STOP:NUM[:log]")
+    p.add_argument("--eta", help="the step size when no axis is eta (with lr: axes, each group's is eta x multiplier)")
+    p.add_argument("--init", metavar="X,Y,...", action="append", default=[],
+                   help="the initial point of every pixel (default: one random initialisation, --seed)")
+    p.add_argument("--seed", type=int, default=0, help="integer seed of the initial point (default 0)")
+    p.add_argument("--steps", type=int, default=1000, help="steps per pixel (default 1000)")
+    p.add_argument("--dtype", choices=["float64", "float32"], default="float64", help="(default float64)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--out", metavar="DIR", help="write hypermap.png/.pdf/.svg, hypermap.zarr and hypermap.json into DIR")
+    add_criteria_args(p)
+    p.set_defaults(func=cmd_hypermap)

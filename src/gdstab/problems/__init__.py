@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from .._validation import InvalidParameterError
-from .base import Minima, NativeKernel, Problem, parse_box
+from .base import Minima, NativeKernel, Problem, parameter_groups, parse_box
 from .expression import ExpressionError, parse_expression
 from .data import DataError, Digits, mnist, read_idx, write_idx
 from .linear import gaussian_data, linear_network, linear_problem
@@ -23,6 +23,7 @@ __all__ = [
     "ExpressionError",
     "parse_expression",
     "parse_box",
+    "parameter_groups",
     "get",
     "available",
     "OPTION_TYPES",

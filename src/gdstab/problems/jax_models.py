@@ -98,7 +98,8 @@ def from_flax(problem_cls, model: Any, variables: Any, data, loss: str | Callabl
                                  name=name or kind, normalisation=f"{words}; {X.shape[0]} samples")
     import dataclasses
 
-    return dataclasses.replace(p, options={"from_flax": kind, "initialisation": "the model's own initialisers"})
+    return dataclasses.replace(p, options={"from_flax": kind, "initialisation": "the model's own initialisers",
+                                           "groups": p.options["groups"]})
 
 
 def from_equinox(problem_cls, make: Callable, data, loss: str | Callable = "mse", *,
@@ -131,4 +132,5 @@ def from_equinox(problem_cls, make: Callable, data, loss: str | Callable = "mse"
                                  name=name or f"equinox {getattr(make, '__name__', 'model')}",
                                  normalisation=f"{words}; {X.shape[0]} samples")
     return dataclasses.replace(p, options={"from_equinox": getattr(make, "__name__", "model"),
-                                           "initialisation": "the model's own initialisers"})
+                                           "initialisation": "the model's own initialisers",
+                                           "groups": p.options["groups"]})

@@ -239,5 +239,6 @@ def from_torch(problem_cls, module, data, loss: str | Callable = "mse", *, init_
         p = problem_cls.from_jax(loss_fn, template, (Xj, Yj), init_fn=init_one, min_value=min_value,
                              name=name or f"torch:{type(module).__name__}",
                              normalisation=f"{words}; {Xj.shape[0]} samples")
-    return dataclasses.replace(p, options={"from_torch": type(module).__name__, "parameters": names,
+    groups = [(n.rsplit(".", 1)[0] if "." in n else n, int(np.size(t))) for n, t in zip(names, template)]
+    return dataclasses.replace(p, options={"from_torch": type(module).__name__, "parameters": names, "groups": groups,
                                            "initialisation": "init_fn" if init_fn else "reset_parameters"})
