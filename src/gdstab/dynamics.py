@@ -830,18 +830,7 @@ def trajectories(
         record_every = positive_int(record_every, "record_every", caller)
     th, et = check_batch(problem, theta0, eta, caller)
     B = th.shape[0]
-    if hyper is not None:
-        hyper = np.asarray(hyper, dtype=np.float64)
-        k = rule.values.size
-        if hyper.ndim == 1 and hyper.size == k:
-            hyper = np.broadcast_to(hyper, (B, k))
-        if hyper.shape != (B, k) or not np.all(np.isfinite(hyper)) or k == 0:
-            raise fail("hyper", caller, f"({B}, {k}) finite hyperparameter values of {rule.spec()} per trajectory",
-                       f"shape {hyper.shape}")
-        if not rule.is_gd and rule.name != "optax":
-            for j, (name, _) in enumerate(rule.hyper):  # the built-in rules' ranges
-                for v in np.unique(hyper[:, j]):
-                    Rule(rule.name, ((name, float(v)),))
+    hyper = None if hyper is None else _checked_hyper(hyper, rule, B, caller)
     key_data = None
     if batch_size is not None:
         key_data = _sgd_inputs(problem, batch_size, keys, B, caller)
@@ -883,6 +872,23 @@ def trajectories(
     return Trajectories(status=status, step=step, period=period, theta=theta_f, loss=loss, grad_norm=gnorm,
                         eta=et if et.dtype == np.dtype(dtype) else et.astype(dtype), steps=steps, criteria=criteria,
                         backend=used, metrics=metrics, optimizer=rule, buffers=buffers)
+
+
+def _checked_hyper(hyper, rule: Rule, B: int, caller: str) -> np.ndarray:
+    """Per-trajectory hyperparameter values (B, k) of ``rule`` (one row broadcast), finite and
+    inside the built-in rules' ranges."""
+    hyper = np.asarray(hyper, dtype=np.float64)
+    k = rule.values.size
+    if hyper.ndim == 1 and hyper.size == k:
+        hyper = np.broadcast_to(hyper, (B, k))
+    if hyper.shape != (B, k) or not np.all(np.isfinite(hyper)) or k == 0:
+        raise fail("hyper", caller, f"({B}, {k}) finite hyperparameter values of {rule.spec()} per trajectory",
+                   f"shape {hyper.shape}")
+    if rule.name != "optax":
+        for j, (name, _) in enumerate(rule.hyper):  # the built-in rules' ranges
+            for v in np.unique(hyper[:, j]):
+                Rule(rule.name, ((name, float(v)),))
+    return hyper
 
 
 def _use_native(problem: Problem, backend: str, dtype: str, record_every, rule: Rule = GD) -> bool:

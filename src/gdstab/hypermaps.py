@@ -21,7 +21,8 @@ import numpy as np
 from ._validation import InvalidParameterError, fail, positive_int
 from .basins import BASIN_CODES
 from .optimizers import as_rule, group_rule
-from .problems.base import Problem, parameter_groups
+from .problems.base import Problem
+from .problems.groups import parameter_groups
 
 __all__ = ["hyperparameter_map", "AXES"]
 

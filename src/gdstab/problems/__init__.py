@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from .._validation import InvalidParameterError
-from .base import Minima, NativeKernel, Problem, parameter_groups, parse_box
+from .base import Minima, NativeKernel, Problem, parse_box
+from .groups import parameter_groups
 from .expression import ExpressionError, parse_expression
 from .data import DataError, Digits, mnist, read_idx, write_idx
 from .linear import gaussian_data, linear_network, linear_problem
