@@ -160,3 +160,22 @@ def test_spectrum_command_top_eigenvalues_trace_and_density(tmp_path, capsys):
     assert (out / "spectrum.png").exists() and (out / "spectrum.zarr").exists()
     assert main(["spectrum", "--problem", "hyperbola", "--top", "3"]) == 2
     assert "'--top' parameter of gdstab spectrum must be an int <= d = 2" in capsys.readouterr().err
+
+
+def test_top_eigenvalues_with_bounded_memory_match_the_dense_spectrum():
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(30, 6)), rng.normal(size=(30, 2))
+    p = problems.mlp(depth=2, width=8, data=(X, Y), activation="tanh", loss="mse")
+    with jax.enable_x64(True):
+        th = np.asarray(p.init(jax.random.key(0), 1))[0]
+    lam = np.linalg.eigvalsh(spectrum.hessian(p, th))[::-1]
+    r = spectrum.top_eigenvalues(spectrum.hvp(p, th), p.dim, 10, key=jax.random.key(1))
+    assert r.converged and r.complete is None and r.method == "eigsh"
+    np.testing.assert_allclose(r.eigenvalues, lam[:10], rtol=1e-8, atol=1e-8 * lam[0])
+    # every eigenvalue above a threshold: k grows until the smallest found is below it
+    thr = 0.5 * (lam[13] + lam[14])  # 14 eigenvalues above
+    a = spectrum.top_eigenvalues(spectrum.hvp(p, th), p.dim, 4, key=jax.random.key(1), above=thr)
+    assert a.complete and int(np.sum(a.eigenvalues > thr)) == 14
+    np.testing.assert_allclose(a.eigenvalues[:14], lam[:14], rtol=1e-8, atol=1e-8 * lam[0])
+    with pytest.raises(InvalidParameterError, match="'k' parameter of top_eigenvalues"):
+        spectrum.top_eigenvalues(lambda v: v, 5, 5, key=jax.random.key(0))

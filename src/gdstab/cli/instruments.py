@@ -127,7 +127,8 @@ def _flow_lines(problem, res, dist, summary) -> list[str]:
 
 _SPECTRUM_HELP = """\
 The Hessian of the loss at one point (--init, or the problem's random initialisation with --seed):
-its top --top eigenvalues (dense for d <= 256, else Lanczos on Hessian-vector products), and with
+its top --top eigenvalues (dense for d <= 256, else restarted Lanczos on Hessian-vector products, in
+memory bounded by about 2 --top + 1 vectors; with --eta, every eigenvalue above 2/eta), and with
 --density its trace (Hutch++, with a standard error) and eigenvalue density by stochastic Lanczos
 quadrature (--probes random probes of --lanczos-steps steps each; every product is a
 Hessian-vector product, no dense Hessian). With --eta the number of eigenvalues above 2/eta is
@@ -162,10 +163,12 @@ def cmd_spectrum(args) -> int:
         lam = np.linalg.eigvalsh(spectrum.hessian(problem, th))[::-1][:top]
         summary["top"] = {"eigenvalues": lam.tolist(), "method": "dense"}
     else:
-        lz = spectrum.lanczos(spectrum.hvp(problem, th), problem.dim, top, key=jax.random.fold_in(key, 0), tol=1e-8)
+        lz = spectrum.top_eigenvalues(spectrum.hvp(problem, th), problem.dim, top, key=jax.random.fold_in(key, 0),
+                                      tol=1e-8, above=None if eta is None else 2.0 / eta)
         lam = lz.eigenvalues
         summary["top"] = {"eigenvalues": lam.tolist(), "method": "lanczos", "converged": lz.converged,
-                          "residuals": lz.residuals.tolist(), "matvecs": lz.matvecs}
+                          "residuals": lz.residuals.tolist(), "matvecs": lz.matvecs,
+                          "all_above_2_over_eta_found": lz.complete}
     ds = None
     if args.density:
         mv = spectrum.hvp(problem, th)
@@ -197,7 +200,9 @@ def _spectrum_lines(problem, s: dict, eta) -> list[str]:
              f"top       {lam}  ({t['method']}" + ("" if t["method"] == "dense" else
                                                  f", {t['matvecs']} products, converged {t['converged']}") + ")"]
     if eta is not None:
-        lines.append(f"2/eta     {2 / eta:.6g}: {s['top_above_2_over_eta']} of the top {len(t['eigenvalues'])} above it")
+        done = t.get("all_above_2_over_eta_found")
+        lines.append(f"2/eta     {2 / eta:.6g}: {s['top_above_2_over_eta']} of the top {len(t['eigenvalues'])} above it"
+                     + ("" if done is None else " (all found)" if done else " (more may lie above: raise --top)"))
     if "trace" in s:
         tr, d = s["trace"], s["density"]
         lines += [f"trace     {tr['estimate']:.6g} +- {tr['stderr']:.2g} (Hutch++, {tr['matvecs']} products; "
