@@ -15,6 +15,14 @@ def _sym(d, seed, shift=0.0):
     return (A + A.T) / 2 + shift * np.eye(d)
 
 
+def _mlp_at_init(n, d_in, depth, width):
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(n, d_in)), rng.normal(size=(n, 2))
+    p = problems.mlp(depth=depth, width=width, data=(X, Y), activation="tanh", loss="mse")
+    with jax.enable_x64(True):
+        return p, np.asarray(p.init(jax.random.key(0), 1))[0]
+
+
 def _dense_moments(A):
     lam = np.linalg.eigvalsh(A)
     return np.array([np.mean(lam**p) for p in range(5)])
@@ -87,11 +95,7 @@ def test_density_moments_are_unbiased_over_200_seeds():
 
 
 def test_density_of_a_small_mlp_hessian_matches_its_dense_spectrum():
-    rng = np.random.default_rng(0)
-    X, Y = rng.normal(size=(20, 4)), rng.normal(size=(20, 2))
-    p = problems.mlp(depth=1, width=6, data=(X, Y), activation="tanh", loss="mse")
-    with jax.enable_x64(True):
-        th = np.asarray(p.init(jax.random.key(0), 1))[0]
+    p, th = _mlp_at_init(20, 4, depth=1, width=6)
     H = spectrum.hessian(p, th)
     d = p.dim
     r = spectrum.spectral_density(spectrum.hvp(p, th), d, key=jax.random.key(2), probes=d, lanczos_steps=12,
@@ -163,11 +167,7 @@ def test_spectrum_command_top_eigenvalues_trace_and_density(tmp_path, capsys):
 
 
 def test_top_eigenvalues_with_bounded_memory_match_the_dense_spectrum():
-    rng = np.random.default_rng(0)
-    X, Y = rng.normal(size=(30, 6)), rng.normal(size=(30, 2))
-    p = problems.mlp(depth=2, width=8, data=(X, Y), activation="tanh", loss="mse")
-    with jax.enable_x64(True):
-        th = np.asarray(p.init(jax.random.key(0), 1))[0]
+    p, th = _mlp_at_init(30, 6, depth=2, width=8)
     lam = np.linalg.eigvalsh(spectrum.hessian(p, th))[::-1]
     r = spectrum.top_eigenvalues(spectrum.hvp(p, th), p.dim, 10, key=jax.random.key(1))
     assert r.converged and r.complete is None and r.method == "eigsh"

@@ -115,7 +115,8 @@ def test_hypermap_command_writes_a_map_the_boundary_command_reads(tmp_path, caps
     assert main(["hypermap", "--problem", "hyperbola", "--x", "eta:0.1:1.5:40", "--y", "init_scale:0.5:2:40",
                  "--steps", "300", "--quiet", "--out", str(out), "--json"]) == 0
     s = json.loads(capsys.readouterr().out)
-    assert s["x"]["name"] == "eta" and len(s["y"]["values"]) == 40 and abs(sum(s["fractions"].values()) - 1) < 1e-12
+    assert s["x"]["name"] == "eta" and len(s["y"]["values"]) == 40 and abs(sum(v["fraction"] for v in s["fractions"].values()) - 1) < 1e-12
+    assert all(v["low"] <= v["fraction"] <= v["high"] for v in s["fractions"].values())
     assert main(["boundary", str(out), "--json"]) == 0
     b = json.loads(capsys.readouterr().out)
     assert b["map"].endswith("hypermap.zarr") and b["shape"] == [40, 40]

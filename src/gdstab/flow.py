@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ._records import Record
-from ._validation import check_batch, choice, fail, positive_int
+from ._validation import check_batch, choice, fail, finite_float, positive_int
 from .problems import Problem
 
 __all__ = ["SOLVERS", "FlowResult", "DistanceResult", "gradient_flow", "distance_to_flow"]
@@ -119,12 +119,6 @@ class DistanceResult(Record):
              "flow_status": ("trajectory", _codes(self.flow_status), _STATUS_ATTRS)},
             coords={"step": self.step, "t": ("step", self.step * self.eta)},
             attrs={"eta": self.eta, "rtol": self.rtol, "solver": self.solver})
-
-
-def _positive(x, name: str, caller: str) -> float:
-    if isinstance(x, bool) or not isinstance(x, (int, float, np.floating, np.integer)) or not (math.isfinite(x) and x > 0):
-        raise fail(name, caller, "a finite float > 0", x)
-    return float(x)
 
 
 def _times(times, t_max: float, caller: str) -> np.ndarray:
@@ -248,10 +242,10 @@ def gradient_flow(
     caller = "gradient_flow"
     if not isinstance(problem, Problem):
         raise fail("problem", caller, "a gdstab Problem", problem)
-    t_max = _positive(t_max, "t_max", caller)
+    t_max = finite_float(t_max, "t_max", caller, low=0.0)
     ts = _times(times, t_max, caller)
     solver = choice(solver, "solver", caller, SOLVERS)
-    rtol, atol = _positive(rtol, "rtol", caller), _positive(atol, "atol", caller)
+    rtol, atol = finite_float(rtol, "rtol", caller, low=0.0), finite_float(atol, "atol", caller, low=0.0)
     max_steps = positive_int(max_steps, "max_steps", caller)
     chunk_size = positive_int(chunk_size, "chunk_size", caller)
     th, _ = check_batch(problem, theta0, 1.0, caller)
@@ -356,10 +350,10 @@ def distance_to_flow(
     caller = "distance_to_flow"
     if not isinstance(problem, Problem):
         raise fail("problem", caller, "a gdstab Problem", problem)
-    eta = _positive(eta, "eta", caller)
+    eta = finite_float(eta, "eta", caller, low=0.0)
     steps = positive_int(steps, "steps", caller)
     every = positive_int(every, "every", caller)
-    rtol = _positive(rtol, "rtol", caller)
+    rtol = finite_float(rtol, "rtol", caller, low=0.0)
     if every > steps:
         raise fail("every", caller, f"an int in [1, steps = {steps}]", every)
     th, _ = check_batch(problem, theta0, eta, caller)

@@ -187,15 +187,7 @@ def lanczos(
     max_iter = min(dim, 300) if max_iter is None else positive_int(max_iter, "max_iter", caller)
     max_iter = min(max_iter, dim)
 
-    def mv(v: np.ndarray) -> np.ndarray:
-        out = np.asarray(matvec(v), dtype=np.float64).reshape(-1)
-        if out.shape != (dim,) or not np.all(np.isfinite(out)):
-            raise InvalidParameterError(
-                f"The 'matvec' parameter of lanczos must return {dim} finite values. Got "
-                f"{'non-finite values' if out.shape == (dim,) else 'shape ' + str(out.shape)} instead."
-            )
-        return out
-
+    mv = _checked_matvec(matvec, dim, caller)
     v = _start_vector(v0, key, dim, caller)
     v /= np.linalg.norm(v)
     V = np.zeros((max_iter + 1, dim))
@@ -206,13 +198,8 @@ def lanczos(
     ritz = vecs = None
     converged = False
     for j in range(max_iter):
-        w = mv(V[j])
+        a, w, b = _lanczos_step(mv, V, j, beta)
         n_mv += 1
-        a = float(V[j] @ w)
-        w = w - a * V[j] - (beta[-1] * V[j - 1] if j > 0 else 0.0)
-        for _ in range(2):  # full reorthogonalisation
-            w -= V[: j + 1].T @ (V[: j + 1] @ w)
-        b = float(np.linalg.norm(w))
         alpha.append(a)
         m = j + 1
         T = np.diag(alpha) + np.diag(beta, 1) + np.diag(beta, -1)
@@ -234,6 +221,17 @@ def lanczos(
     scale = max(np.abs(ritz).max(), np.finfo(float).tiny)
     ok = bool(len(ritz) == k and np.all(res <= max(tol, 1e-12) * scale * 10))
     return LanczosResult(ritz, vecs, res, ok, m, n_mv)
+
+
+def _lanczos_step(mv, V: np.ndarray, j: int, beta: list) -> tuple[float, np.ndarray, float]:
+    """One Lanczos step from the orthonormal rows V[:j+1]: (α_j, the next unnormalised vector
+    w, fully reorthogonalised by two passes of classical Gram-Schmidt, and β_j = ‖w‖)."""
+    w = mv(V[j])
+    a = float(V[j] @ w)
+    w = w - a * V[j] - (beta[-1] * V[j - 1] if j > 0 else 0.0)
+    for _ in range(2):  # full reorthogonalisation
+        w -= V[: j + 1].T @ (V[: j + 1] @ w)
+    return a, w, float(np.linalg.norm(w))
 
 
 def _start_vector(v0, key, dim: int, caller: str) -> np.ndarray:
@@ -503,14 +501,9 @@ def _quadrature(mv, v: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray, int]
     V[0] = v / np.linalg.norm(v)
     alpha, beta = [], []
     for j in range(m):
-        w = mv(V[j])
-        a = float(V[j] @ w)
-        w = w - a * V[j] - (beta[-1] * V[j - 1] if j > 0 else 0.0)
-        for _ in range(2):
-            w -= V[: j + 1].T @ (V[: j + 1] @ w)
+        a, w, b = _lanczos_step(mv, V, j, beta)
         alpha.append(a)
-        b = float(np.linalg.norm(w))
-        scale = max(abs(a), max((abs(x) for x in alpha), default=0.0), np.finfo(float).tiny)
+        scale = max(max(abs(x) for x in alpha), np.finfo(float).tiny)
         if j == m - 1 or b <= 1e-12 * scale:
             break
         beta.append(b)
@@ -540,8 +533,6 @@ def spectral_density(matvec: Callable, dim: int, *, key, probes: int = 10, lancz
     m = min(positive_int(lanczos_steps, "lanczos_steps", caller), dim)
     if sigma is not None:
         sigma = finite_float(sigma, "sigma", caller, low=0.0)
-        if sigma <= 0:
-            raise fail("sigma", caller, "a finite float > 0 (or None: 1 % of the spectrum's range)", sigma)
     mv = _checked_matvec(matvec, dim, caller)
     nodes = np.full((probes, m), np.nan)
     weights = np.zeros((probes, m))

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import fail, positive_int
+from .._validation import fail, finite_float, positive_int
 from ._common import (add_criteria_args, add_init_args, add_optimizer_arg, add_problem_args, add_quiet_arg, build_problem,
                       criteria_from_args, emit, fmt_eta, initial_points, optimizer_from_args, out_dir, progress,
                       single_eta, write_outputs)
@@ -68,9 +68,7 @@ def _positive_float(text: Any, name: str, caller: str) -> float:
         v = float(text)
     except (TypeError, ValueError):
         raise fail(name, caller, "a finite float > 0", text) from None
-    if not (np.isfinite(v) and v > 0):
-        raise fail(name, caller, "a finite float > 0", text)
-    return v
+    return finite_float(v, name, caller, low=0.0)
 
 
 def _flow_summary(problem, th0, res, dist) -> dict[str, Any]:
@@ -327,10 +325,10 @@ def cmd_hypermap(args) -> int:
                                           seed=positive_int(args.seed, "--seed", caller, minimum=0), theta0=theta0,
                                           criteria=criteria_from_args(args), dtype=args.dtype,
                                           on_chunk=lambda done, total: bar.set(done))
-    from ..basins import BASIN_CODES
+    from ..outcomes import fraction_rows
 
-    codes = ds.status.values.reshape(-1)
-    fr = {k: float(np.mean(codes == v)) for k, v in BASIN_CODES.items() if np.any(codes == v)}
+    fr = fraction_rows(ds.status.values)
+    fr.pop("n")
     summary = {"problem": problem.name, "normalisation": problem.normalisation, "x": {"name": x[0], "values": x[1].tolist()},
                "y": {"name": y[0], "values": y[1].tolist()}, "eta": eta, "optimizer": ds.attrs["optimizer"],
                "steps": ds.attrs["steps"], "seed": ds.attrs["seed"], "dtype": args.dtype, "fractions": fr}
@@ -338,7 +336,7 @@ def cmd_hypermap(args) -> int:
     lines = [f"problem   {problem.name}: {problem.normalisation}",
              f"map       {x[0]} ({x[1].size} values, {x[1][0]:g}..{x[1][-1]:g}) x {y[0]} ({y[1].size} values, "
              f"{y[1][0]:g}..{y[1][-1]:g}), {ds.attrs['optimizer']}, {ds.attrs['steps']} steps, {args.dtype}"]
-    lines += [f"  {k:<11} {v:.4f} of the pixels" for k, v in fr.items()]
+    lines += [f"  {k:<11} {v['fraction']:.4f} [{v['low']:.4f}, {v['high']:.4f}] of the pixels" for k, v in fr.items()]
     return emit(summary, args.json, lines)
 
 

@@ -382,7 +382,7 @@ def _leaf_groups(params_template) -> list:
     import jax
 
     flat = jax.tree_util.tree_flatten_with_path(params_template)[0]
-    return [(jax.tree_util.keystr(path).strip("[]'\".").replace("']['", ".") or f"leaf{i}", int(np.size(leaf)))
+    return [(jax.tree_util.keystr(path, simple=True, separator=".") or f"leaf{i}", int(np.size(leaf)))
             for i, (path, leaf) in enumerate(flat)]
 
 
