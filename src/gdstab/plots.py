@@ -570,6 +570,10 @@ def boundary_scaling(result, axes=None):
                        f"[{result.dimension_from_alpha_interval[0]:.3f}, {result.dimension_from_alpha_interval[1]:.3f}]")
         for ax in axes:
             ax.legend(fontsize=7)
+    from matplotlib.ticker import NullFormatter
+
+    for ax in axes:  # labelled minor ticks of a short log axis overlap
+        ax.xaxis.set_minor_formatter(NullFormatter())
     axes[0].set_xlabel("box side s (pixels)")
     axes[0].set_ylabel("boxes holding the boundary N(s)")
     axes[0].set_title("box counting", loc="left", fontsize=8)
