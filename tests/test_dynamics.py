@@ -464,3 +464,21 @@ def test_auto_chunks_of_a_users_model_split_the_batch_evenly_over_threads_and_me
         assert n * c - B < n  # padding: less than one slot per chunk
         assert n >= min(threads, B)  # every thread has a chunk
     assert _auto_chunk(p, 100, 0, 8, "cpu", None, 2) == 50  # two chunks of 50, not one padded to 128
+
+
+def test_auto_chunks_of_small_networks_stay_in_l2_and_network_estimates_follow_the_dtype():
+    """A small network's chunk (per-trajectory working set measured) is cut to the core's L2
+    cache (the 64 MiB rule gave chunks of 1024, 2.4x slower: docs/performance.md), and the MLP's
+    activation estimate, given in float64 bytes, halves in float32 (twice the members per chunk)."""
+    from gdstab import dynamics, problems
+    from gdstab.experiments.field_fractal import fractal_problem
+
+    p = fractal_problem(16, 4)
+    per = dynamics._measured_bytes(p, "float64") + 8 * (4 * p.dim + 12)
+    c = dynamics._auto_chunk(p, 4096, 0, 8, "cpu", None, 1)
+    assert dynamics.L2_MIN_CHUNK <= c and c * per <= dynamics.l2_cache_bytes()
+    assert dynamics._auto_chunk(p, 4096, 0, 8, "gpu", None, 1) > c  # accelerators keep the 64 MiB rule
+    m = problems.get("mlp", depth=4, width=32, samples=0)
+    c64 = dynamics._auto_chunk(m, 4096, 0, 8, "cpu", None, 1)
+    c32 = dynamics._auto_chunk(m, 4096, 0, 4, "cpu", None, 1)
+    assert c32 == 2 * c64, (c32, c64)

@@ -154,7 +154,7 @@ def test_reproduce_beyond_the_paper(tmp_path):
     from gdstab.reproduce import reproduce
 
     out = tmp_path / "beyond"
-    s = reproduce(["orbit", "eos", "basin"], out, quiet=True)
+    s = reproduce(["orbit", "eos_toy", "basin"], out, quiet=True)
     k = s["key_numbers"]
     assert abs(k["first_period_doubling"]["value"] - (math.sqrt(5) - 1)) <= 1e-3
     assert k["lyapunov_eta_1_5"]["value"] > 10 * k["lyapunov_eta_1_5"]["stderr"] > 0
@@ -164,11 +164,11 @@ def test_reproduce_beyond_the_paper(tmp_path):
     lo, hi = k["critical_step_size_hyperbola"]["interval"]
     assert lo <= 1.0 <= hi
     html = (out / "report.html").read_text()
-    assert all(f"id='{t}'" in html for t in ("orbit", "eos", "basin"))
+    assert all(f"id='{t}'" in html for t in ("orbit", "eos_toy", "basin"))
     for stem in ("orbit_diagram", "edge_of_stability", "basin_map"):
         assert (out / "figures" / f"{stem}.svg").stat().st_size > 0
-    walls = {t: s["experiments"][t]["wall_time_s"] for t in ("orbit", "eos", "basin")}
-    again = reproduce(["orbit", "eos", "basin"], out, quiet=True)
+    walls = {t: s["experiments"][t]["wall_time_s"] for t in ("orbit", "eos_toy", "basin")}
+    again = reproduce(["orbit", "eos_toy", "basin"], out, quiet=True)
     assert {t: again["experiments"][t]["wall_time_s"] for t in walls} == walls  # nothing recomputed
 
 

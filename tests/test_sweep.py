@@ -577,3 +577,45 @@ def test_dask_is_an_optional_extra_with_a_clear_message(monkeypatch, tmp_path):
     cfg.write_text('[problem]\nname = "hyperbola"\n[grid]\neta = 0.5\ninits = 4\n[run]\nsteps = 10\n')
     assert main(["sweep", str(cfg), "--out", str(tmp_path / "out"), "--dask-local", "1"]) == 2
     assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------------------- projection
+
+
+def test_projection_counts_the_work_and_scales_the_calibrated_step_cost(tmp_path):
+    """The projection: parameter-steps = trajectories x T x d (24 cells of 100 trajectories of
+    a 2-D problem, T = 400), and per option point seconds = (cost of one calibrated step of a
+    cell) / (trajectories in the cell) x (trajectories of the option) x T."""
+    from gdstab.sweep.projection import PROJECT_ABOVE, project, work
+    from gdstab.sweep.store import Layout
+
+    cfg = load_config(BASE)
+    layout = Layout.for_config(cfg)
+    cells = list(layout.cells())
+    assert work(cfg, layout, cells) == 600 * 4 * 400 * 2 < PROJECT_ABOVE
+    p = project(cfg, cells)
+    (row,) = p.per_option
+    assert row["trajectories"] == 2400 and row["cells"] == len(cells) and p.steps == 400
+    n_cell = 2400 // len(cells)
+    assert row["seconds"] == pytest.approx(row["seconds_per_step"] / n_cell * 2400 * 400)
+    assert p.seconds == pytest.approx(row["seconds"]) and p.calibration_seconds > 0
+    assert "projected time" in p.text() and "T = 400" in p.text()
+
+
+def test_sweeps_print_the_projection_when_asked_or_large_and_estimate_writes_nothing(tmp_path, capsys):
+    from gdstab.cli import main
+
+    sweep.run(BASE, tmp_path / "a", project=True)
+    assert "projected time" in capsys.readouterr().err
+    sweep.run(BASE, tmp_path / "b")  # small: no calibration
+    assert "projected time" not in capsys.readouterr().err
+    sweep.run(BASE, tmp_path / "c", project=True, quiet=True)
+    assert "projected time" not in capsys.readouterr().err
+    cfg = tmp_path / "s.toml"
+    cfg.write_text(BASE)
+    assert main(["sweep", str(cfg), "--estimate", "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["projected_seconds"] > 0 and s["steps"] == 400 and len(s["per_option"]) == 1
+    assert sorted(os.listdir(tmp_path)) == ["a", "b", "c", "s.toml"]
+    assert main(["sweep", str(cfg)]) == 2
+    assert "--out" in capsys.readouterr().err

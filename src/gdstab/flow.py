@@ -24,7 +24,7 @@ from ._records import Record
 from ._validation import check_batch, choice, fail, finite_float, positive_int
 from .problems import Problem
 
-__all__ = ["SOLVERS", "FlowResult", "DistanceResult", "gradient_flow", "distance_to_flow"]
+__all__ = ["SOLVERS", "FlowResult", "DistanceResult", "gradient_flow", "distance_to_flow", "flow_distance"]
 
 #: the ODE solvers.  "auto" picks Tsit5 (explicit, 5th order) unless the flow is stiff at the
 #: start: λ_max(H(θ₀))·t_max > STIFF for some initial point (an explicit solver would need about
@@ -312,6 +312,19 @@ def _gd_records(problem: Problem, th: np.ndarray, eta: float, n_rec: int, every:
     return np.moveaxis(np.asarray(run(jnp.asarray(th), jnp.asarray(eta), n_rec, every)), 0, 1)
 
 
+def flow_distance(gd, flow_theta) -> tuple[np.ndarray, np.ndarray]:
+    """‖θ_GD − θ_GF‖ and the same relative to 1 + ‖θ_GF‖ (the scale the departure tolerance of
+    :func:`distance_to_flow` applies to), over the last axis of two arrays of the same shape:
+    inf where GD is not finite, NaN where the flow is not (a solve that failed)."""
+    gd = np.asarray(gd, dtype=np.float64)
+    flow_theta = np.asarray(flow_theta, dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        diff = gd - flow_theta
+        dist = np.sqrt(np.sum(diff * diff, axis=-1))
+        dist = np.where(np.isnan(flow_theta).any(axis=-1), np.nan, np.where(np.isfinite(gd).all(axis=-1), dist, np.inf))
+        return dist, dist / (1.0 + np.sqrt(np.sum(flow_theta * flow_theta, axis=-1)))
+
+
 def distance_to_flow(
     problem: Problem,
     theta0,
@@ -363,11 +376,8 @@ def distance_to_flow(
     with jax.enable_x64(True), np.errstate(over="ignore", invalid="ignore"):
         gd = _gd_records(problem, th, eta, rec.size, every)
         gd_loss = _losses(problem, gd)
-        diff = gd - flow.theta
-        dist = np.sqrt(np.sum(diff * diff, axis=2))
-        dist = np.where(np.isnan(flow.theta).any(axis=2), np.nan, np.where(np.isfinite(gd).all(axis=2), dist, np.inf))
-        scale = 1.0 + np.sqrt(np.sum(flow.theta * flow.theta, axis=2))
-        away = dist > rtol * scale
+        dist, rel = flow_distance(gd, flow.theta)
+        away = rel > rtol
     departure = np.where(away.any(axis=1), rec[np.argmax(away, axis=1)], -1)
     return DistanceResult(step=rec, distance=dist, gd_loss=gd_loss, flow_loss=flow.loss, departure=departure,
                           flow_status=flow.status, eta=eta, rtol=rtol, solver=flow.solver)

@@ -683,6 +683,135 @@ def adaptive_eos(ds, axes=None):
 
 
 @styled
+def edge_of_stability_runs(ds, axes=None):
+    """Full-batch GD at several step sizes (from
+    :func:`gdstab.experiments.field_eos.compute_eos`): loss, sharpness with 2/η dashed, and the
+    relative distance to the gradient flow, one colour per η; a circle where the sharpness first
+    reaches 2/η."""
+    from .sharpness import eos_onset
+
+    fig, axes = _panels(axes, 3, 1, (PAGE_WIDTH, 7.0), sharex=True)
+    step = ds.step.values
+    tol = ds.attrs.get("flow_rtol", 1e-2)
+    for i, eta in enumerate(ds.eta.values):
+        col = f"C{i}"
+        k = eos_onset(ds.ratio.values[i])
+        axes[0].semilogy(step, np.maximum(ds.loss.values[i], 1e-300), color=col, lw=1, label=rf"$\eta = {eta:g}$")
+        axes[1].plot(step, ds.sharpness.values[i], color=col, lw=1)
+        axes[1].axhline(2.0 / eta, color=col, ls="--", lw=0.8)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            axes[2].semilogy(step, ds.flow_distance.values[i], color=col, lw=1)
+        if k >= 0:
+            axes[0].plot(step[k], ds.loss.values[i, k], "o", color=col, ms=4, mfc="none")
+            axes[1].plot(step[k], ds.sharpness.values[i, k], "o", color=col, ms=4, mfc="none")
+            if np.isfinite(ds.flow_distance.values[i, k]):
+                axes[2].plot(step[k], ds.flow_distance.values[i, k], "o", color=col, ms=4, mfc="none")
+    axes[2].axhline(tol, color="k", ls=":", lw=0.8, label=f"departure tolerance {tol:g}")
+    axes[0].set_ylabel("loss (MSE)")
+    axes[0].legend(fontsize=8, ncol=len(ds.eta.values))
+    axes[0].set_title("full-batch GD on an MNIST MLP: sharpness reaches $2/\\eta$ (dashed) and hovers there", fontsize=9)
+    axes[1].set_ylabel(r"sharpness $\lambda_{max}(H)$")
+    axes[2].set_ylabel(r"$\|\theta_{GD} - \theta_{GF}\| / (1 + \|\theta_{GF}\|)$", fontsize=8)
+    axes[2].set_xlabel("step")
+    axes[2].legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+@styled
+def catapult(ds, axes=None):
+    """The catapult mechanism (from :func:`gdstab.experiments.field_catapult.compute_catapult`):
+    loss and curvature of the uv model at η = c/λ₀ (top) and loss and sharpness of an MLP on
+    digits (bottom), 2/η dashed in each run's colour."""
+    fig, axes = _panels(axes, 2, 2, (PAGE_WIDTH, 5.6))
+    step = ds.step.values
+    for row, (c_dim, lam0, loss, curv, what) in enumerate((
+            ("uv_c", ds.attrs["uv_lambda0"], ds.uv_loss.values, ds.uv_curvature.values,
+             r"curvature $(\|u\|^2 + \|v\|^2)/m$"),
+            ("mlp_c", ds.attrs["mlp_lambda0"], ds.mlp_loss.values, ds.mlp_sharpness.values, r"sharpness $\lambda_{max}(H)$"))):
+        for i, c in enumerate(ds[c_dim].values):
+            col = f"C{i}"
+            axes[row][0].semilogy(step, np.maximum(loss[i], 1e-300), color=col, lw=1,
+                                  label=rf"$\eta = {c:g}/\lambda_0$")
+            axes[row][1].plot(step, curv[i], color=col, lw=1)
+            axes[row][1].axhline(2.0 * lam0 / c, color=col, ls="--", lw=0.8)
+        fin = np.all(np.isfinite(loss), axis=1)
+        if fin.any():  # a diverging run leaves the panel at the top; underflow is cut at 20 decades
+            peak = float(np.max(loss[fin]))
+            axes[row][0].set_ylim(max(float(np.min(np.maximum(loss[fin], 1e-300))), peak * 1e-20), peak * 10)
+        axes[row][0].set_ylabel("loss")
+        axes[row][1].set_ylabel(what)
+        axes[row][0].legend(fontsize=7)
+        top = np.nanmax(curv[np.isfinite(curv)]) if np.isfinite(curv).any() else 1.0
+        axes[row][1].set_ylim(0, min(top, 3 * lam0) * 1.1)
+    axes[0][0].set_title(f"uv model, m = {ds.attrs['figure_width']}", fontsize=9)
+    axes[0][1].set_title(r"curvature; $2/\eta$ dashed", fontsize=9)
+    axes[1][0].set_title("tanh MLP on MNIST digits", fontsize=9)
+    axes[1][1].set_title(r"sharpness; $2/\eta$ dashed", fontsize=9)
+    for ax in axes[1]:
+        ax.set_xlabel("step")
+    fig.tight_layout()
+    return fig
+
+
+def _trainability_rgb(status: np.ndarray, loss: np.ndarray, step: np.ndarray) -> np.ndarray:
+    """RGB of a trainability map: trained pixels blue (darker = lower final loss, log scale),
+    diverged ones red (darker = diverged sooner)."""
+    from matplotlib import colormaps
+
+    div = status == 2
+    rgb = np.ones(status.shape + (3,))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ll = np.log10(np.where(~div & np.isfinite(loss) & (loss > 0), loss, np.nan))
+    if np.isfinite(ll).any():
+        lo, hi = np.nanmin(ll), np.nanmax(ll)
+        t = np.where(np.isfinite(ll), (ll - lo) / max(hi - lo, 1e-12), 0.5)
+        rgb[~div] = colormaps["Blues"](0.35 + 0.6 * (1 - t[~div]))[:, :3]
+    if div.any():
+        st = np.log10(np.maximum(step, 1).astype(float))
+        lo, hi = st[div].min(), st[div].max()
+        t = (st - lo) / max(hi - lo, 1e-12)
+        rgb[div] = colormaps["Reds"](0.35 + 0.6 * (1 - t[div]))[:, :3]
+    return rgb
+
+
+@styled
+def trainability_zooms(ds, axes=None):
+    """The trainability maps of :func:`gdstab.experiments.field_fractal.compute_fractal`: per model
+    (rows) the survey and the zooms, each with its box-counting dimension and interval."""
+    from matplotlib.patches import Rectangle
+
+    models = [m for m in ("network", "linear") if f"{m}_status" in ds]
+    n = ds.sizes["level"]
+    fig, axes = _panels(axes, len(models), n, (PAGE_WIDTH, 2.0 * len(models) + 0.6), squeeze=False)
+    for r, model in enumerate(models):
+        for lv in range(n):
+            ax = axes[r][lv]
+            w = ds[f"{model}_window"].values[lv]
+            if not np.isfinite(w[0]):
+                ax.axis("off")
+                continue
+            rgb = _trainability_rgb(ds[f"{model}_status"].values[lv], ds[f"{model}_final_loss"].values[lv],
+                                    ds[f"{model}_decision_step"].values[lv])
+            ax.imshow(rgb, origin="lower", extent=(w[0], w[1], w[2], w[3]), aspect="auto", interpolation="nearest")
+            if lv + 1 < n and np.isfinite(ds[f"{model}_window"].values[lv + 1][0]):
+                v = ds[f"{model}_window"].values[lv + 1]
+                ax.add_patch(Rectangle((v[0], v[2]), v[1] - v[0], v[3] - v[2], fill=False, ec="k", lw=0.8))
+            d, lo, hi = (float(ds[f"{model}_{k}"].values[lv]) for k in ("dimension", "low", "high"))
+            name = "survey" if lv == 0 else f"zoom {lv}"
+            ax.set_title(f"{model}, {name}\nD = {d:.2f} [{lo:.2f}, {hi:.2f}]", fontsize=7)
+            ax.tick_params(labelsize=6)
+            ax.xaxis.get_offset_text().set_fontsize(6)
+            ax.yaxis.get_offset_text().set_fontsize(6)
+            if r == len(models) - 1:
+                ax.set_xlabel(r"$\log_{10}\eta_0$", fontsize=7)
+            if lv == 0:
+                ax.set_ylabel(r"$\log_{10}\eta_1$", fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+@styled
 def critical_evidence(result, ax=None):
     """The evidence of :func:`gdstab.critical.critical_step_size` (converging fraction) or of
     :func:`gdstab.critical.trainable_step_size` (fraction that did not diverge), with Wilson 95%

@@ -21,7 +21,7 @@ import threading
 import time
 from typing import TextIO
 
-__all__ = ["Progress", "say", "DELAY", "EVERY"]
+__all__ = ["Progress", "say", "duration", "DELAY", "EVERY"]
 
 #: seconds before anything is shown (work that ends sooner prints nothing)
 DELAY = 2.0
@@ -47,7 +47,8 @@ def say(text: str, stream: TextIO | None = None) -> None:
     stream.flush()
 
 
-def _duration(s: float) -> str:
+def duration(s: float) -> str:
+    """Seconds as text: "41 s", "2.5 min", "3.1 h"."""
     if s < 90:
         return f"{s:.0f} s"
     if s < 5400:
@@ -112,15 +113,15 @@ class Progress:
         """The current line (without the terminal's control characters)."""
         elapsed = time.monotonic() - self.t0
         if self.total is None:
-            return f"{self.what}: running, {_duration(elapsed)}"
+            return f"{self.what}: running, {duration(elapsed)}"
         total = max(self.total, 1)
         frac = min(1.0, self.done / total)
-        line = f"{self.what}: {self.done} of {self.total} {self.unit} ({100 * frac:.0f}%), {_duration(elapsed)}".replace(
+        line = f"{self.what}: {self.done} of {self.total} {self.unit} ({100 * frac:.0f}%), {duration(elapsed)}".replace(
             "  ", " ")
         new = self.done - self._start_done
         if 0 < new < total - self._start_done:
             left = elapsed * (total - self.done) / new
-            line += f", about {_duration(left)} left"
+            line += f", about {duration(left)} left"
         return line + (f", {self.note}" if self.note else "")
 
     def _write(self, final: bool = False) -> None:
@@ -154,7 +155,7 @@ class Progress:
         with self._lock:
             if self.shown or time.monotonic() - self.t0 >= self.delay:  # at least the last line of long work
                 if not self.tty and self.total is None:
-                    self.stream.write(f"{self.what}: finished in {_duration(time.monotonic() - self.t0)}\n")
+                    self.stream.write(f"{self.what}: finished in {duration(time.monotonic() - self.t0)}\n")
                     self.stream.flush()
                 else:
                     self._write(final=True)

@@ -21,13 +21,22 @@ from ._validation import fail, finite_float, positive_int
 from .optimizers import as_rule
 from .problems.base import Problem
 
-__all__ = ["track_sharpness", "sharpness_at", "sharpness_plateau", "PLATEAU_WINDOW", "PLATEAU_SETTLED"]
+__all__ = ["eos_onset", "track_sharpness", "sharpness_at", "sharpness_plateau", "PLATEAU_WINDOW", "PLATEAU_SETTLED"]
 
 
 #: the plateau of the sharpness is read over this last fraction of the records
 PLATEAU_WINDOW = 0.1
 #: ... and counts as settled when its relative spread there is at most this
 PLATEAU_SETTLED = 1e-3
+
+
+def eos_onset(ratio) -> int:
+    """The index of the first record where λ_max η / c >= 1 (the sharpness has reached the
+    stability threshold c/η: the start of the edge-of-stability phase), −1 if none; NaN
+    records (after a divergence) never count."""
+    r = np.asarray(ratio, dtype=np.float64)
+    hit = np.flatnonzero(np.isfinite(r) & (r >= 1.0))
+    return int(hit[0]) if hit.size else -1
 
 
 def sharpness_plateau(step: np.ndarray, sharpness: np.ndarray, window: float = PLATEAU_WINDOW) -> dict[str, Any]:
@@ -110,6 +119,7 @@ def track_sharpness(
     warm_start: bool = True,
     optimizer=None,
     on_record=None,
+    keep_iterates: bool = False,
 ):
     """GD (SGD with ``batch_size``; any update rule with ``optimizer``) from ``theta0`` at step
     size ``eta``, recording every ``every`` steps the full-batch loss, ‖∇L‖ and the sharpness
@@ -131,6 +141,8 @@ def track_sharpness(
             runs start from the previous top eigenvector (``warm_start=False``: every run from
             a random vector drawn with ``key``).  Dense eigenvalues for d <= 256.
         on_record: callback ``on_record(done, total)`` after each record (progress).
+        keep_iterates: also return θ at every record (``theta``, (step, coord); NaN after a
+            divergence) — e.g. to compare GD with the gradient flow at t = kη.
 
     Returns an ``xarray.Dataset`` over ``step``: ``loss``, ``grad_norm``, ``sharpness``,
     ``lanczos_converged``, ``matvecs`` (and ``preconditioned_sharpness`` for adaptive rules);
@@ -161,11 +173,16 @@ def track_sharpness(
             raise fail("key", caller, "a JAX PRNG key (SGD shuffles the samples with it)", key)
     if key is None and problem.dim > 256:
         raise fail("key", caller, "a JAX PRNG key (it starts the first Lanczos run)", key)
+    if not isinstance(keep_iterates, bool):
+        raise fail("keep_iterates", caller, "a bool", keep_iterates)
+    iterates = np.full((steps // every + 1, problem.dim), np.nan) if keep_iterates else None
     loss, gnorm, sharp, conv, mvs, last, info = _run_and_measure(problem, th, eta, steps, every, batch_size, key, tol,
-                                                                 max_iter, warm_start, rule, on_record)
+                                                                 max_iter, warm_start, rule, on_record, iterates)
     status, diverged_between, t_train, t_sharp, psharp = info
     rec_steps = np.arange(loss.size) * every
     extra = {} if psharp is None else {"preconditioned_sharpness": (("step",), psharp)}
+    if iterates is not None:
+        extra["theta"] = (("step", "coord"), iterates)
     return xr.Dataset(
         {
             "loss": (("step",), loss),
@@ -197,9 +214,11 @@ def track_sharpness(
     )
 
 
-def _run_and_measure(problem, th, eta, steps, every, batch_size, key, tol, max_iter, warm_start, rule, on_record):
+def _run_and_measure(problem, th, eta, steps, every, batch_size, key, tol, max_iter, warm_start, rule, on_record,
+                     iterates=None):
     """The loop of :func:`track_sharpness`: records (loss, ‖∇L‖, sharpness, Lanczos converged,
-    matvecs), the last iterate, and (status, diverged_between, train seconds, sharpness seconds)."""
+    matvecs), the last iterate, and (status, diverged_between, train seconds, sharpness seconds);
+    θ at every record into ``iterates`` when given."""
     import jax
     import jax.numpy as jnp
 
@@ -234,6 +253,8 @@ def _run_and_measure(problem, th, eta, steps, every, batch_size, key, tol, max_i
                 diverged_between = [int((r - 1) * every), int(r * every)]
                 break
             loss[r], gnorm[r] = val, gn
+            if iterates is not None:
+                iterates[r] = th_np
             t0 = time.perf_counter()
             lam, v, ok, n = sharpness_at(problem, th_np, v0=v if warm_start else None, key=key, tol=tol,
                                        max_iter=max_iter)

@@ -41,11 +41,16 @@ def register(sub) -> None:
         "and the paper's values) and DIR/report.html. Targets: fig1, fig2 (the toy 1/2(1-xy)^2), fig3-fig6 "
         "(ensembles of MLPs on MNIST digits 0/1), linear (deep-linear-network table and dynamics check), "
         "nonsingular (measure of the singular set of the GD map), and beyond the paper: orbit (orbit diagram and "
-        "Lyapunov exponents of 1/2(1-xy)^2), eos (edge of stability on 1/4(x^2y^2-1)^2), basin (basin map and "
+        "Lyapunov exponents of 1/2(1-xy)^2), eos_toy (edge of stability on 1/4(x^2y^2-1)^2), basin (basin map and "
         "critical step size), momentum (trapping fraction of heavy ball and Nesterov against eta, with eta* = "
-        "c(rule) / inf_M lambda_max), adaptive_eos (Adam's preconditioned sharpness at 38/eta on an MNIST MLP). "
+        "c(rule) / inf_M lambda_max), adaptive_eos (Adam's preconditioned sharpness at 38/eta on an MNIST MLP), "
+        "and the field's headline results: eos (edge of stability of GD on MNIST digits, Cohen et al. 2021), "
+        "catapult (the uv model's thresholds 2/lambda0 and 4/lambda0 and a catapult on an MLP, Lewkowycz et al. "
+        "2020), fractal (the fractal boundary of trainability over per-layer learning rates, Sohl-Dickstein 2024). "
         "Rerunning resumes: finished targets are "
-        "not recomputed. The small scale (default) takes about 4 minutes on a 2-core CPU.",
+        "not recomputed. The small scale (default) takes about 7 minutes on a 2-core CPU; at --scale paper each "
+        "network sweep first prints its projected time (an upper bound measured on this machine: the paper's "
+        "Figure 3 sweep projects to about 200 hours on two cores).",
     )
     p.add_argument("targets", nargs="*", metavar="TARGET", help="all (default), " + ", ".join(registry.names()))
     p.add_argument("--out", required=True, help="results folder")

@@ -46,7 +46,25 @@ def _show(out, ds, as_json: bool, verified: str | None = None) -> int:
     return emit(s, as_json, lines)
 
 
+def _estimate(args) -> int:
+    """--estimate: the projected time of the whole sweep, from a short calibration; nothing is
+    written."""
+    from ..sweep.projection import project
+
+    cfg = sweep.load_config(args.config)
+    p = project(cfg)
+    s = {"projected_seconds": p.seconds, "steps": p.steps, "calibration_seconds": p.calibration_seconds,
+         "per_option": p.per_option, "bound": "every trajectory runs all T steps"}
+    return emit(s, args.json, [p.text()])
+
+
 def cmd_sweep(args) -> int:
+    if args.estimate:
+        return _estimate(args)
+    if not args.out:
+        from .._validation import InvalidParameterError
+
+        raise InvalidParameterError("gdstab sweep needs --out DIR, the results folder (only --estimate runs without one).")
     executor = args.executor or ("dask" if (args.scheduler or args.dask_local) else "local")
     ds = sweep.run(args.config, args.out, executor=executor, scheduler=args.scheduler, dask_local=args.dask_local,
                    resume=args.resume, overwrite=args.overwrite, wait=args.wait, quiet=args.quiet or args.json)
@@ -71,7 +89,7 @@ def register(sub) -> None:
         "  gdstab sweep sweep.toml --out results/ --executor dask --scheduler tcp://10.0.0.5:8786\n",
     )
     p.add_argument("config", help="the sweep's TOML config file")
-    p.add_argument("--out", required=True, help="results folder (created if missing)")
+    p.add_argument("--out", help="results folder (created if missing; required unless --estimate)")
     p.add_argument("--executor", choices=sweep.EXECUTORS, help="where cells run (default local; dask when --scheduler "
                    "or --dask-local is given)")
     p.add_argument("--scheduler", metavar="ADDRESS", help="run on a Dask cluster: a running scheduler, tcp://host:port "
@@ -80,7 +98,11 @@ def register(sub) -> None:
                    "(implies --executor dask)")
     p.add_argument("--resume", action="store_true", help="only continue an existing sweep (error if DIR holds none)")
     add_folder_args(p, "the sweep")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (and no projected time)")
+    p.add_argument("--estimate", action="store_true",
+                   help="only print the projected time of the whole sweep (a few steps of one cell per option "
+                        "point, measured on this machine; an upper bound: every trajectory run to T) and exit; "
+                        "nothing is written. Sweeps of more than 1e12 parameter-steps print it before starting anyway")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_sweep)
 

@@ -192,7 +192,7 @@ TARGETS = (
                          "a transient, two initialisations) against eta, bifurcation points dotted; below, the largest "
                          "Lyapunov exponent (Jacobian-vector products of G). The 2-cycle born at eta = 1 doubles at "
                          "sqrt(5) - 1, then the cascade leads to chaos (positive exponent) with periodic windows.", title="Beyond the paper: period doubling and chaos above η = 1"),
-    Target("eos", "eos.zarr", "edge_of_stability", _reproduce("eos"), _draw_eos,
+    Target("eos_toy", "eos.zarr", "edge_of_stability", _reproduce("eos"), _draw_eos,
            lambda scale: "Beyond the paper. Edge of stability on 1/4 (x^2 y^2 - 1)^2 (Zhu et al. 2022): GD from "
                          "(4, 0.1) at eta = 0.1; the sharpness (largest Hessian eigenvalue) rises above 2/eta = 20, "
                          "the loss spikes, and GD settles at a minimum just below 2/eta, flatter than the "

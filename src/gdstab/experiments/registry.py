@@ -8,13 +8,13 @@ Adding a target: a module in ``gdstab/experiments/`` with its compute and draw f
 
 from __future__ import annotations
 
-from . import beyond, optimizer_dynamics, paper_linear, paper_nets, paper_toy
+from . import beyond, field_catapult, field_eos, field_fractal, optimizer_dynamics, paper_linear, paper_nets, paper_toy
 from .target import Target
 
 __all__ = ["Target", "TARGETS", "names", "get"]
 
 #: the experiment modules that define targets, in the order their targets run
-_MODULES = (paper_toy, paper_nets, paper_linear, beyond, optimizer_dynamics)
+_MODULES = (paper_toy, paper_nets, paper_linear, beyond, optimizer_dynamics, field_eos, field_catapult, field_fractal)
 
 
 def _collect() -> dict[str, Target]:

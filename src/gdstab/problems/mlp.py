@@ -136,7 +136,8 @@ def mlp(
         else f"mean over n = {n} samples of the softmax cross-entropy"
     )
     itemsize = 8
-    # working set of one trajectory besides its parameters: activations and their cotangents
+    # working set of one trajectory besides its parameters: activations and their cotangents, in
+    # float64 bytes (the engine scales it to the dtype it runs in)
     act_bytes = itemsize * n * (width * depth * 4 + C * 4)
     return Problem(
         name=name or f"mlp_{activation}_{loss}_depth{depth}", loss=full_loss, dim=dim, box=None,

@@ -20,7 +20,7 @@ from ..random import init_points, trajectory_keys
 from .config import SweepConfig
 from .store import Layout
 
-__all__ = ["compute_cell"]
+__all__ = ["compute_cell", "cell_inputs"]
 
 
 @functools.lru_cache(maxsize=8)
@@ -50,6 +50,23 @@ def _sgd_inputs(cfg: SweepConfig, layout: Layout, o: int, b: int, etas: np.ndarr
     return {"batch_size": cfg.batch_size, "keys": keys}
 
 
+def cell_inputs(cfg: SweepConfig, cell: tuple[int, int, int]) -> tuple[Any, np.ndarray, Any, dict[str, Any]]:
+    """What the engine gets for one cell: (problem, θ₀ (B, d), η (a float or (B,)), the other
+    keyword arguments of :func:`gdstab.trajectories` but steps, record_every, threads and
+    chunk_size).  The step sizes of the cell run as one batch: trajectory (j, i) = (etas[j],
+    points[i])."""
+    layout = _layout(cfg)
+    o, e, b = cell
+    problem = cfg.problem_at(o)
+    points = _block_points(cfg, o, b)
+    etas = np.asarray(cfg.eta[layout.eta_slice(e)], dtype=np.float64)
+    k, n = len(etas), points.shape[0]
+    kw = {"criteria": cfg.criteria, "backend": cfg.backend, "dtype": cfg.dtype, "optimizer": cfg.rule_at(o),
+          **_sgd_inputs(cfg, layout, o, b, etas)}
+    return (problem, np.tile(points, (k, 1)) if k > 1 else points, np.repeat(etas, n) if k > 1 else float(etas[0]),
+            kw)
+
+
 def compute_cell(cfg: SweepConfig, cell: tuple[int, int, int], threads: int | None = None,
                  chunk_size: int | str = "auto") -> dict[str, Any]:
     """Compute one cell (option point o, step-size block e, init block b) of the sweep ``cfg``;
@@ -59,15 +76,11 @@ def compute_cell(cfg: SweepConfig, cell: tuple[int, int, int], threads: int | No
     t0 = time.perf_counter()
     layout = _layout(cfg)
     o, e, b = cell
-    problem = cfg.problem_at(o)
+    problem, theta0, eta, kw = cell_inputs(cfg, cell)
     points = _block_points(cfg, o, b)
-    etas = np.asarray(cfg.eta[layout.eta_slice(e)], dtype=np.float64)
-    k, n = len(etas), points.shape[0]
-    # the step sizes of the cell run as one batch: trajectory (j, i) = (etas[j], points[i])
-    res = trajectories(problem, np.tile(points, (k, 1)) if k > 1 else points,
-                       np.repeat(etas, n) if k > 1 else float(etas[0]), steps=cfg.steps, criteria=cfg.criteria,
-                       record_every=cfg.record_every or None, backend=cfg.backend, dtype=cfg.dtype, threads=threads,
-                       chunk_size=chunk_size, optimizer=cfg.rule_at(o), **_sgd_inputs(cfg, layout, o, b, etas))
+    k, n = layout.eta_slice(e).stop - layout.eta_slice(e).start, points.shape[0]
+    res = trajectories(problem, theta0, eta, steps=cfg.steps, record_every=cfg.record_every or None, threads=threads,
+                       chunk_size=chunk_size, **kw)
     out: dict[str, Any] = {
         "status": res.status.astype(np.int8).reshape(k, n),
         "decision_step": res.step.astype(np.int32).reshape(k, n),

@@ -13,6 +13,7 @@ import numpy as np
 from .. import interrupts, progress
 from ..outcomes import STATUS_CODES, fraction_rows
 from .._validation import check_memory, positive_int
+from . import projection
 from .config import SweepConfig, load_config
 from .executors import Executor, make_executor
 from .store import Layout, ResultsFolder, StoreError, coordinates, variable_attrs
@@ -113,6 +114,7 @@ def run(
     quiet: bool = False,
     max_cells: int | None = None,
     on_cell: Callable[[tuple, int, int], None] | None = None,
+    project: bool | None = None,
 ):
     """Run (or continue) a sweep and return its results as an ``xarray.Dataset``.
 
@@ -141,6 +143,9 @@ def run(
         max_cells: stop after computing this many cells (the rest is left for a later call).
         on_cell: callback ``on_cell(cell, done, total)`` after each computed cell (handed to
             the writer; the folder holds it once its marker exists).
+        project: print the projected time of the remaining cells before starting, from a
+            short calibration (:mod:`gdstab.sweep.projection`); None (default): only for sweeps
+            of more than ``PROJECT_ABOVE`` parameter-steps; never when ``quiet``.
 
     SIGINT/SIGTERM (Ctrl-C) stop the sweep at the next segment boundary of the engine: the
     cells completed so far are stored, and :class:`gdstab.interrupts.Interrupted` is raised
@@ -167,7 +172,8 @@ def run(
         try:
             for note in folder.notes:
                 say(note)
-            return _run_locked(cfg, folder, layout, runner, chunk_size, quiet, max_cells, on_cell, say)
+            return _run_locked(cfg, folder, layout, runner, chunk_size, quiet, max_cells, on_cell, say, project,
+                               threads)
         finally:
             if lock is not None:
                 lock.release()
@@ -196,7 +202,7 @@ def _check_size(cfg: SweepConfig, layout: Layout, folder: ResultsFolder) -> None
 
 
 def _run_locked(cfg: SweepConfig, folder: ResultsFolder, layout: Layout, runner: Executor, chunk_size, quiet,
-                max_cells, on_cell, say):
+                max_cells, on_cell, say, project=None, threads=None):
     """The body of :func:`run` once the folder is ready and locked."""
     done = folder.completed_cells(layout, verify=True)
     todo = [c for c in layout.cells() if c not in done]
@@ -211,6 +217,8 @@ def _run_locked(cfg: SweepConfig, folder: ResultsFolder, layout: Layout, runner:
     memory: dict[str, np.ndarray] | None = {} if keep else None
     if max_cells is not None:
         todo = todo[:max_cells]
+    if not quiet and (project or (project is None and projection.work(cfg, layout, todo) > projection.PROJECT_ABOVE)):
+        say(projection.project(cfg, todo, threads=threads, chunk_size=chunk_size).text())
     started = time.time()
     bar = _progress_bar(layout.n_cells, len(done), quiet)
     n_traj = 0
