@@ -75,6 +75,7 @@ def test_catapult_key_numbers_tell_lazy_catapult_and_divergence_apart():
     th = k["catapult_uv_thresholds"]["value"]["m=400"]
     assert abs(th["divergence"]["relative_error"]) < 1e-3 and abs(th["lazy"]["relative_error"]) < 1e-2
     assert set(k["catapult_mlp"]["value"]) == {"c=1", "c=3"}
+    assert k["catapult_uv_runs"]["reproduced"] and k["catapult_uv_thresholds"]["reproduced"]
 
 
 def test_eos_phase_starts_at_the_first_arrival():
@@ -164,3 +165,13 @@ def test_linear_control_divergence_matches_the_spectral_radius():
             rho = np.max(np.abs(np.linalg.eigvals(np.eye(5) - D @ H)))
             if abs(rho - 1) > 1e-3:
                 assert (ds.status.values[i, j] == ff.DIVERGED) == (rho > 1), (e0, e1, rho)
+
+
+def test_catapult_phase_check_fails_when_a_phase_is_wrong():
+    good = {"c=1.5": {"loss_rose": False, "diverged": False, "curvature_eta_over_2_at_end": 0.7},
+            "c=3": {"loss_rose": True, "diverged": False, "curvature_eta_over_2_at_end": 0.2},
+            "c=4.2": {"loss_rose": True, "diverged": True, "curvature_eta_over_2_at_end": 9.0}}
+    assert fc._phases_hold(good, 4.0)
+    bad = dict(good, **{"c=3": {"loss_rose": True, "diverged": False, "curvature_eta_over_2_at_end": 1.2}})
+    assert not fc._phases_hold(bad, 4.0)
+    assert not fc._phases_hold(dict(good, **{"c=1.5": dict(good["c=3"])}), 4.0)

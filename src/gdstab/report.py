@@ -128,7 +128,8 @@ _FIELDS = {
     "min_ratio": "min", "records": "records", "reached": "reached", "window": "steps",
 }
 #: the fields of a key-number entry that are not extra quantities
-_META = ("value", "label", "definition", "paper", "note", "closed_form", "stderr", "interval", "target")
+_META = ("value", "label", "definition", "paper", "note", "closed_form", "stderr", "interval", "target", "reproduced",
+         "check")
 #: a value whose inline text is longer goes into a collapsible table below its section's table
 _INLINE_CHARS = 120
 
@@ -202,6 +203,8 @@ def _reference(entry: dict) -> str:
         refs.append(f"paper: {_num(entry['paper'])}")
     if "closed_form" in entry:
         refs.append(f"closed form: {_num(entry['closed_form'])}")
+    if "check" in entry:
+        refs.append(str(entry["check"]))
     return "; ".join(refs) or "—"
 
 
@@ -209,6 +212,8 @@ def _verdict(entry: dict) -> str:
     """One short phrase; the explanation of a note goes under the table."""
     if "note" in entry:
         return pretty(entry["note"].split(":")[0])
+    if isinstance(entry.get("reproduced"), bool):  # a result of the field checked by its stated criterion
+        return "reproduced" if entry["reproduced"] else "not reproduced"
     v = entry.get("value")
     for ref, what in (("closed_form", "closed form"), ("paper", "paper")):
         r = entry.get(ref)

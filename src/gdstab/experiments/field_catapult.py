@@ -238,6 +238,21 @@ def _run_rows(loss: np.ndarray, curv: np.ndarray, cs: np.ndarray, lam0: float) -
     return rows
 
 
+def _phases_hold(rows: dict[str, Any], upper: float | None) -> bool:
+    """c < 2: the loss never rose; 2 < c (< upper): it rose, GD converged and the curvature ended
+    below 2/η (a catapult); c > upper: diverged."""
+    ok = True
+    for name, r in rows.items():
+        c = float(name[2:])
+        if c < 2:
+            ok &= not r["loss_rose"] and not r["diverged"]
+        elif upper is None or c < upper:
+            ok &= r["loss_rose"] and not r["diverged"] and r["curvature_eta_over_2_at_end"] < 1
+        else:
+            ok &= r["diverged"]
+    return bool(ok)
+
+
 def key_numbers_catapult(ds) -> dict[str, Any]:
     th = _threshold_rows(ds)
     big = th[f"m={int(ds.width.values[-1])}"]
@@ -245,7 +260,9 @@ def key_numbers_catapult(ds) -> dict[str, Any]:
     a = ds.attrs
     return {
         "catapult_uv_thresholds": {
-            "value": th, "reproduced": bool(ok), "label": "uv model: the engine's η thresholds against 2/λ₀ and 4/λ₀",
+            "value": th, "reproduced": bool(ok),
+            "check": "Lewkowycz et al. 2020: 2/lambda0 and 4/lambda0 within 1% at the largest width",
+            "label": "uv model: the engine's η thresholds against 2/λ₀ and 4/λ₀",
             "definition": "uv model f = v^T u x / sqrt(m) on (x, y) = (1, 0), L = 1/2 (f - y)^2, u, v ~ N(0, 1), one "
                           "initialisation per width; lambda0 = (|u|^2 + |v|^2) / m (closed form). lazy: the largest eta "
                           f"at which the loss never rises in T = {a['steps']} steps (L_t+1 <= L_t (1 + "
@@ -255,13 +272,15 @@ def key_numbers_catapult(ds) -> dict[str, Any]:
                           "within 1% at the largest width; undecided_runs: runs neither converged nor diverged in T",
         },
         "catapult_uv_runs": {
-            "value": _run_rows(ds.uv_loss.values, ds.uv_curvature.values, ds.uv_c.values, a["uv_lambda0"]),
+            "value": (uv := _run_rows(ds.uv_loss.values, ds.uv_curvature.values, ds.uv_c.values, a["uv_lambda0"])),
+            "reproduced": _phases_hold(uv, 4.0), "check": "lazy below 2/lambda0, catapult between, divergence above 4/lambda0",
             "label": f"uv model (m = {a['figure_width']}) at η = c/λ₀", "lambda0": float(a["uv_lambda0"]),
             "definition": "loss peak over the initial loss, and the curvature lambda = (|u|^2 + |v|^2)/m times eta/2 at "
                           "the last finite step (< 1: below 2/eta); c < 2 lazy, 2 < c < 4 catapult, c > 4 diverges",
         },
         "catapult_mlp": {
-            "value": _run_rows(ds.mlp_loss.values, ds.mlp_sharpness.values, ds.mlp_c.values, a["mlp_lambda0"]),
+            "value": (mlp := _run_rows(ds.mlp_loss.values, ds.mlp_sharpness.values, ds.mlp_c.values, a["mlp_lambda0"])),
+            "reproduced": _phases_hold(mlp, None), "check": "above c = 2: the loss spikes, the sharpness ends below 2/eta",
             "label": "tanh MLP on digits at η = c/λ₀: loss spike and sharpness drop",
             "lambda0": float(a["mlp_lambda0"]),
             "definition": f"full-batch GD on {a['mlp_model']} (LeCun normal init) at eta = c / lambda0, lambda0 the "

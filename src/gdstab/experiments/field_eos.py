@@ -145,7 +145,9 @@ def key_numbers_eos(ds) -> dict[str, Any]:
     ok = all(v.get("in_band", False) for v in rows.values())
     return {"eos_sharpness_ratio": {
         "value": rows, "label": "median λ_max η/2 over the EoS phase, and where the phase began",
-        "band": list(RATIO_BAND), "reproduced": ok, "lambda0": float(ds.attrs["lambda0"]),
+        "band": list(RATIO_BAND), "reproduced": ok,
+        "check": f"Cohen et al. 2021: the median in [{RATIO_BAND[0]}, {RATIO_BAND[1]}] at every eta",
+        "lambda0": float(ds.attrs["lambda0"]),
         "definition": f"full-batch GD on {ds.attrs['model']}, initial weights LeCun normal x {ds.attrs['init_scale']:g} "
                       f"(sharpness at init {ds.attrs['lambda0']:.3g}); sharpness lambda_max(H) by Lanczos every "
                       f"{ds.attrs['every']} steps. EoS phase: from the first record with lambda_max eta / 2 >= 1 to the "

@@ -207,7 +207,9 @@ def key_numbers_fractal(ds) -> dict[str, Any]:
     smooth = all(v["interval"][0] <= 1 <= v["interval"][1] for v in rows["linear"].values())
     a = ds.attrs
     return {"fractal_boundary_dimension": {
-        "value": rows, "reproduced": bool(fractal and smooth), "zoom_intervals_exclude_1": bool(fractal),
+        "value": rows, "reproduced": bool(fractal and smooth),
+        "check": "Sohl-Dickstein 2024: every zoom interval above 1 (paper: 1.17-1.98); the smooth control's holds 1",
+        "zoom_intervals_exclude_1": bool(fractal),
         "linear_control_contains_1": bool(smooth), "paper_range": [1.17, 1.98],
         "label": "box-counting dimension of the trainability boundary per zoom level (95% interval)",
         "definition": f"one-hidden-layer tanh network, width {a['width']}, mean-field parameterisation, input dimension "
