@@ -737,8 +737,8 @@ def catapult(ds, axes=None):
             axes[row][1].axhline(2.0 * lam0 / c, color=col, ls="--", lw=0.8)
         fin = np.all(np.isfinite(loss), axis=1)
         if fin.any():  # a diverging run leaves the panel at the top; underflow is cut at 20 decades
-            peak = float(np.max(loss[fin]))
-            axes[row][0].set_ylim(max(float(np.min(np.maximum(loss[fin], 1e-300))), peak * 1e-20), peak * 10)
+            peak, low = float(np.max(loss[fin])), float(np.min(np.maximum(loss[fin], 1e-300)))
+            axes[row][0].set_ylim(max(low, peak * 1e-20) / 1.5, peak * (10 if peak > 1e3 * low else 1.5))
         axes[row][0].set_ylabel("loss")
         axes[row][1].set_ylabel(what)
         axes[row][0].legend(fontsize=7)
