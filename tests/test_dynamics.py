@@ -482,3 +482,30 @@ def test_auto_chunks_of_small_networks_stay_in_l2_and_network_estimates_follow_t
     c64 = dynamics._auto_chunk(m, 4096, 0, 8, "cpu", None, 1)
     c32 = dynamics._auto_chunk(m, 4096, 0, 4, "cpu", None, 1)
     assert c32 == 2 * c64, (c32, c64)
+
+
+def test_accelerator_chunks_are_sized_to_the_device_memory(monkeypatch):
+    """On an accelerator the chunk budget is an eighth of the memory the device reports (64 MiB
+    where it reports none); the CPU keeps 64 MiB."""
+    from gdstab import dynamics, problems
+
+    class FakeDevice:
+        def __init__(self, stats):
+            self.stats = stats
+
+        def memory_stats(self):
+            return self.stats
+
+    m = problems.get("mlp", depth=4, width=32, samples=0)
+    try:
+        dynamics.chunk_budget_bytes.cache_clear()
+        monkeypatch.setattr(jax, "devices", lambda *a: [FakeDevice({"bytes_limit": 80 * 2**30})])
+        assert dynamics.chunk_budget_bytes("gpu") == 10 * 2**30
+        assert dynamics.chunk_budget_bytes("cpu") == 64 * 2**20
+        big = dynamics._auto_chunk(m, 4096, 0, 4, "gpu", None, 1)
+        assert big > dynamics._auto_chunk(m, 4096, 0, 4, "cpu", None, 1) and big <= 4096
+        dynamics.chunk_budget_bytes.cache_clear()
+        monkeypatch.setattr(jax, "devices", lambda *a: [FakeDevice(None)])
+        assert dynamics.chunk_budget_bytes("gpu") == 64 * 2**20
+    finally:
+        dynamics.chunk_budget_bytes.cache_clear()

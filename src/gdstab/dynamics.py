@@ -708,7 +708,8 @@ def _auto_chunk(problem: Problem, B: int, n_records: int, itemsize: int, platfor
     """Trajectories per compiled call.  On the CPU, small problems run best in chunks of 1024
     (above that XLA splits every elementwise op across threads and the synchronisation costs
     more than it saves; measured in docs/performance.md), several chunks in parallel threads;
-    larger problems and accelerators get chunks sized to a 64 MiB working set, on the CPU at most
+    larger problems get chunks sized to a 64 MiB working set (accelerators: an eighth of the
+    device's memory, :func:`chunk_budget_bytes`), on the CPU at most
     a core's L2 cache when that still holds L2_MIN_CHUNK trajectories.  On the CPU the
     larger problems' B trajectories are then split evenly into a multiple of ``threads`` chunks
     (no padded slots, every thread busy: a 784-32-32-2 network of 100 members ran 1.6x faster
@@ -722,7 +723,7 @@ def _auto_chunk(problem: Problem, B: int, n_records: int, itemsize: int, platfor
         extra = _measured_bytes(problem, "float64" if itemsize == 8 else "float32")
     per = itemsize * (4 * size + 12 + 3 * n_records) + int(extra or 0)
     cap = 1024 if small else 2**16
-    c = max(1, min(cap, (64 * 2**20) // max(per, 1)))
+    c = max(1, min(cap, chunk_budget_bytes(platform) // max(per, 1)))
     if platform == "cpu" and not small and l2_cache_bytes() // max(per, 1) >= L2_MIN_CHUNK:
         c = min(c, l2_cache_bytes() // per)  # a small network: its chunk's working set stays in the core's L2
     c = 1 << int(math.floor(math.log2(c)))
@@ -732,6 +733,28 @@ def _auto_chunk(problem: Problem, B: int, n_records: int, itemsize: int, platfor
         return math.ceil(B / n)
     need = 1 << max(0, math.ceil(math.log2(max(B, 1))))  # no bigger than B needs
     return max(1, min(c, need))
+
+
+#: the working set of one chunk on the CPU
+CPU_CHUNK_BYTES = 64 * 2**20
+
+
+@functools.lru_cache(maxsize=4)
+def chunk_budget_bytes(platform: str) -> int:
+    """The working set one compiled chunk may use: 64 MiB on the CPU (measured:
+    docs/performance.md); on an accelerator an eighth of the device's memory as JAX reports it
+    (several chunks, their inputs and XLA's own buffers must fit beside it), 64 MiB where it
+    does not say."""
+    if platform == "cpu":
+        return CPU_CHUNK_BYTES
+    try:
+        import jax
+
+        stats = jax.devices()[0].memory_stats() or {}
+        limit = int(stats.get("bytes_limit", 0))
+    except Exception:  # noqa: BLE001 - a backend without memory statistics
+        limit = 0
+    return max(CPU_CHUNK_BYTES, limit // 8)
 
 
 #: chunks of small networks are sized to the core's L2 cache when that holds at least this many

@@ -49,8 +49,8 @@ def register(sub) -> None:
         "2020), fractal (the fractal boundary of trainability over per-layer learning rates, Sohl-Dickstein 2024). "
         "Rerunning resumes: finished targets are "
         "not recomputed. The small scale (default) takes about 7 minutes on a 2-core CPU; at --scale paper each "
-        "network sweep first prints its projected time (an upper bound measured on this machine: the paper's "
-        "Figure 3 sweep projects to about 200 hours on two cores).",
+        "network sweep first prints its projected time (measured on this machine, every trajectory to T: the "
+        "paper's Figure 3 sweep projects to about 67 hours on two cores).",
     )
     p.add_argument("targets", nargs="*", metavar="TARGET", help="all (default), " + ", ".join(registry.names()))
     p.add_argument("--out", required=True, help="results folder")

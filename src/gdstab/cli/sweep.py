@@ -101,7 +101,7 @@ def register(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar (and no projected time)")
     p.add_argument("--estimate", action="store_true",
                    help="only print the projected time of the whole sweep (a few steps of one cell per option "
-                        "point, measured on this machine; an upper bound: every trajectory run to T) and exit; "
+                        "point, measured on this machine, scaled to every trajectory running all T steps) and exit; "
                         "nothing is written. Sweeps of more than 1e12 parameter-steps print it before starting anyway")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_sweep)

@@ -6,10 +6,11 @@ for a few steps with its real step sizes and initial points: once to compile (di
 for ``CAL_STEPS[0]`` and ``CAL_STEPS[1]`` steps.  The difference of the last two times over the
 difference of their steps is the cost of one step of that cell with compilation and fixed costs
 cancelled (where it is not positive — a run too fast for the timer — the longer run's time per
-step, which includes them); times T and the cells of that option point, it is the projection.  It is an upper
-bound in the sense that every trajectory is assumed to run to T (trajectories that diverge or
-converge earlier stop, so the real run is usually shorter), and an estimate in that the machine
-may be busier or quieter during the run.
+step, which includes them); times T and the cells of that option point, it is the projection.  It
+assumes every trajectory runs to T (trajectories that diverge or converge earlier stop: the run
+is usually shorter) and leaves out compilation, recorded metrics and storage (which make it
+longer: the default-scale SGD sweep of Figure 4 took 66 s against a projection of 58 s); and the
+machine may be busier or quieter during the run.  An estimate, not a bound.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ class Projection(Record):
     """The projected time of a sweep's remaining cells.
 
     Attributes:
-        seconds: the projection (every trajectory run to T), in seconds.
+        seconds: the projection (every trajectory run to T, compilation and storage left out),
+            in seconds.
         per_option: one dict per option point: ``option`` (its values), ``cells``,
             ``trajectories``, ``seconds_per_step`` (of the calibrated cell), ``seconds``.
         calibration_seconds: the time the calibration took.
@@ -53,7 +55,7 @@ class Projection(Record):
         from ..progress import duration
 
         parts = ", ".join(f"{_name(r['option'])} {duration(r['seconds'])}" for r in self.per_option)
-        return (f"projected time: at most about {duration(self.seconds)} if every trajectory runs all T = "
+        return (f"projected time: about {duration(self.seconds)} if every trajectory runs all T = "
                 f"{self.steps} steps ({parts}; measured in a {self.calibration_seconds:.0f} s calibration on this "
                 f"machine; trajectories that converge or diverge earlier stop, so the run is usually shorter)")
 
