@@ -19,7 +19,8 @@ Two estimates of the boundary's dimension D from a classified raster, each with 
   side), along the two axes; finer ε needs the map recomputed (a zoom).
 
 The interval of each comes from refitting on random contiguous sub-ranges of the scales (at
-least half of them) with a random grid offset or axis per scale: it measures how much the
+least MIN_SCALES = 4 of them, or all when there are fewer) with a random grid offset or axis per
+scale: it measures how much the
 answer depends on the range of scales chosen, which is the dominant error of these fits.  A smooth
 curve gives D = 1, a filled region's noise D → 2; with a single class there is no boundary and
 the dimension is undefined (NaN, status says so).
@@ -177,7 +178,7 @@ def _slope(x: np.ndarray, y: np.ndarray) -> float:
 
 def _bootstrap(logx: np.ndarray, table: np.ndarray, n_boot: int, rng, sign: float, reduce) -> tuple[float, float]:
     """95 % percentile interval of sign x the slope of log(reduce(row)) against logx, over random
-    contiguous windows of >= max(MIN_SCALES, n/2) scales and, per scale, a resample (with
+    contiguous windows of >= min(MIN_SCALES, n) scales and, per scale, a resample (with
     replacement) of the row's columns (grid offsets, or axes); resamples with a zero are left
     out (NaN when that is most of them)."""
     n, k = logx.size, table.shape[1]
