@@ -64,7 +64,7 @@ def test_uv_thresholds_found_by_the_engine_match_2_and_4_over_lambda0():
 
 def test_catapult_key_numbers_tell_lazy_catapult_and_divergence_apart():
     c = fc._Catapult(widths=(100, 400), steps=2000, figure_width=200, figure_c=(1.5, 3.0, 4.5), mlp_samples=3,
-                     mlp_c=(1.0, 3.0), mlp_steps=30)
+                     mlp_c=(1.0, 3.0), run_steps=30)
     ds = fc.compute_catapult("small", config=c)
     k = fc.key_numbers_catapult(ds)
     runs = k["catapult_uv_runs"]["value"]
@@ -80,8 +80,9 @@ def test_catapult_key_numbers_tell_lazy_catapult_and_divergence_apart():
 
 def test_eos_phase_starts_at_the_first_arrival():
     r = np.array([0.5, 0.8, np.nan, 0.99, 1.0, 1.2, 0.95, 1.01])
-    assert fe.eos_phase(r) == 4
-    assert fe.eos_phase(np.array([0.2, 0.9])) == -1
+    assert sharpness.eos_onset(r) == 4
+    assert sharpness.eos_onset(np.array([0.2, 0.9])) == -1
+    assert sharpness.eos_onset(r, 0.9) == 3  # Adam's arrival level (optimizer_dynamics.EOS_ARRIVAL)
 
 
 def test_eos_on_digits_small_run_hovers_at_2_over_eta():
@@ -94,7 +95,7 @@ def test_eos_on_digits_small_run_hovers_at_2_over_eta():
     assert ds.attrs["lambda0"] * 0.8 / 2 < 0.9  # starts below the edge
     assert row["reached"], row
     assert fe.RATIO_BAND[0] <= row["median_ratio"] <= fe.RATIO_BAND[1], row
-    k = fe.eos_phase(ds.ratio.values[0])
+    k = sharpness.eos_onset(ds.ratio.values[0])
     assert np.all(ds.flow_distance.values[0, :k] < ds.attrs["flow_rtol"])
 
 

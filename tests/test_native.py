@@ -5,7 +5,6 @@ one for the CPU; here each variant is built on its own from the same source (the
 attribute replaced by one target), loaded with ctypes and run on the same trajectories as the
 shipped library.  Variants the CPU cannot run are skipped, saying which."""
 
-import ctypes
 import shutil
 import subprocess
 import sysconfig
@@ -41,17 +40,6 @@ def _build(tmp_path: Path, arch: str) -> Path:
     return out
 
 
-def _load(path: Path) -> ctypes.CDLL:
-    lib = ctypes.CDLL(str(path))
-    dp, ip, bp = ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_int8)
-    for name in _native.KERNELS:
-        fn = getattr(lib, f"gdstab_run_{name}")
-        fn.argtypes = [ctypes.c_int64, dp, dp, dp, ctypes.c_int64, dp, dp, bp, ip, ip, dp, dp,
-                       ctypes.POINTER(ctypes.c_int)]
-        fn.restype = None
-    return lib
-
-
 def _run(lib, monkeypatch, theta0, eta, steps):
     """gdstab's own native runner with ``lib`` in place of the shipped library."""
     monkeypatch.setattr(_native, "_lib", lib)
@@ -66,7 +54,7 @@ def test_every_instruction_set_variant_gives_the_shipped_bits(tmp_path, monkeypa
     if flag and flag not in _cpu_flags():
         pytest.skip(f"this CPU has no {flag}: the {arch} variant cannot run here")
     shipped = _native._load()
-    variant = _load(_build(tmp_path, arch))
+    variant = _native.open_library(_build(tmp_path, arch))
     p = problems.get("hyperbola")
     pts = init_points(p, 0, np.arange(3000))
     eta = np.repeat(np.array([0.3, 0.9, 1.05, 1.3]), 750)

@@ -30,12 +30,12 @@ PLATEAU_WINDOW = 0.1
 PLATEAU_SETTLED = 1e-3
 
 
-def eos_onset(ratio) -> int:
-    """The index of the first record where λ_max η / c >= 1 (the sharpness has reached the
-    stability threshold c/η: the start of the edge-of-stability phase), −1 if none; NaN
-    records (after a divergence) never count."""
+def eos_onset(ratio, level: float = 1.0) -> int:
+    """The index of the first record where λ_max η / c >= ``level`` (at 1 the sharpness has
+    reached the stability threshold c/η: the start of the edge-of-stability phase), −1 if none;
+    NaN records (after a divergence) never count."""
     r = np.asarray(ratio, dtype=np.float64)
-    hit = np.flatnonzero(np.isfinite(r) & (r >= 1.0))
+    hit = np.flatnonzero(np.isfinite(r) & (r >= level))
     return int(hit[0]) if hit.size else -1
 
 

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-__all__ = ["available", "unavailable_reason", "run", "KERNELS"]
+__all__ = ["available", "unavailable_reason", "run", "open_library", "KERNELS"]
 
 KERNELS = ("hyperbola", "saddle_quartic", "zhu", "rosenbrock", "quartic", "quad_quartic")
 _DIMS = {"hyperbola": 2, "saddle_quartic": 2, "zhu": 2, "rosenbrock": 2, "quartic": 1, "quad_quartic": 1}
@@ -39,19 +39,26 @@ def _load() -> ctypes.CDLL | None:
             _reason = "the extension gdstab._native._toykernels was not built (no C compiler at install time?)"
             return None
         try:
-            lib = ctypes.CDLL(spec.origin)
+            lib = open_library(spec.origin)
         except OSError as exc:  # pragma: no cover - depends on the platform
             _reason = f"could not load {spec.origin}: {exc}"
             return None
-        dp = ctypes.POINTER(ctypes.c_double)
-        ip = ctypes.POINTER(ctypes.c_int64)
-        bp = ctypes.POINTER(ctypes.c_int8)
-        for name in KERNELS:
-            fn = getattr(lib, f"gdstab_run_{name}")
-            fn.argtypes = [ctypes.c_int64, dp, dp, dp, ctypes.c_int64, dp, dp, bp, ip, ip, dp, dp, ctypes.POINTER(ctypes.c_int)]
-            fn.restype = None
         _lib = lib
         return lib
+
+
+def open_library(path) -> ctypes.CDLL:
+    """Load a build of ``toykernels.c`` with the argument types of every kernel declared (the
+    shipped library, or a variant built by the tests)."""
+    lib = ctypes.CDLL(str(path))
+    dp = ctypes.POINTER(ctypes.c_double)
+    ip = ctypes.POINTER(ctypes.c_int64)
+    bp = ctypes.POINTER(ctypes.c_int8)
+    for name in KERNELS:
+        fn = getattr(lib, f"gdstab_run_{name}")
+        fn.argtypes = [ctypes.c_int64, dp, dp, dp, ctypes.c_int64, dp, dp, bp, ip, ip, dp, dp, ctypes.POINTER(ctypes.c_int)]
+        fn.restype = None
+    return lib
 
 
 def available(name: str | None = None) -> bool:

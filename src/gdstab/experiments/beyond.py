@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .target import Target
+from .target import Target, dataset_compute
 
 __all__ = ["ORBIT", "EOS", "BASIN", "compute_orbit", "compute_eos", "compute_basin",
            "key_numbers_orbit", "key_numbers_eos", "key_numbers_basin"]
@@ -157,17 +156,6 @@ def key_numbers_basin(ds) -> dict[str, Any]:
 # ------------------------------------------------------------------ gdstab reproduce targets
 
 
-def _reproduce(target: str):
-    def compute(out: Path, scale: str, quiet: bool, keys: dict) -> None:
-        from ..results import save_dataset
-
-        ds = globals()[f"compute_{target}"](scale)
-        save_dataset(ds, Path(out) / "data" / f"{target}.zarr")
-        keys.update(globals()[f"key_numbers_{target}"](ds))
-
-    return compute
-
-
 def _draw_orbit(ds, scale: str):
     from .. import plots
 
@@ -187,17 +175,18 @@ def _draw_basin(ds, scale: str):
 
 
 TARGETS = (
-    Target("orbit", "orbit.zarr", "orbit_diagram", _reproduce("orbit"), _draw_orbit,
+    Target("orbit", "orbit.zarr", "orbit_diagram", dataset_compute(compute_orbit, key_numbers_orbit, "orbit.zarr"),
+           _draw_orbit,
            lambda scale: "Beyond the paper. Orbit diagram of GD on 1/2 (1 - xy)^2: x on the attractor (iterates after "
                          "a transient, two initialisations) against eta, bifurcation points dotted; below, the largest "
                          "Lyapunov exponent (Jacobian-vector products of G). The 2-cycle born at eta = 1 doubles at "
                          "sqrt(5) - 1, then the cascade leads to chaos (positive exponent) with periodic windows.", title="Beyond the paper: period doubling and chaos above η = 1"),
-    Target("eos_toy", "eos.zarr", "edge_of_stability", _reproduce("eos"), _draw_eos,
+    Target("eos_toy", "eos.zarr", "edge_of_stability", dataset_compute(compute_eos, key_numbers_eos, "eos.zarr"), _draw_eos,
            lambda scale: "Beyond the paper. Edge of stability on 1/4 (x^2 y^2 - 1)^2 (Zhu et al. 2022): GD from "
                          "(4, 0.1) at eta = 0.1; the sharpness (largest Hessian eigenvalue) rises above 2/eta = 20, "
                          "the loss spikes, and GD settles at a minimum just below 2/eta, flatter than the "
                          "gradient-flow minimum from the same point.", title="Beyond the paper: the edge of stability"),
-    Target("basin", "basin.zarr", "basin_map", _reproduce("basin"), _draw_basin,
+    Target("basin", "basin.zarr", "basin_map", dataset_compute(compute_basin, key_numbers_basin, "basin.zarr"), _draw_basin,
            lambda scale: "Beyond the paper. Basin map of GD on 1/2 (1 - xy)^2 at eta = 0.9: outcome per starting point "
                          "(converged to the branch x, y > 0 or x, y < 0 of xy = 1, or diverged) and the step at which "
                          "it was decided.", title="Beyond the paper: basins of attraction at η = 0.9"),

@@ -23,12 +23,11 @@ below 2/η, then the loss falls).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .target import Target
+from .target import Target, dataset_compute, plot_draw
 
 __all__ = ["CATAPULT", "uv_problem", "uv_curvature", "uv_thresholds", "compute_catapult", "key_numbers_catapult",
            "MONOTONE_RTOL"]
@@ -42,7 +41,7 @@ class _Catapult:
     figure_c: tuple[float, ...]   # η = c/λ₀ of the uv runs drawn
     mlp_samples: int    # per digit
     mlp_c: tuple[float, ...]
-    mlp_steps: int
+    run_steps: int      # steps of every drawn run (uv and MLP)
 
 
 CATAPULT = {"small": _Catapult((100, 1000, 10_000), 10_000, 1000, (1.5, 3.0, 4.2), 20, (1.5, 3.0, 6.0), 80),
@@ -155,7 +154,7 @@ def _uv_runs(c: _Catapult):
     loss, curv = [], []
     with jax.enable_x64(True):
         for k in c.figure_c:
-            ds = sharpness.track_sharpness(p, th0, k / lam0, steps=c.mlp_steps, every=1, key=gdstab_random.key(1),
+            ds = sharpness.track_sharpness(p, th0, k / lam0, steps=c.run_steps, every=1, key=gdstab_random.key(1),
                                            tol=1e-6, keep_iterates=True)
             loss.append(ds.loss.values)
             curv.append(uv_curvature(ds.theta.values, m))
@@ -173,7 +172,7 @@ def _mlp_runs(c: _Catapult):
     with jax.enable_x64(True):
         th0 = np.asarray(p.init(gdstab_random.key(0), 1), dtype=np.float64)[0]
         lam0 = float(sharpness.sharpness_at(p, th0, key=gdstab_random.key(1), tol=1e-8)[0])
-        runs = [sharpness.track_sharpness(p, th0, k / lam0, steps=c.mlp_steps, every=1, key=gdstab_random.key(1),
+        runs = [sharpness.track_sharpness(p, th0, k / lam0, steps=c.run_steps, every=1, key=gdstab_random.key(1),
                                           tol=1e-3, max_iter=50) for k in c.mlp_c]
     return p, lam0, np.stack([r.loss.values for r in runs]), np.stack([r.sharpness.values for r in runs])
 
@@ -186,17 +185,19 @@ def compute_catapult(scale: str = "small", config: _Catapult | None = None):
     rows = [uv_thresholds(m, c.steps) for m in c.widths]
     lam_uv, uv_loss, uv_curv = _uv_runs(c)
     p, lam_mlp, mlp_loss, mlp_sharp = _mlp_runs(c)
-    step = np.arange(c.mlp_steps + 1)
-    th = {f"{name}_{f}": (("width",), np.array([r[name][f] for r in rows]))
-          for name in ("lazy", "divergence") for f in ("eta", "closed_form")}
-    th["lazy_low"] = (("width",), np.array([r["lazy"]["bracket"][0] for r in rows]))
-    th["lazy_high"] = (("width",), np.array([r["lazy"]["bracket"][1] for r in rows]))
-    th["divergence_low"] = (("width",), np.array([r["divergence"]["bracket"][0] for r in rows]))
-    th["divergence_high"] = (("width",), np.array([r["divergence"]["bracket"][1] for r in rows]))
-    th["monotone_in_eta"] = (("width",), np.array([r["lazy"]["predicate_monotone_in_eta"]
-                                                   and r["divergence"]["predicate_monotone_in_eta"] for r in rows]))
-    th["undecided_runs"] = (("width",), np.array([r["undecided_runs"] for r in rows]))
-    th["lambda0"] = (("width",), np.array([r["lambda0"] for r in rows]))
+    step = np.arange(c.run_steps + 1)
+
+    def per_width(get):
+        return ("width",), np.array([get(r) for r in rows])
+
+    th = {"lambda0": per_width(lambda r: r["lambda0"]), "undecided_runs": per_width(lambda r: r["undecided_runs"]),
+          "monotone_in_eta": per_width(lambda r: r["lazy"]["predicate_monotone_in_eta"]
+                                       and r["divergence"]["predicate_monotone_in_eta"])}
+    for name in ("lazy", "divergence"):
+        th[f"{name}_eta"] = per_width(lambda r: r[name]["eta"])
+        th[f"{name}_closed_form"] = per_width(lambda r: r[name]["closed_form"])
+        th[f"{name}_low"] = per_width(lambda r: r[name]["bracket"][0])
+        th[f"{name}_high"] = per_width(lambda r: r[name]["bracket"][1])
     return xr.Dataset(
         {**th, "uv_loss": (("uv_c", "step"), uv_loss), "uv_curvature": (("uv_c", "step"), uv_curv),
          "mlp_loss": (("mlp_c", "step"), mlp_loss), "mlp_sharpness": (("mlp_c", "step"), mlp_sharp)},
@@ -293,20 +294,6 @@ def key_numbers_catapult(ds) -> dict[str, Any]:
 # ------------------------------------------------------------------ gdstab reproduce target
 
 
-def _compute(out: Path, scale: str, quiet: bool, keys: dict) -> None:
-    from ..results import save_dataset
-
-    ds = compute_catapult(scale)
-    save_dataset(ds, Path(out) / "data" / "catapult.zarr")
-    keys.update(key_numbers_catapult(ds))
-
-
-def _draw(ds, scale: str):
-    from .. import plots
-
-    return plots.catapult(ds)
-
-
 def _caption(scale: str) -> str:
     c = CATAPULT[scale]
     return (f"The catapult mechanism (Lewkowycz et al. 2020). Top: the uv model f = v^T u x / sqrt(m), width "
@@ -320,6 +307,7 @@ def _caption(scale: str) -> str:
 
 
 TARGETS = (
-    Target("catapult", "catapult.zarr", "catapult", _compute, _draw, _caption,
+    Target("catapult", "catapult.zarr", "catapult", dataset_compute(compute_catapult, key_numbers_catapult, "catapult.zarr"),
+           plot_draw("catapult"), _caption,
            title="The catapult mechanism (Lewkowycz et al. 2020)"),
 )

@@ -21,14 +21,13 @@ lasts to the end of the run; its key number is the median of λ_max η / 2 over 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .target import Target
+from .target import Target, dataset_compute, plot_draw
 
-__all__ = ["EOS_DIGITS", "compute_eos", "key_numbers_eos", "eos_phase", "RATIO_BAND"]
+__all__ = ["EOS_DIGITS", "compute_eos", "key_numbers_eos", "RATIO_BAND"]
 
 
 @dataclass(frozen=True)
@@ -53,21 +52,15 @@ FLOW_RTOL = 1e-2
 FLOW_AFTER_ONSET = 20
 
 
-def eos_phase(ratio: np.ndarray) -> int:
-    """The index of the first record where λ_max η / 2 >= 1 (the start of the EoS phase), −1 if
-    none (:func:`gdstab.sharpness.eos_onset`)."""
-    from ..sharpness import eos_onset
-
-    return eos_onset(ratio)
-
-
-def _flow_window(runs, c: _Eos) -> list[int]:
+def _flow_window(runs) -> list[int]:
     """Records compared with the flow per run: up to FLOW_AFTER_ONSET records past the EoS onset
     (the whole run when there is none), so the flow is solved only as far as the comparison
     needs."""
+    from ..sharpness import eos_onset
+
     out = []
     for ds in runs:
-        k = eos_phase(ds.sharpness.values * ds.attrs["eta"] / 2)
+        k = eos_onset(ds.sharpness.values * ds.attrs["eta"] / 2)
         out.append(ds.sizes["step"] if k < 0 else min(ds.sizes["step"], k + FLOW_AFTER_ONSET + 1))
     return out
 
@@ -76,7 +69,7 @@ def _flow_distances(p, th0, runs, c: _Eos) -> tuple[np.ndarray, str]:
     """GD's relative distance to the gradient flow at t = kη per run (NaN beyond the window)."""
     from .. import flow
 
-    n = _flow_window(runs, c)
+    n = _flow_window(runs)
     times = np.unique(np.concatenate([runs[i].step.values[:n[i]] * c.etas[i] for i in range(len(runs))]))
     fl = flow.gradient_flow(p, th0, float(times[-1]), times=times, solver="tsit5", rtol=1e-7, atol=1e-9)
     rel = np.full((len(runs), runs[0].sizes["step"]), np.nan)
@@ -123,9 +116,11 @@ def compute_eos(scale: str = "small", config: _Eos | None = None):
 
 
 def _row(ds, i: int) -> dict[str, Any]:
+    from ..sharpness import eos_onset
+
     step = ds.step.values
     r, loss, dist = ds.ratio.values[i], ds.loss.values[i], ds.flow_distance.values[i]
-    k = eos_phase(r)
+    k = eos_onset(r)
     if k < 0:
         return {"reached": False, "max_ratio": float(np.nanmax(r)),
                 "note": f"lambda_max eta / 2 never reached 1 in {int(step[-1])} steps: no EoS phase in this run"}
@@ -162,20 +157,6 @@ def key_numbers_eos(ds) -> dict[str, Any]:
 # ------------------------------------------------------------------ gdstab reproduce target
 
 
-def _compute(out: Path, scale: str, quiet: bool, keys: dict) -> None:
-    from ..results import save_dataset
-
-    ds = compute_eos(scale)
-    save_dataset(ds, Path(out) / "data" / "eos_digits.zarr")
-    keys.update(key_numbers_eos(ds))
-
-
-def _draw(ds, scale: str):
-    from .. import plots
-
-    return plots.edge_of_stability_runs(ds)
-
-
 def _caption(scale: str) -> str:
     c = EOS_DIGITS[scale]
     return (f"Edge of stability (Cohen et al. 2021) on real digits: full-batch GD on a 784-{c.width}-{c.width}-10 tanh "
@@ -189,6 +170,7 @@ def _caption(scale: str) -> str:
 
 
 TARGETS = (
-    Target("eos", "eos_digits.zarr", "eos_digits", _compute, _draw, _caption,
+    Target("eos", "eos_digits.zarr", "eos_digits", dataset_compute(compute_eos, key_numbers_eos, "eos_digits.zarr"),
+           plot_draw("edge_of_stability_runs"), _caption,
            title="The edge of stability on MNIST digits (Cohen et al. 2021)"),
 )

@@ -26,12 +26,12 @@ paper's input dimension is the width (d = 16, 272 parameters), used at ``--scale
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .target import Target
+from ..basins import BASIN_CODES
+from .target import Target, dataset_compute, plot_draw
 
 __all__ = ["FRACTAL", "fractal_problem", "linear_problem", "zoom_windows", "compute_fractal", "key_numbers_fractal"]
 
@@ -50,7 +50,7 @@ class _Fractal:
 
 FRACTAL = {"small": _Fractal(16, 4, 72, 3, 8.0, 1000, (1.5, 3.5, 1.5, 3.5), (-1.0, 1.0, -1.0, 1.0)),
            "paper": _Fractal(16, 16, 288, 4, 8.0, 1000, (1.5, 3.5, 1.5, 3.5), (-1.0, 1.0, -1.0, 1.0))}
-DIVERGED = 2  # gdstab.dynamics.Status.DIVERGED
+DIVERGED = BASIN_CODES["diverged"]
 
 
 def _data(n_samples: int, d: int, seed: int = 0):
@@ -181,7 +181,7 @@ def compute_fractal(scale: str = "small", config: _Fractal | None = None, on_lev
                       attrs={"title": "The fractal boundary of trainability", "width": c.width, "d_in": c.d_in,
                              "parameters": out["network"][2].dim, "samples": out["network"][2].n_samples,
                              "side": c.side, "levels": c.levels, "zoom": c.zoom, "steps": c.steps, "scale": scale,
-                             "status_codes": "1 converged, 2 diverged, 3 periodic, 4 bounded, 5 stationary"})
+                             "status_codes": str(BASIN_CODES)})
 
 
 def _f(x) -> float:
@@ -227,20 +227,6 @@ def key_numbers_fractal(ds) -> dict[str, Any]:
 # ------------------------------------------------------------------ gdstab reproduce target
 
 
-def _compute(out: Path, scale: str, quiet: bool, keys: dict) -> None:
-    from ..results import save_dataset
-
-    ds = compute_fractal(scale)
-    save_dataset(ds, Path(out) / "data" / "fractal.zarr")
-    keys.update(key_numbers_fractal(ds))
-
-
-def _draw(ds, scale: str):
-    from .. import plots
-
-    return plots.trainability_zooms(ds)
-
-
 def _caption(scale: str) -> str:
     c = FRACTAL[scale]
     n_par = c.width * c.d_in + c.width
@@ -257,6 +243,7 @@ def _caption(scale: str) -> str:
 
 
 TARGETS = (
-    Target("fractal", "fractal.zarr", "fractal", _compute, _draw, _caption,
+    Target("fractal", "fractal.zarr", "fractal", dataset_compute(compute_fractal, key_numbers_fractal, "fractal.zarr"),
+           plot_draw("trainability_zooms"), _caption,
            title="The fractal boundary of trainability (Sohl-Dickstein 2024)"),
 )

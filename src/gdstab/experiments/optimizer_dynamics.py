@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .target import Target
+from .target import Target, plot_draw
 
 __all__ = ["MOMENTUM", "ADAPTIVE_EOS", "compute_momentum", "compute_adaptive_eos", "key_numbers_momentum",
            "key_numbers_adaptive_eos", "EOS_ARRIVAL"]
@@ -169,19 +169,21 @@ def compute_adaptive_eos(scale: str = "small"):
 
 
 def key_numbers_adaptive_eos(ds) -> dict[str, Any]:
+    from ..sharpness import eos_onset
+
     rows = {}
     step = ds.step.values
     for i, eta in enumerate(ds.eta.values):
         r = ds.ratio.values[i]
         ok = np.isfinite(r)
-        arrived = np.flatnonzero(ok & (r >= EOS_ARRIVAL))
-        if not arrived.size:
+        k = eos_onset(r, EOS_ARRIVAL)
+        if k < 0:
             rows[f"eta={eta:g}"] = {"reached": False, "max_ratio": float(np.nanmax(r)),
                                     "note": f"eta lambda_max(P^-1 H) / 38 never reached {EOS_ARRIVAL} in "
                                             f"{int(step[-1])} steps: the run is too short to show the adaptive EoS"}
             continue
-        w = r[arrived[0]:][ok[arrived[0]:]]
-        rows[f"eta={eta:g}"] = {"reached": True, "window": [int(step[arrived[0]]), int(step[-1])],
+        w = r[k:][ok[k:]]
+        rows[f"eta={eta:g}"] = {"reached": True, "window": [int(step[k]), int(step[-1])],
                                 "median_ratio": float(np.median(w)), "max_ratio": float(w.max()),
                                 "min_ratio": float(w.min()), "records": int(w.size)}
     return {"adaptive_eos_plateau_ratio": {
@@ -208,15 +210,6 @@ def _reproduce(target: str):
     return compute
 
 
-def _draw(plot: str):
-    def draw(ds, scale: str):
-        from .. import plots
-
-        return getattr(plots, plot)(ds)
-
-    return draw
-
-
 def _caption_momentum(scale: str) -> str:
     c = MOMENTUM[scale]
     return (f"Beyond the paper. Trapping fraction of heavy-ball momentum (left) and Nesterov (right) on "
@@ -237,8 +230,8 @@ def _caption_adaptive_eos(scale: str) -> str:
 
 
 TARGETS = (
-    Target("momentum", "momentum.zarr", "momentum", _reproduce("momentum"), _draw("momentum_trapping"),
+    Target("momentum", "momentum.zarr", "momentum", _reproduce("momentum"), plot_draw("momentum_trapping"),
            _caption_momentum, title="Beyond the paper: heavy-ball momentum and Nesterov"),
-    Target("adaptive_eos", "adaptive_eos.zarr", "adaptive_eos", _reproduce("adaptive_eos"), _draw("adaptive_eos"),
+    Target("adaptive_eos", "adaptive_eos.zarr", "adaptive_eos", _reproduce("adaptive_eos"), plot_draw("adaptive_eos"),
            _caption_adaptive_eos, title="Beyond the paper: Adam at the adaptive edge of stability"),
 )

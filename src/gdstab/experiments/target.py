@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ["Target"]
+__all__ = ["Target", "dataset_compute", "plot_draw"]
 
 
 @dataclass(frozen=True)
@@ -37,3 +37,28 @@ class Target:
     caption: Callable[[str], str]
     shares: str | None = None
     title: str = ""
+
+
+def dataset_compute(compute: Callable[[str], Any], key_numbers: Callable[[Any], dict], store: str):
+    """The ``compute`` of a target whose data are one Dataset: ``compute(scale)``, saved to
+    ``out/data/<store>``, and its ``key_numbers(ds)`` added to the summary."""
+
+    def run(out: Path, scale: str, quiet: bool, keys: dict) -> None:
+        from ..results import save_dataset
+
+        ds = compute(scale)
+        save_dataset(ds, Path(out) / "data" / store)
+        keys.update(key_numbers(ds))
+
+    return run
+
+
+def plot_draw(name: str):
+    """The ``draw`` of a target whose figure is ``gdstab.plots.<name>(ds)``."""
+
+    def draw(ds, scale: str):
+        from .. import plots
+
+        return getattr(plots, name)(ds)
+
+    return draw
