@@ -437,39 +437,96 @@ def test_engine_evaluates_the_gradient_once_per_step_and_never_past_T():
     assert len(calls) == 10 + 1 + 1
 
 
-def test_auto_chunks_of_a_users_model_split_the_batch_evenly_over_threads_and_measure_its_working_set():
-    """A model without a size estimate (from_jax, from_torch, ...): its per-trajectory working set
-    is read from XLA's memory analysis of the vmapped gradient (at least the hidden activations:
-    n samples × width values), and B trajectories are cut into a multiple of ``threads`` equal
-    chunks (no padded slot beyond rounding, every thread busy)."""
+def _users_model(callback=None):
+    """A from_jax tanh network on 500 samples (1344 parameters): a GEMM-sized step per trajectory."""
     import jax.numpy as jnp
-
-    from gdstab.dynamics import _auto_chunk, _measured_bytes
 
     rng = np.random.default_rng(0)
     X, Y = rng.normal(size=(500, 20)), rng.normal(size=(500, 1))
 
     def loss_fn(p, data):
+        if callback is not None:
+            jax.debug.callback(callback)  # once per evaluation (of one lane, or of a vmapped batch)
         x, y = data
         return jnp.mean((jnp.tanh(x @ p["w1"]) @ p["w2"] - y) ** 2)
 
     with jax.enable_x64(True):
-        p = Problem.from_jax(loss_fn, {"w1": jnp.zeros((20, 64)), "w2": jnp.zeros((64, 1))}, (X, Y))
+        return Problem.from_jax(loss_fn, {"w1": jnp.zeros((20, 64)), "w2": jnp.zeros((64, 1))}, (X, Y))
+
+
+def test_lanes_of_a_users_model_measure_its_working_set_and_run_sequentially():
+    """A model without a size estimate (from_jax, from_torch, ...): its per-trajectory working set
+    is read from XLA's memory analysis of the vmapped gradient (at least the hidden activations:
+    n samples × width values); too big for L2_MIN_CHUNK lanes in a core's L2, it runs
+    L2_MIN_CHUNK sequential lanes per worker (fewer when a thread's share of B is smaller)."""
+    from gdstab import dynamics
+    from gdstab.dynamics import _auto_chunk, _measured_bytes
+
+    p = _users_model()
     measured = _measured_bytes(p, "float64")
     assert measured >= 500 * 64 * 8
     assert _measured_bytes(p, "float32") < measured
+    assert dynamics._sequential_lanes(p, 0, 8, "cpu") and not dynamics._sequential_lanes(p, 0, 8, "gpu")
     for B, threads in ((100, 2), (7, 2), (1, 4), (1000, 3), (3, 4)):
         c = _auto_chunk(p, B, 0, 8, "cpu", None, threads)
-        n = math.ceil(B / c)
-        assert n * c - B < n  # padding: less than one slot per chunk
-        assert n >= min(threads, B)  # every thread has a chunk
-    assert _auto_chunk(p, 100, 0, 8, "cpu", None, 2) == 50  # two chunks of 50, not one padded to 128
+        assert c & (c - 1) == 0 and c <= dynamics.L2_MIN_CHUNK  # a power of two
+        assert c <= -(-B // threads)  # at most a thread's share: every thread has lanes to fill
+    assert _auto_chunk(p, 100, 0, 8, "cpu", None, 2) == dynamics.L2_MIN_CHUNK
+
+
+def test_sequential_lanes_evaluate_each_trajectory_exactly_until_its_decision():
+    """Per-trajectory early exit: in sequential lanes a trajectory computes the gradients of its
+    steps 0 … decision step and nothing more (a finished lane costs nothing, a waiting
+    trajectory takes it), plus one vmapped evaluation of the final values; the results are
+    bitwise the same for any number of lanes and threads, and records included."""
+    calls = []
+    p = _users_model(lambda: calls.append(1))
+    th0 = 0.3 * np.random.default_rng(1).normal(size=(12, p.dim))
+    eta = np.repeat([0.05, 3.0, 40.0, 400.0], 3)  # slow (bounded at T), fast and diverging ones
+    crit = Criteria(check_every=8, max_period=2)
+    ref = None
+    for chunk, threads in ((1, 1), (3, 2), (8, 1), (4, 2)):
+        calls.clear()
+        r = trajectories(p, th0, eta, steps=60, backend="jax", chunk_size=chunk, threads=threads, criteria=crit,
+                         record_every=7)
+        assert len(calls) == int((r.step + 1).sum()) + 1, (chunk, threads)
+        ref = r if ref is None else ref
+        _same(ref, r)
+        np.testing.assert_array_equal(r.metrics.loss, ref.metrics.loss)
+    assert len(set(ref.status.tolist())) >= 2 and ref.step.min() < 30 and ref.step.max() == 60
+
+
+def test_vectorised_lanes_take_waiting_trajectories_when_they_finish():
+    """Persistent lanes (small problems, vectorised): one trajectory that runs to T and 31 that
+    settle within a few segments, in 4 lanes.  A chunk that exits only when all of its members
+    are done would run T + 1 steps for the long one's chunk and then 7 more chunks of short
+    ones; with the lanes the short ones pass through the 3 other lanes while the long one runs."""
+    import jax.numpy as jnp
+
+    calls = []
+
+    def loss_fn(p, data):
+        jax.debug.callback(lambda: calls.append(1))
+        return 0.5 * jnp.sum(p["w"] ** 2)
+
+    with jax.enable_x64(True):
+        p = Problem.from_jax(loss_fn, {"w": jnp.zeros(3)}, None)
+        eta = np.r_[2.0, np.full(31, 1.0)]  # w -> -w forever; w -> 0 at once
+        T = 300
+        r = trajectories(p, np.ones((32, 3)), eta, steps=T, backend="jax", threads=1, chunk_size=4,
+                         criteria=Criteria(check_every=8, max_period=1))
+    assert r.step[0] == T and r.step[1:].max() < 16
+    chunk_exit = (T + 1) + 7 * (int(r.step[1:].max()) + 1)  # at least this many batch steps
+    assert len(calls) - 1 < T + 1 + 16 < chunk_exit
+    _same(r, trajectories(p, np.ones((32, 3)), eta, steps=T, backend="jax", threads=1, chunk_size=1,
+                          criteria=Criteria(check_every=8, max_period=1)))
 
 
 def test_auto_chunks_of_small_networks_stay_in_l2_and_network_estimates_follow_the_dtype():
-    """A small network's chunk (per-trajectory working set measured) is cut to the core's L2
+    """A small network's lanes (per-trajectory working set measured) are cut to the core's L2
     cache (the 64 MiB rule gave chunks of 1024, 2.4x slower: docs/performance.md), and the MLP's
-    activation estimate, given in float64 bytes, halves in float32 (twice the members per chunk)."""
+    activation estimate, given in float64 bytes, halves in float32 (twice the lanes under the
+    accelerator's budget; on the CPU a network this big runs sequential lanes)."""
     from gdstab import dynamics, problems
     from gdstab.experiments.field_fractal import fractal_problem
 
@@ -477,11 +534,14 @@ def test_auto_chunks_of_small_networks_stay_in_l2_and_network_estimates_follow_t
     per = dynamics._measured_bytes(p, "float64") + 8 * (4 * p.dim + 12)
     c = dynamics._auto_chunk(p, 4096, 0, 8, "cpu", None, 1)
     assert dynamics.L2_MIN_CHUNK <= c and c * per <= dynamics.l2_cache_bytes()
+    assert not dynamics._sequential_lanes(p, 0, 8, "cpu")
     assert dynamics._auto_chunk(p, 4096, 0, 8, "gpu", None, 1) > c  # accelerators keep the 64 MiB rule
     m = problems.get("mlp", depth=4, width=32, samples=0)
-    c64 = dynamics._auto_chunk(m, 4096, 0, 8, "cpu", None, 1)
-    c32 = dynamics._auto_chunk(m, 4096, 0, 4, "cpu", None, 1)
+    c64 = dynamics._auto_chunk(m, 2**16, 0, 8, "gpu", None, 1)
+    c32 = dynamics._auto_chunk(m, 2**16, 0, 4, "gpu", None, 1)
     assert c32 == 2 * c64, (c32, c64)
+    assert dynamics._sequential_lanes(m, 0, 4, "cpu")
+    assert dynamics._auto_chunk(m, 4096, 0, 4, "cpu", None, 2) == dynamics.L2_MIN_CHUNK
 
 
 def test_accelerator_chunks_are_sized_to_the_device_memory(monkeypatch):

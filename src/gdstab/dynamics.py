@@ -88,6 +88,7 @@ __all__ = [
 
 # raw codes shared with the native kernels (before the settled -> converged/stationary split)
 _RAW_SETTLED, _RAW_DIVERGED, _RAW_PERIODIC, _RAW_BOUNDED = 1, 2, 3, 4
+_RAW_IDLE = 5  # a lane of the JAX engine with no trajectory (never reported)
 
 
 @dataclass(frozen=True, repr=False)
@@ -322,6 +323,8 @@ class _State(NamedTuple):
     pret: Any  # squared distance of the current segment's first return to its anchor
     prprev: Any  # the same of the previous segment
     sn: Any  # a rule's θ-step norm ‖θ_{t+1} − θ_t‖ at the last step (what a frozen trajectory records)
+    lv: Any  # L(θ_t) at the last step while running (the decision step's, once frozen)
+    lg: Any  # ‖∇L(θ_t)‖ likewise
 
 
 def _gd_move(eta):
@@ -407,9 +410,10 @@ def _step_one(value_grad_fn, move, s: _State, t, k, T, tol2, W, maxn2, P, checks
     new_theta = tuple(jnp.where(run, a, b) for a, b in zip(moved, z))
     aux = jax.tree_util.tree_map(lambda a, b: jnp.where(run, a, b), aux_moved, s.aux)
     sn = s.sn if step_norm is None else step_norm.astype(s.sn.dtype)
+    gn = jnp.sqrt(gg)
     new = _State(new_theta, aux, st, cnt, s1.astype(s.s1.dtype), anc, pseg, pprev, pcnt, pdec, pdmx, pdprev, pret,
-                 prprev, sn)
-    return new, value, jnp.sqrt(gg), step_norm
+                 prprev, sn, jnp.where(act, value, s.lv).astype(s.lv.dtype), jnp.where(act, gn, s.lg).astype(s.lg.dtype))
+    return new, value, gn, step_norm
 
 
 def sgd_batch_indices(key_data, t, n_samples: int, batch_size: int):
@@ -442,14 +446,14 @@ def _unpack(opts, dtype):
 
 @functools.lru_cache(maxsize=64)
 def _jax_runner(problem: Problem, chunk: int, n_records: int, dtype_name: str, batch_size: int = 0,
-                kind: RuleKind = GD.kind):
-    """Compiled runner for one problem, chunk size, record layout, batch size (0: full batch)
-    and kind of update rule (:class:`~gdstab.optimizers.RuleKind`).  η, the rule's
+                kind: RuleKind = GD.kind, sequential: bool = False):
+    """Compiled runner for one problem, chunk size (lanes), record layout, batch size (0: full
+    batch), kind of update rule (:class:`~gdstab.optimizers.RuleKind`) and lane mode
+    (``sequential``: see :func:`_sequential_run`; else :func:`_vector_run`).  η, the rule's
     hyperparameters, θ₀, the SGD keys, T and the tolerances are traced arguments, so changing
     them does not recompile."""
     import jax
     import jax.numpy as jnp
-    from jax import lax
 
     value_grad_one = jax.value_and_grad(problem.loss)
     dtype = jnp.dtype(dtype_name)
@@ -471,164 +475,328 @@ def _jax_runner(problem: Problem, chunk: int, n_records: int, dtype_name: str, b
         z0, aux0 = jax.vmap(fr.init)(theta0, eta, hyper)
         zi = jnp.zeros((B,), jnp.int32)
         zf = jnp.zeros((B,), dtype)
-        state = _State(z0, aux0, zi, zi, zi, z0, zi, zi, zi, zi, zf, zf, zf, zf, zf)
+        state = _State(z0, aux0, zi, zi, zi, z0, zi, zi, zi, zi, zf, zf, zf, zf, zf, zf, zf)
         bufs = (jnp.full((n_records, B), jnp.nan, dtype),) * 3 if n_records else ()
         return state, bufs
 
-    def run(state, bufs, t0, t_stop, eta, hyper, keys, T, opts, record_every):
-        """Segments of K steps from step t0 while t0 <= T, a trajectory is running and
-        t0 < t_stop.  The host calls this repeatedly with a bounded t_stop (so an interrupt
-        is honoured between calls); the sequence of segments, and so every result, is the
-        same as one call with t_stop = T + 1."""
-        _TRACES[id(problem)] += 1  # runs at trace time only
-        tol2, W, maxn2, P, K, checks, drift2, rnd2 = _unpack(opts, dtype)
-        step = jax.vmap(traj_step, in_axes=(0, 0, 0, 0) + (None,) * 10)
+    def load(state, bufs, lane_t, fresh, idle, theta0, eta, hyper):
+        """Start new trajectories in the lanes where ``fresh`` is set (step 0, empty records)
+        and mark the ``idle`` lanes as not running; the other lanes keep their state."""
+        new_state, new_bufs = start(theta0, eta, hyper)
 
-        def step_all(t, state, bufs):
-            new_state, loss_b, gn, sn = step(eta, hyper, keys, state, t, t % K, T, tol2, W, maxn2, P, checks, drift2,
-                                             rnd2)
-            if n_records:  # metrics of θ_t (before the move)
-                row = jnp.minimum(t // record_every, n_records - 1)
-                do = (t % record_every == 0) & (t <= T)
-                bufs = tuple(
-                    b.at[row].set(jnp.where(do, v, b[row]))
-                    for b, v in zip(bufs, (loss_b, gn, eta * gn if sn is None else sn))
-                )
-            return new_state, bufs
+        def pick(a, b):
+            return jnp.where(fresh.reshape(fresh.shape + (1,) * (a.ndim - 1)), a, b)
 
-        def segment(carry):
-            t0, state, bufs = carry
+        state = jax.tree_util.tree_map(pick, new_state, state)
+        state = state._replace(st=jnp.where(idle, _RAW_IDLE, state.st).astype(state.st.dtype))
+        bufs = tuple(jnp.where(fresh[None, :], a, b) for a, b in zip(new_bufs, bufs))
+        return state, bufs, jnp.where(fresh, 0, lane_t)
 
-            def body(i, c):
-                st, bf = c
-                return step_all(t0 + i, st, bf)
-
-            # the last segment stops after step T: later steps would only repeat frozen states
-            state, bufs = lax.fori_loop(0, jnp.minimum(K, T + 1 - t0), body, (state, bufs))
-            return t0 + K, state, bufs
-
-        def cond(carry):
-            t0, state, _ = carry
-            return (t0 <= T) & jnp.any(state.st == 0) & (t0 < t_stop)
-
-        t_end, state, bufs = lax.while_loop(cond, segment, (t0, state, bufs))
-        return state, bufs, t_end, (t_end <= T) & jnp.any(state.st == 0)
-
-    jitted = jax.jit(run, donate_argnums=(0, 1))
+    runs = _sequential_run if sequential else _vector_run
+    run = runs(problem, traj_step, n_records, dtype)
+    jitted = jax.jit(run, donate_argnums=(0, 1, 2))
 
     @jax.jit
     def evaluate(theta):
         loss, g = jax.vmap(value_grad_one)(theta)
         return loss, jnp.sqrt(jnp.sum(g * g, axis=1))
 
-    return _Runner(jax.jit(start), jitted, evaluate)
+    return _Runner(jax.jit(start), jitted, evaluate, jax.jit(load, donate_argnums=(0, 1, 2)))
+
+
+def _vector_run(problem: Problem, traj_step, n_records: int, dtype):
+    """The engine's compiled call with the lanes vectorised (vmap: every lane computes every
+    step, a finished lane on its frozen state): for small problems, whose per-lane work is
+    too small to run alone.
+
+    ``run(state, bufs, lane_t, n_seg, need, n_idle, η, hyper, keys, T, opts, every)`` runs at
+    most ``n_seg`` segments of K steps, every lane at its own step lane_t + i (all lanes
+    started at a segment boundary, so the segment phase i is common), while a lane is running
+    and fewer than ``need`` lanes have finished beyond the ``n_idle`` idle ones (the host then
+    moves waiting trajectories into the finished lanes).  A lane's step past its decision only
+    repeats its frozen state, so the segments executed do not change any result."""
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+
+    def run(state, bufs, lane_t, n_seg, need, n_idle, eta, hyper, keys, T, opts, record_every):
+        _TRACES[id(problem)] += 1  # runs at trace time only
+        tol2, W, maxn2, P, K, checks, drift2, rnd2 = _unpack(opts, dtype)
+        step = jax.vmap(traj_step, in_axes=(0, 0, 0, 0, 0) + (None,) * 9)
+        lanes = jnp.arange(lane_t.shape[0])
+
+        def body(i, c):
+            state, bufs, lane_t = c
+            t = lane_t + i
+            state, loss_b, gn, sn = step(eta, hyper, keys, state, t, i, T, tol2, W, maxn2, P, checks, drift2, rnd2)
+            if n_records:  # metrics of θ_t (before the move), in each lane's own row
+                row = jnp.minimum(t // record_every, n_records - 1)
+                do = (t % record_every == 0) & (t <= T)
+                bufs = tuple(b.at[row, lanes].set(jnp.where(do, v, b[row, lanes]))
+                             for b, v in zip(bufs, (loss_b, gn, eta * gn if sn is None else sn)))
+            return state, bufs, lane_t
+
+        def segment(carry):
+            seg, state, bufs, lane_t = carry
+            # a segment stops once every running lane has classified its step T (later steps
+            # would only repeat frozen states); no running lane is then left to continue it
+            youngest = jnp.min(jnp.where(state.st == 0, lane_t, T))
+            state, bufs, _ = lax.fori_loop(0, jnp.minimum(K, T + 1 - youngest), body, (state, bufs, lane_t))
+            return seg + 1, state, bufs, jnp.minimum(lane_t + K, T + 1)
+
+        def cond(carry):
+            seg, state, _, _ = carry
+            running = state.st == 0
+            return (seg < n_seg) & jnp.any(running) & (jnp.sum(~running) - n_idle < need)
+
+        seg, state, bufs, lane_t = lax.while_loop(cond, segment, (jnp.asarray(0, jnp.int32), state, bufs, lane_t))
+        return state, bufs, lane_t, seg
+
+    return run
+
+
+def _sequential_run(problem: Problem, traj_step, n_records: int, dtype):
+    """The engine's compiled call with the lanes run one after the other (``lax.map``), each
+    for up to ``n_seg`` × K of its own steps and only while it is running: for problems whose
+    step is already a large computation per trajectory (networks: a GEMM per layer), where a
+    lane runs as fast alone as vectorised and a finished lane then costs nothing (true
+    per-trajectory early exit).  Each lane's arithmetic is the same compiled code whatever the
+    number of lanes, so the results do not depend on it.  Same signature as
+    :func:`_vector_run` (``need`` and ``n_idle`` are not needed: the call returns after one
+    pass over the lanes)."""
+    import jax.numpy as jnp
+    from jax import lax
+
+    def run(state, bufs, lane_t, n_seg, need, n_idle, eta, hyper, keys, T, opts, record_every):
+        _TRACES[id(problem)] += 1  # runs at trace time only
+        tol2, W, maxn2, P, K, checks, drift2, rnd2 = _unpack(opts, dtype)
+        budget = n_seg * K
+
+        def one(args):
+            s, b, t0, e, h, kd = args
+
+            def body(c):
+                i, s, b = c
+                t = t0 + i
+                s, loss_b, gn, sn = traj_step(e, h, kd, s, t, t % K, T, tol2, W, maxn2, P, checks, drift2, rnd2)
+                if n_records:  # metrics of θ_t (before the move)
+                    row = jnp.minimum(t // record_every, n_records - 1)
+                    do = (t % record_every == 0) & (t <= T)
+                    b = tuple(x.at[row].set(jnp.where(do, v, x[row]))
+                              for x, v in zip(b, (loss_b, gn, e * gn if sn is None else sn)))
+                return i + 1, s, b
+
+            def cond(c):
+                i, s, _ = c
+                return (i < budget) & (s.st == 0)
+
+            i, s, b = lax.while_loop(cond, body, (jnp.asarray(0, jnp.int32), s, b))
+            return s, b, t0 + i
+
+        state, bufs_t, lane_t = lax.map(one, (state, tuple(x.T for x in bufs), lane_t, eta, hyper, keys))
+        return state, tuple(x.T for x in bufs_t), lane_t, jnp.asarray(n_seg, jnp.int32)
+
+    return run
 
 
 class _Runner(NamedTuple):
     start: Any  # theta0 -> (state, bufs)
-    run: Any  # bounded segments, see _jax_runner
+    run: Any  # bounded segments of every lane, see _jax_runner
     evaluate: Any  # L and |grad L| at points
+    load: Any  # new trajectories into finished lanes
 
 
 # host-side segmenting of the engine: each compiled call runs about this long (an interrupt is
 # honoured between calls).  The first call of a runner does SEGMENTS_FIRST segments of
-# check_every steps; later calls (and later chunks) use the measured time per segment.
+# check_every steps; later calls use the measured time per segment.
 CALL_SECONDS = 0.25
 SEGMENTS_FIRST = 4
 _SECONDS_PER_SEGMENT: dict = {}
+#: a worker's compiled call returns to the host, which moves waiting trajectories into the
+#: finished lanes, once this fraction of its lanes (at least one) has finished
+REFILL_FRACTION = 1 / 8
 
 
-def _run_segmented(runner: "_Runner", theta, eta, hyper, kd, T, opts, every, steps: int, K: int):
-    """Run one chunk to its end in compiled calls of about CALL_SECONDS each, checking for an
-    interrupt between calls (:mod:`gdstab.interrupts`).  Returns (state, bufs, t_end).  The
-    segments executed, and so every result, do not depend on how they are split into calls."""
-    import time
+class _Queue:
+    """The trajectories waiting for a lane, in index order, shared by the worker threads; counts
+    the finished ones for ``on_chunk(done, total)``."""
 
-    import jax
+    def __init__(self, total: int, on_chunk):
+        import threading
+
+        self.next, self.total, self.done, self.on_chunk = 0, total, 0, on_chunk
+        self.lock = threading.Lock()
+
+    def take(self, n: int) -> np.ndarray:
+        with self.lock:
+            a, self.next = self.next, min(self.total, self.next + int(n))
+            return np.arange(a, self.next)
+
+    def pending(self) -> bool:
+        with self.lock:
+            return self.next < self.total
+
+    def finished(self, n: int) -> None:
+        with self.lock:
+            self.done += int(n)
+            if self.on_chunk is not None and n:
+                self.on_chunk(self.done, self.total)
+
+
+class _Inputs(NamedTuple):
+    theta: np.ndarray  # (B, d) θ₀
+    eta: np.ndarray
+    hyper: np.ndarray
+    keys: np.ndarray
+
+
+class _Outputs(NamedTuple):
+    theta: np.ndarray
+    raw: np.ndarray
+    step: np.ndarray
+    period: np.ndarray
+    sn: np.ndarray  # a rule's θ-step norm at the decision step
+    last: list  # the engine's L and ‖∇L‖ at the decision step
+    rec: list | None  # (n_records, B) loss, ‖∇L‖, step norm
+    buffers: list  # [the rule's (B, D − d) buffers] once known
+
+
+def _collect(state, bufs, lane: np.ndarray, fin: np.ndarray, out: _Outputs, is_gd: bool) -> None:
+    """Copy the finished lanes' results into the host arrays at their trajectories' rows."""
+    rows = lane[fin]
+    out.theta[rows] = np.asarray(state.theta[0])[fin]
+    out.raw[rows] = np.asarray(state.st)[fin]
+    out.step[rows] = np.asarray(state.cnt)[fin] - 1
+    out.period[rows] = np.asarray(state.pdec)[fin]
+    out.sn[rows] = np.asarray(state.sn)[fin]
+    out.last[0][rows] = np.asarray(state.lv)[fin]
+    out.last[1][rows] = np.asarray(state.lg)[fin]
+    if not is_gd:
+        parts = [np.asarray(x).reshape(lane.size, -1)[fin] for x in state.theta[1:]]
+        z = np.concatenate(parts, axis=1) if parts else np.empty((rows.size, 0), out.theta.dtype)  # stateless rule
+        if not out.buffers:
+            out.buffers.append(np.empty((out.theta.shape[0], z.shape[1]), out.theta.dtype))
+        out.buffers[0][rows] = z
+    if out.rec is not None:
+        for r, b in enumerate(bufs):
+            out.rec[r][:, rows] = np.asarray(b)[:, fin]
+
+
+def _lane_inputs(inp: _Inputs, lane: np.ndarray):
     import jax.numpy as jnp
 
-    from . import interrupts
+    src = np.where(lane >= 0, lane, lane.max())  # an idle lane holds a copy it never reports
+    return jnp.asarray(inp.theta[src]), tuple(jnp.asarray(a[src]) for a in (inp.eta, inp.hyper, inp.keys))
 
-    state, bufs = runner.start(theta, eta, hyper)
-    t0 = 0
+
+def _segments(key, K: int) -> int:
+    per = _SECONDS_PER_SEGMENT.get(key)
+    return SEGMENTS_FIRST if per is None else int(max(1, min(2**20, CALL_SECONDS / max(per, 1e-9))))
+
+
+def _lane_worker(runner: "_Runner", inp: _Inputs, out: _Outputs, queue: _Queue, chunk: int, K: int, args, is_gd):
+    """One worker: ``chunk`` lanes run trajectories taken from the shared queue; a lane whose
+    trajectory finished gets the next waiting one at the next segment boundary (persistent
+    lanes), so the lanes stay busy until the work runs out.  Each trajectory's arithmetic does
+    not depend on its lane or its neighbours, so the results do not depend on the chunk size,
+    the threads or the order in which lanes were filled.  An interrupt is honoured between
+    compiled calls of about CALL_SECONDS."""
+    import time
+
+    import jax.numpy as jnp
+
+    lane = np.full(chunk, -1, np.int64)
+    first = queue.take(chunk)
+    if first.size == 0:
+        return
+    lane[: first.size] = first
+    theta, ins = _lane_inputs(inp, lane)
+    state, bufs = runner.start(theta, ins[0], ins[1])
+    lane_t = jnp.zeros(chunk, jnp.int32)
+    if (lane < 0).any():
+        state, bufs, lane_t = runner.load(state, bufs, lane_t, jnp.zeros(chunk, bool), jnp.asarray(lane < 0), theta,
+                                          ins[0], ins[1])
     key = id(runner.run)
     while True:
         interrupts.check()
-        per = _SECONDS_PER_SEGMENT.get(key)
-        n_seg = SEGMENTS_FIRST if per is None else int(max(1, min(2**20, CALL_SECONDS / max(per, 1e-9))))
+        need = max(1, int(chunk * REFILL_FRACTION)) if queue.pending() else chunk + 1
         tic = time.perf_counter()
-        t_stop = min(t0 + n_seg * K, steps + 1)
-        state, bufs, t_end, running = runner.run(state, bufs, jnp.asarray(t0, jnp.int32),
-                                                 jnp.asarray(t_stop, jnp.int32), eta, hyper, kd, T, opts, every)
-        t_end, running = jax.device_get((t_end, running))
-        took = time.perf_counter() - tic
+        state, bufs, lane_t, seg = runner.run(state, bufs, lane_t, jnp.asarray(_segments(key, K), jnp.int32),
+                                              jnp.asarray(need, jnp.int32), jnp.asarray(int((lane < 0).sum()), jnp.int32),
+                                              *ins, *args)
+        st = np.asarray(state.st)
         # the latest rate (a first call that compiled overestimates it once; the next call corrects it)
-        _SECONDS_PER_SEGMENT[key] = took / max(1, (int(t_end) - t0) // K)
-        if not bool(running):
-            return state, bufs, jnp.asarray(t_end)
-        t0 = int(t_end)
+        _SECONDS_PER_SEGMENT[key] = (time.perf_counter() - tic) / max(1, int(seg))
+        fin = (st != 0) & (lane >= 0)
+        if fin.any():
+            _collect(state, bufs, lane, fin, out, is_gd)
+            queue.finished(int(fin.sum()))
+            lane[fin] = -1
+            slots = np.flatnonzero(fin)
+            new = queue.take(slots.size)
+            if new.size:
+                slots = slots[: new.size]
+                lane[slots] = new
+                fresh = np.zeros(chunk, bool)
+                fresh[slots] = True
+                theta, ins = _lane_inputs(inp, lane)
+                state, bufs, lane_t = runner.load(state, bufs, lane_t, jnp.asarray(fresh), jnp.asarray(lane < 0),
+                                                  theta, ins[0], ins[1])
+        if not (lane >= 0).any():
+            return
 
 
 def _run_jax(problem, theta0, eta, steps, criteria, chunk, record_every, dtype_name, on_chunk, threads,
-             batch_size=0, key_data=None, rule: Rule = GD, hyper=None):
+             batch_size=0, key_data=None, rule: Rule = GD, hyper=None, size=None):
     import jax
     import jax.numpy as jnp
 
     B, d = theta0.shape
     n_records = 0 if record_every is None else steps // record_every + 1
-    runner = _jax_runner(problem, chunk, n_records, dtype_name, batch_size, rule.kind)
+    itemsize = np.dtype(dtype_name).itemsize
+    sequential = _sequential_lanes(problem, n_records, itemsize, jax.default_backend(), size)
+    runner = _jax_runner(problem, chunk, n_records, dtype_name, batch_size, rule.kind, sequential)
     hyper_all = np.broadcast_to(rule.values.astype(dtype_name), (B, rule.values.size)) if hyper is None else \
         np.asarray(hyper, dtype=dtype_name)
-    buffers = None
     if key_data is None:
         key_data = np.zeros((B, 2), np.uint32)  # unused by full-batch GD
-    opts = jnp.asarray(criteria.as_array(), dtype=dtype_name)
-    out_theta = np.empty((B, d), dtype=dtype_name)
-    raw = np.empty(B, np.int8)
-    step = np.empty(B, np.int64)
-    period = np.empty(B, np.int64)
-    rec = [np.empty((n_records, B), dtype_name) for _ in range(3)] if n_records else None
-    T = jnp.asarray(steps, jnp.int32)
-    every = jnp.asarray(1 if record_every is None else record_every, jnp.int32)
+    inp = _Inputs(theta0, eta, hyper_all, key_data)
+    out = _Outputs(np.empty((B, d), dtype=dtype_name), np.empty(B, np.int8), np.empty(B, np.int64),
+                   np.empty(B, np.int64), np.empty(B, dtype_name), [np.empty(B, dtype_name) for _ in range(2)],
+                   [np.empty((n_records, B), dtype_name) for _ in range(3)] if n_records else None, [])
+    queue = _Queue(B, on_chunk)
 
-    def one(start: int) -> int:
-        stop = min(B, start + chunk)
-        th, et = _pad(theta0[start:stop], chunk), _pad(eta[start:stop], chunk)
-        kd, hy = _pad(key_data[start:stop], chunk), _pad(hyper_all[start:stop], chunk)
+    def work(_):
         with jax.enable_x64(dtype_name == "float64"):  # the x64 flag is thread-local
-            state, bufs, t_end = _run_segmented(runner, jnp.asarray(th), jnp.asarray(et), jnp.asarray(hy),
-                                                jnp.asarray(kd), T, opts, every, steps, criteria.check_every)
-        m = stop - start
-        out_theta[start:stop] = np.asarray(state.theta[0])[:m]
-        if not rule.is_gd:
-            nonlocal buffers
-            parts = [np.asarray(x).reshape(chunk, -1)[:m] for x in state.theta[1:]]
-            z = np.concatenate(parts, axis=1) if parts else np.empty((m, 0), dtype_name)  # a stateless rule
-            if buffers is None:
-                buffers = np.empty((B, z.shape[1]), dtype=dtype_name)
-            buffers[start:stop] = z
-        raw[start:stop] = np.asarray(state.st)[:m]
-        step[start:stop] = np.asarray(state.cnt)[:m] - 1
-        period[start:stop] = np.asarray(state.pdec)[:m]
-        if n_records:
-            t_last = int(t_end) - 1  # last step executed in this chunk
-            after = np.arange(n_records) * record_every > t_last
-            for r, buf in enumerate(bufs):
-                rec[r][:, start:stop] = np.asarray(buf)[:, :m]
-            if after.any():  # after the early exit every trajectory was frozen: values are final
-                fl, fg = _final_values(problem, out_theta[start:stop], dtype_name)
-                # (a frozen trajectory of a rule records the θ-step of its decision step again)
-                fs = fg * eta[start:stop] if rule.is_gd else np.asarray(state.sn)[:m]
-                for r, v in enumerate((fl, fg, fs)):
-                    rec[r][after, start:stop] = v
-        return stop
+            args = (jnp.asarray(steps, jnp.int32), jnp.asarray(criteria.as_array(), dtype=dtype_name),
+                    jnp.asarray(1 if record_every is None else record_every, jnp.int32))
+            _lane_worker(runner, inp, out, queue, chunk, criteria.check_every, args, rule.is_gd)
 
-    _map_chunks(one, range(0, B, chunk), threads, B, on_chunk)
-    loss, gnorm = _final_values(problem, out_theta, dtype_name, threads=threads)
+    _map_workers(work, min(threads, -(-B // chunk)))
+    loss, gnorm = _final_values(problem, out.theta, dtype_name, threads=threads)
     metrics = None
     if n_records:
-        metrics = Metrics(np.arange(n_records) * record_every, rec[0], rec[1], rec[2])
-    return out_theta, raw, step, period, loss, gnorm, metrics, buffers
+        # after its decision step a trajectory is frozen: its later records repeat the values the
+        # engine computed at the decision step (whenever its lane was collected)
+        times = np.arange(n_records) * record_every
+        after = times[:, None] > out.step[None, :]
+        lv, lg = out.last
+        for r, v in enumerate((lv, lg, (lg * eta).astype(dtype_name) if rule.is_gd else out.sn)):
+            out.rec[r][after] = np.broadcast_to(v.astype(dtype_name), out.rec[r].shape)[after]
+        metrics = Metrics(times, *out.rec)
+    return out.theta, out.raw, out.step, out.period, loss, gnorm, metrics, (out.buffers[0] if out.buffers else None)
+
+
+def _map_workers(fn, n: int) -> None:
+    """Run ``fn(i)`` for i < n on n threads (JAX releases the GIL); the first error is raised."""
+    if n <= 1:
+        fn(0)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        for f in [pool.submit(fn, i) for i in range(n)]:
+            f.result()
 
 
 def _pad(a: np.ndarray, size: int) -> np.ndarray:
@@ -703,36 +871,53 @@ def _run_native(problem, theta0, eta, steps, criteria, chunk, on_chunk, threads)
     return out["theta"], out["status"], out["step"], out["period"], out["loss"], out["grad_norm"], None, None
 
 
-def _auto_chunk(problem: Problem, B: int, n_records: int, itemsize: int, platform: str, size: int | None = None,
-                threads: int = 1) -> int:
-    """Trajectories per compiled call.  On the CPU, small problems run best in chunks of 1024
-    (above that XLA splits every elementwise op across threads and the synchronisation costs
-    more than it saves; measured in docs/performance.md), several chunks in parallel threads;
-    larger problems get chunks sized to a 64 MiB working set (accelerators: an eighth of the
-    device's memory, :func:`chunk_budget_bytes`), on the CPU at most
-    a core's L2 cache when that still holds L2_MIN_CHUNK trajectories.  On the CPU the
-    larger problems' B trajectories are then split evenly into a multiple of ``threads`` chunks
-    (no padded slots, every thread busy: a 784-32-32-2 network of 100 members ran 1.6x faster
-    in float32 as two chunks of 50 than as one padded chunk of 128; docs/performance.md)."""
-    size = problem.dim if size is None else size  # the full state's length (θ and the rule's buffers)
-    small = platform == "cpu" and problem.dim <= 64
-    extra = problem.options.get("bytes_per_trajectory")  # estimated in float64 by the problem
+def _lane_bytes(problem: Problem, n_records: int, itemsize: int, size: int | None = None) -> int:
+    """Bytes of one lane's working set: the full state (θ and the rule's buffers, ``size``
+    values) in its copies, the records, and the gradient's temporaries (the problem's estimate,
+    given in float64 bytes, or XLA's memory analysis of a user's model in this dtype)."""
+    size = problem.dim if size is None else size
+    extra = problem.options.get("bytes_per_trajectory")
     if extra is not None:
         extra = int(extra) * itemsize // 8  # float32 activations take half the bytes
-    elif not small:  # a user's model: its gradient's working set, measured in this dtype
+    elif problem.dim > SMALL_DIM:  # a user's model: its gradient's working set, measured in this dtype
         extra = _measured_bytes(problem, "float64" if itemsize == 8 else "float32")
-    per = itemsize * (4 * size + 12 + 3 * n_records) + int(extra or 0)
-    cap = 1024 if small else 2**16
-    c = max(1, min(cap, chunk_budget_bytes(platform) // max(per, 1)))
-    if platform == "cpu" and not small and l2_cache_bytes() // max(per, 1) >= L2_MIN_CHUNK:
-        c = min(c, l2_cache_bytes() // per)  # a small network: its chunk's working set stays in the core's L2
-    c = 1 << int(math.floor(math.log2(c)))
-    if platform == "cpu" and not small and B > 1:
-        n = max(math.ceil(B / c), min(threads, B))
-        n = math.ceil(n / threads) * threads if B >= threads else n
-        return math.ceil(B / n)
-    need = 1 << max(0, math.ceil(math.log2(max(B, 1))))  # no bigger than B needs
-    return max(1, min(c, need))
+    return itemsize * (4 * size + 12 + 3 * n_records) + int(extra or 0)
+
+
+#: problems up to this many parameters run in the CPU's large vectorised chunks
+SMALL_DIM = 64
+
+
+def _sequential_lanes(problem: Problem, n_records: int, itemsize: int, platform: str, size: int | None = None) -> bool:
+    """Whether the lanes run one after the other (:func:`_sequential_run`): on the CPU, for
+    problems whose lane does not fit L2_MIN_CHUNK times in a core's L2 cache (GEMM-sized
+    steps: a 784-32-32-2 network on 100 digits costs 0.32 ms per step alone and 0.23 ms per
+    lane in a vmapped chunk of 8, docs/performance.md; a finished lane then costs nothing).
+    Fixed by the problem, dtype and machine, never by B or the threads, so results do not
+    depend on them."""
+    if platform != "cpu" or problem.dim <= SMALL_DIM:
+        return False
+    return l2_cache_bytes() // max(_lane_bytes(problem, n_records, itemsize, size), 1) < L2_MIN_CHUNK
+
+
+def _auto_chunk(problem: Problem, B: int, n_records: int, itemsize: int, platform: str, size: int | None = None,
+                threads: int = 1) -> int:
+    """Lanes per worker (trajectories resident in one compiled call; a finished lane takes the
+    next waiting trajectory).  On the CPU, small problems get up to 1024 vectorised lanes (above
+    that XLA splits every elementwise op across threads and the synchronisation costs more than
+    it saves; measured in docs/performance.md); larger ones lanes within a 64 MiB working set
+    (accelerators: an eighth of the device's memory, :func:`chunk_budget_bytes`), on the CPU at
+    most a core's L2 cache when that still holds L2_MIN_CHUNK lanes, and L2_MIN_CHUNK
+    sequential lanes (:func:`_sequential_lanes`) for GEMM-sized problems.  A power of two, and
+    at most a thread's share of B so that every thread has work."""
+    per = _lane_bytes(problem, n_records, itemsize, size)
+    small = platform == "cpu" and problem.dim <= SMALL_DIM
+    c = max(1, min(1024 if small else 2**16, chunk_budget_bytes(platform) // max(per, 1)))
+    if platform == "cpu" and not small:
+        c = min(c, max(L2_MIN_CHUNK, l2_cache_bytes() // per))  # the chunk's working set stays in L2
+    share = max(1, -(-B // max(1, threads)))
+    c = min(c, share)
+    return 1 << int(math.floor(math.log2(c)))
 
 
 #: the working set of one chunk on the CPU
@@ -921,7 +1106,7 @@ def trajectories(
                          else chunk_size)
                 out = _run_jax(
                     problem, th.astype(dtype), et.astype(dtype), steps, criteria, chunk, record_every, dtype, on_chunk,
-                    threads, batch_size or 0, key_data, rule, hyper,
+                    threads, batch_size or 0, key_data, rule, hyper, size,
                 )
             used = "jax"
     theta_f, raw, step, period, loss, gnorm, metrics, buffers = out

@@ -217,19 +217,30 @@ def net_convergence(table, title: str, caption: str = "", ax=None):
     the step budget (dotted: ``bounded``, still moving at T -- neither converged nor failed) and
     the percentage that settled where L − L* > f_tol (dash-dotted: ``stationary``, e.g. a
     collapsed deep network on a plateau).
-    The legend explains every line style and the dotted vertical line at η = 1.  ``caption`` is
+    The legend explains every line style and the dotted vertical line at η = 1.  Step sizes
+    without computed trajectories (an adaptive grid's unused candidates) are left out; a new
+    figure has a lower panel with each point's number of trajectories.  ``caption`` is
     not drawn into the figure (a footer at 6 pt is unreadable at page size and repeats what the
     report prints under the figure)."""
     from matplotlib.lines import Line2D
 
-    fig, ax = _axes(ax, (PAGE_WIDTH, 3.8))
+    axn = None
+    if ax is None:
+        fig, (ax, axn) = _plt().subplots(2, 1, figsize=(PAGE_WIDTH, 4.6), sharex=True,
+                                        gridspec_kw={"height_ratios": [4, 1.1]})
+    else:
+        fig = ax.figure
     handles = []
     for i, d in enumerate(table.depth.values):
         row = table.sel(depth=d)
+        row = row.isel(eta=np.flatnonzero(row.trajectories.values > 0))
         f = 100 * row.converged_fraction.values
         yerr = 100 * np.vstack([row.converged_fraction.values - row.converged_low.values,
                                 row.converged_high.values - row.converged_fraction.values])
         ax.errorbar(row.eta.values, f, yerr=yerr, fmt="o-", ms=3, capsize=2, color=f"C{i}")
+        if axn is not None:  # (depths nudged apart along η by a few per cent, so equal counts stay visible)
+            nudge = 10 ** (0.012 * (i - (table.sizes["depth"] - 1) / 2))
+            axn.plot(row.eta.values * nudge, row.trajectories.values, "o", ms=2.5, color=f"C{i}")
         ax.plot(row.eta.values, 100 * row.diverged_fraction.values, "--", lw=1, color=f"C{i}", alpha=0.7)
         for var, style in (("bounded_fraction", ":"), ("stationary_fraction", "-.")):
             if var in row and np.nanmax(row[var].values) > 0:
@@ -242,11 +253,15 @@ def net_convergence(table, title: str, caption: str = "", ax=None):
                 Line2D([], [], color="0.5", ls=":", lw=0.8, label=r"$\eta = 1$")]
     ax.axvline(1.0, color="0.5", ls=":", lw=0.8)
     ax.set_xscale("log")
-    ax.set_xlabel(r"step size $\eta$")
     ax.set_ylabel("% of trajectories")
     ax.set_ylim(-2, 105)
     ax.set_title(title, loc="left")
     ax.legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    (axn if axn is not None else ax).set_xlabel(r"step size $\eta$")
+    if axn is not None:
+        axn.set_ylabel("trajectories")
+        axn.set_ylim(0, 1.15 * max(1, float(table.trajectories.max())))
+        axn.axvline(1.0, color="0.5", ls=":", lw=0.8)
     fig.tight_layout()
     return fig
 

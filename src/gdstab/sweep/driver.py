@@ -172,6 +172,9 @@ def run(
         try:
             for note in folder.notes:
                 say(note)
+            if cfg.adaptive is not None:
+                return _run_adaptive(cfg, folder, layout, runner, chunk_size, quiet, max_cells, on_cell, say, project,
+                                     threads)
             return _run_locked(cfg, folder, layout, runner, chunk_size, quiet, max_cells, on_cell, say, project,
                                threads)
         finally:
@@ -201,11 +204,65 @@ def _check_size(cfg: SweepConfig, layout: Layout, folder: ResultsFolder) -> None
                 f"{free / 2**30:.3g} GiB free. Free some space or choose a smaller grid.")
 
 
-def _run_locked(cfg: SweepConfig, folder: ResultsFolder, layout: Layout, runner: Executor, chunk_size, quiet,
-                max_cells, on_cell, say, project=None, threads=None):
-    """The body of :func:`run` once the folder is ready and locked."""
+def _run_adaptive(cfg: SweepConfig, folder: ResultsFolder, layout: Layout, runner: Executor, chunk_size, quiet,
+                  max_cells, on_cell, say, project=None, threads=None):
+    """An adaptive sweep (:mod:`gdstab.sweep.adaptive`): its rounds replayed from the stored
+    cells and continued, each round's cells computed by :func:`_run_locked`."""
+    from . import adaptive
+
     done = folder.completed_cells(layout, verify=True)
-    todo = [c for c in layout.cells() if c not in done]
+    ds = open_results(folder.path) if done else None
+    stored = None if ds is None else ds["status"].values
+    if stored is None:
+        stored = np.zeros(layout.option_shape + (layout.n_eta, layout.n_init), np.int8)
+    left = [max_cells]
+    cells_all = [c for c in layout.cells() if c not in done]
+    if not quiet and cells_all and (project or (project is None and projection.work(cfg, layout, cells_all)
+                                                 > projection.PROJECT_ABOVE)):
+        p = projection.project(cfg, cells_all, threads=threads, chunk_size=chunk_size)
+        say(p.text().replace("projected time:", "projected time of every candidate cell (the most an adaptive "
+                             "grid can compute; it computes only the cells its rounds choose):", 1))
+    project = False
+
+    def compute(cells):
+        nonlocal ds
+        if left[0] is not None:
+            if left[0] <= 0:
+                raise _Budget()
+            cells = cells[: left[0]]
+            left[0] -= len(cells)
+        ds = _run_locked(cfg, folder, layout, runner, chunk_size, quiet, None, on_cell, say, project, threads,
+                         cells=cells)
+        return ds["status"].values
+
+    try:
+        _, report = adaptive.run_rounds(cfg, layout, compute, stored, set(done), say)
+    except _Budget:
+        return ds if ds is not None else open_results(folder.path)
+    if ds is None:
+        ds = open_results(folder.path)
+    ds.attrs["adaptive"] = adaptive.report_json(report)
+    if not folder.read_only:
+        _log_adaptive(folder, report, say)
+    return ds
+
+
+class _Budget(Exception):
+    """max_cells reached inside an adaptive round (the rest is left for a later call)."""
+
+
+def _log_adaptive(folder: ResultsFolder, report: dict, say) -> None:
+    try:
+        folder.log_run({"adaptive": {k: report[k] for k in ("stopped", "rounds", "trajectories")}})
+    except OSError as exc:
+        say(f"could not record the adaptive rounds in runs.jsonl ({exc.strerror}); the results are not affected")
+
+
+def _run_locked(cfg: SweepConfig, folder: ResultsFolder, layout: Layout, runner: Executor, chunk_size, quiet,
+                max_cells, on_cell, say, project=None, threads=None, cells=None):
+    """The body of :func:`run` once the folder is ready and locked (``cells``: only these)."""
+    done = folder.completed_cells(layout, verify=True)
+    todo = [c for c in (layout.cells() if cells is None else cells) if c not in done]
     if folder.read_only:
         return open_results(folder.path)
     if not todo:  # complete: one line in runs.jsonl all the same (one per invocation)
@@ -213,14 +270,15 @@ def _run_locked(cfg: SweepConfig, folder: ResultsFolder, layout: Layout, runner:
         return open_results(folder.path)
     # a sweep computed whole by this call returns the arrays it stored (the bytes written are
     # these arrays' bytes) instead of reading them back; a resumed one reads the store
-    keep = not done and max_cells is None and layout.total_bytes() <= _KEEP_IN_MEMORY
+    keep = not done and max_cells is None and cells is None and layout.total_bytes() <= _KEEP_IN_MEMORY
     memory: dict[str, np.ndarray] | None = {} if keep else None
     if max_cells is not None:
         todo = todo[:max_cells]
     if not quiet and (project or (project is None and projection.work(cfg, layout, todo) > projection.PROJECT_ABOVE)):
         say(projection.project(cfg, todo, threads=threads, chunk_size=chunk_size).text())
     started = time.time()
-    bar = _progress_bar(layout.n_cells, len(done), quiet)
+    # (an adaptive round: its own cells)
+    bar = _progress_bar(layout.n_cells, len(done), quiet) if cells is None else _progress_bar(len(todo), 0, quiet)
     n_traj = 0
     computed = 0
     interrupted: interrupts.Interrupted | None = None
@@ -355,8 +413,22 @@ def _mask_unfinished(folder: ResultsFolder, ds, verify: bool):
     if verify:
         ds.attrs["verification"] = json.dumps({"cells_verified": len(done), "cells_failed": marked - len(done),
                                                "cells_total": layout.n_cells, "metadata": "verified"})
-    if not missing:
-        return ds
+    if missing:
+        _fill_missing(ds, layout, missing)
+    cfg = json.loads(ds.attrs.get("gdstab_config", "{}"))
+    if "adaptive" in cfg:  # the rounds, replayed from the stored data
+        from types import SimpleNamespace
+
+        from . import adaptive
+        from .config import parse_adaptive
+
+        # (what the rounds read of the config: its step sizes and [adaptive]; no problem is built)
+        config = SimpleNamespace(eta=tuple(cfg["grid"]["eta"]), adaptive=parse_adaptive(cfg["adaptive"]))
+        ds.attrs["adaptive"] = adaptive.report_json(adaptive.replay(config, layout, ds["status"].values, done))
+    return ds
+
+
+def _fill_missing(ds, layout: Layout, missing) -> None:
     for name, (dims, _) in layout.variables().items():
         if name not in ds:
             continue
@@ -366,21 +438,24 @@ def _mask_unfinished(folder: ResultsFolder, ds, verify: bool):
             if name == "init_theta" and cell[1] != 0:
                 continue
             values[layout.region(dims, cell)] = fill
-    return ds
 
 
 def summary(ds) -> list[dict[str, Any]]:
     """Per option point and step size: trajectories computed and, per status, the fraction
-    with its Wilson 95% interval (cells not computed yet are left out)."""
+    with its Wilson 95% interval (cells not computed yet are left out; so are the step sizes an
+    adaptive sweep never chose)."""
     status = ds["status"]
     option_dims = [d for d in status.dims if d not in ("eta", "init")]
+    adaptive = "adaptive" in json.loads(ds.attrs.get("gdstab_config", "{}"))  # unchosen candidates: left out
     rows = []
     stacked = status.stack(point=option_dims) if option_dims else status.expand_dims(point=[0])
     for p in range(stacked.sizes["point"]):
         sub = stacked.isel(point=p)
         opts = {d: sub.coords[d].item() for d in option_dims}
         for e in range(sub.sizes["eta"]):
-            rows.append({**opts, "eta": float(sub.coords["eta"][e]), **fraction_rows(sub.isel(eta=e).values)})
+            row = fraction_rows(sub.isel(eta=e).values)
+            if row["n"] or not adaptive:
+                rows.append({**opts, "eta": float(sub.coords["eta"][e]), **row})
     return rows
 
 
