@@ -6,7 +6,11 @@ step size, its 100 initialisations) runs 8 and 24 steps after a compiling run
 (:mod:`gdstab.sweep.projection`); the step cost times T times every cell of that depth is the
 projected time if every trajectory runs to T (those that converge or diverge stop earlier;
 compilation and storage are left out).  Prints the device, the per-depth step cost, the per-depth projection and the
-total, and writes them as JSON with ``--json FILE``.  On a GPU (``pip install -e '.[cuda]'``)
+total, and writes them as JSON with ``--json FILE``.  With ``--from-default DIR`` (the output of
+``gdstab reproduce fig3 fig4`` at the default scale) each depth's projection is also scaled by
+the fraction of the candidate trajectory-steps that the adaptive grid and the per-trajectory
+early exit executed at the default scale: an extrapolation from another sample size, grid and
+T, stated as such.  On a GPU (``pip install -e '.[cuda]'``)
 the same command measures the device.
 
     python benchmarks/paper_scale.py                 # both figures
@@ -28,6 +32,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--figure", choices=("gd", "sgd", "both"), default="both")
     ap.add_argument("--json", metavar="FILE")
+    ap.add_argument("--from-default", metavar="DIR",
+                    help="a `gdstab reproduce fig3 fig4` output at the default scale: scale each depth's "
+                         "projection by the fraction of its candidate trajectory-steps that the adaptive grid and "
+                         "the early exits executed there")
     args = ap.parse_args()
 
     import jax
@@ -39,23 +47,50 @@ def main() -> None:
 
     print("machine:", describe(), "device:", jax.devices()[0])
     out = {"machine": describe(), "device": str(jax.devices()[0]), "figures": {}}
-    total = 0.0
+    total = total_adaptive = 0.0
     for which in (("gd", "sgd") if args.figure == "both" else (args.figure,)):
         run = NET_RUNS["paper"][which]
         p = project(sweep.load_config(net_sweep_config(run)))
         name = "Figure 3 (GD)" if which == "gd" else "Figure 4 (SGD)"
         print(f"{name}: T = {run.steps}, {len(run.etas)} step sizes x {run.inits} inits per depth, {run.dtype}")
+        ratios = _executed_fractions(Path(args.from_default), which) if args.from_default else {}
+        adaptive = 0.0
         for r in p.per_option:
-            print(f"  depth {r['option'].get('depth'):>2}: {r['seconds_per_step'] * 1e3:8.1f} ms per step of a "
-                  f"{run.inits}-member cell, projected {duration(r['seconds'])}")
-        print(f"  total: {duration(p.seconds)} (calibration {p.calibration_seconds:.0f} s)")
+            d = r["option"].get("depth")
+            line = (f"  depth {d:>2}: {r['seconds_per_trajectory_step'] * 1e3:7.3f} ms per trajectory-step, "
+                    f"every trajectory to T: {duration(r['seconds'])}")
+            if ratios:
+                f = ratios.get(d, max(ratios.get(4, 0.0), ratios.get(16, 0.0)))  # depth 8: the larger neighbour
+                r["executed_fraction"] = f
+                adaptive += f * r["seconds"]
+                line += f"; x {f:.3f} executed at the default scale = {duration(f * r['seconds'])}"
+            print(line)
+        print(f"  total: {duration(p.seconds)} every trajectory to T (calibration {p.calibration_seconds:.0f} s)"
+              + (f"; with the default scale's executed fractions {duration(adaptive)}" if ratios else ""))
         total += p.seconds
+        total_adaptive += adaptive
         out["figures"][which] = {"projected_seconds": p.seconds, "per_depth": p.per_option,
-                                 "calibration_seconds": p.calibration_seconds}
+                                 "calibration_seconds": p.calibration_seconds,
+                                 **({"projected_adaptive_seconds": adaptive} if ratios else {})}
     print(f"projected total (every trajectory to T): {duration(total)}")
     out["projected_total_seconds"] = total
+    if args.from_default:
+        print(f"projected total with the default scale's executed fractions: {duration(total_adaptive)}")
+        out["projected_adaptive_total_seconds"] = total_adaptive
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2, default=str))
+
+
+def _executed_fractions(out: Path, which: str) -> dict:
+    """Per depth: trajectory-steps executed (decision step + 1 of every computed trajectory) over
+    those of every candidate step size and initialisation run to T, in a default-scale store."""
+    from gdstab import sweep
+
+    ds = sweep.open_results(out / "data" / f"nets_{which}")
+    T = int(json.loads(ds.attrs["gdstab_config"])["run"]["steps"])
+    status, step = ds.status.values, ds.decision_step.values
+    return {int(d): float((step[o][status[o] != 0] + 1).sum() / (status[o].size * (T + 1)))
+            for o, d in enumerate(ds.depth.values)}
 
 
 if __name__ == "__main__":

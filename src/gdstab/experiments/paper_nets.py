@@ -215,15 +215,21 @@ def key_numbers_nets(tables: dict[str, Any], scale: str) -> dict[str, Any]:
             conv = row["converged_count"].values > 0
             n = row["trajectories"].values
             div = (n > 0) & (row["diverged_count"].values == n)  # (a step size never computed: n = 0)
+            half = (row["converged_high"].values - row["converged_low"].values)[n > 0] / 2
             per_depth[str(int(d))] = {
                 "largest_eta_converged": float(row.eta.values[conv].max()) if conv.any() else None,
                 "smallest_eta_all_diverged": float(row.eta.values[div].min()) if div.any() else None,
+                "step_sizes": int((n > 0).sum()), "trajectories": int(n.sum()),
+                "initialisations_per_point": [int(n[n > 0].min()), int(n.max())],
+                "largest_halfwidth": float(half.max()),
             }
         fig = "fig3" if which == "gd" else "fig4"
         entry = {
             "value": per_depth, "label": "largest η at which a network converged, per depth",
             "definition": f"per depth (hidden layers): the largest eta of the {'computed step sizes of the ' if run.halfwidth else ''}grid {list(run.etas)} at which at "
-                          f"least one trajectory converged, and the smallest eta at which all diverged; "
+                          f"least one trajectory converged, and the smallest eta at which all diverged; the step "
+                          f"sizes computed, their trajectories, the fewest and most initialisations a point used "
+                          f"and the largest 95% Wilson half-width of a converged fraction; "
                           + run.describe(),
         }
         if which == "gd":
@@ -308,6 +314,11 @@ def _draw_heatmaps(target: str):
     return draw
 
 
+def _rows(run: NetRun) -> str:
+    return ("Rows: the step sizes the adaptive grid computed at this depth (each with all its trajectories). "
+            if run.halfwidth else "")
+
+
 _CAPTIONS = {
     "fig3": lambda nets: "Figure 3. Percentage of trajectories that converge against eta, one colour per depth "
                          "(solid: converged, with Wilson 95% bars; dashed: diverged; dotted: undecided at the step "
@@ -317,9 +328,10 @@ _CAPTIONS = {
     "fig5": lambda nets: "Figure 5. Mean over initialisations of the loss (a) and of eta*|grad L| (b) at each recorded "
                          f"step, {max(nets['gd'].depths)} hidden layers, full-batch GD, over the trajectories not yet "
                          "diverged (logarithmic colour, 1st-99th percentile limits over the step sizes where none "
-                         "diverged; hatched: some trajectories had diverged; black: all had). " + nets["gd"].caption() + ".",
+                         "diverged; hatched: some trajectories had diverged; black: all had). "
+                         + _rows(nets["gd"]) + nets["gd"].caption() + ".",
     "fig6": lambda nets: "Figure 6. As Figure 5 for SGD with ReLU + cross-entropy (minibatch loss and eta*|minibatch "
-                         "grad|). " + nets["sgd"].caption() + ".",
+                         "grad|). " + _rows(nets["sgd"]) + nets["sgd"].caption() + ".",
 }
 
 

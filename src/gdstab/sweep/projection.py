@@ -41,7 +41,8 @@ class Projection(Record):
         seconds: the projection (every trajectory run to T, compilation and storage left out),
             in seconds.
         per_option: one dict per option point: ``option`` (its values), ``cells``,
-            ``trajectories``, ``seconds_per_step`` (of the calibrated cell), ``seconds``.
+            ``trajectories``, ``seconds_per_step`` (of the calibrated cell),
+            ``seconds_per_trajectory_step`` (that over the cell's trajectories), ``seconds``.
         calibration_seconds: the time the calibration took.
         steps: T.
     """
@@ -102,6 +103,7 @@ def project(cfg: SweepConfig, cells: Iterable | None = None, *, threads: int | N
         per_traj_step = per_step / max(_n_traj(layout, group[0]), 1)
         n = sum(_n_traj(layout, c) for c in group)
         rows.append({"option": options[o] if o < len(options) else {}, "cells": len(group), "trajectories": n,
-                     "seconds_per_step": per_step, "seconds": per_traj_step * n * cfg.steps})
+                     "seconds_per_step": per_step, "seconds_per_trajectory_step": per_traj_step,
+                     "seconds": per_traj_step * n * cfg.steps})
     return Projection(seconds=float(sum(r["seconds"] for r in rows)), per_option=rows,
                       calibration_seconds=time.perf_counter() - t_cal, steps=int(cfg.steps))
