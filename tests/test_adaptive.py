@@ -168,3 +168,43 @@ store_theta = false
     assert done.sum() >= 30 and not done.all()
     np.testing.assert_array_equal(ds.status.values[done], full.status.values[done])
     np.testing.assert_array_equal(ds.decision_step.values[done], full.decision_step.values[done])
+
+
+def test_cli_prints_the_adaptive_rounds_and_show_replays_them(tmp_path, capsys):
+    from gdstab.cli import main
+
+    path = tmp_path / "a.toml"
+    path.write_text(BASE + "[adaptive]\nhalfwidth = 0.15\n")
+    assert main(["sweep", str(path), "--out", str(tmp_path / "o"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "adaptive " in out and "rounds" in out and "of 1240 candidates" in out
+    assert main(["show", str(tmp_path / "o"), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["adaptive"]["stopped"].startswith("done")
+    assert all(r["n"] > 0 for r in data["results"]) and len(data["results"]) < 31
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(2, 12), st.integers(1, 5), st.integers(2, 6), st.floats(0.05, 0.45), st.floats(0.0, 0.9),
+       st.integers(0, 2**32 - 1))
+def test_property_rounds_add_only_next_blocks_and_always_end(n_eta, n_blocks, coarse, half, change, seed):
+    """On any status data: a round adds only cells not yet known, each the next block of a computed
+    step size or the first block of a new one; the rounds end (at most every cell once)."""
+    rng = np.random.default_rng(seed)
+    etas = ", ".join(repr(float(e)) for e in np.sort(rng.uniform(0.1, 2.0, n_eta)))
+    cfg = sweep.load_config(BASE.replace('"0.1:1.6:31"', f"[{etas}]").replace("inits = 40", f"inits = {5 * n_blocks}")
+                            .replace("store_theta = false", "store_theta = false\ncell_inits = 5")
+                            + f"[adaptive]\ncoarse = {coarse}\nhalfwidth = {half!r}\nchange = {change!r}\n")
+    layout = Layout.for_config(cfg)
+    status = rng.integers(1, 5, size=(n_eta, 5 * n_blocks)).astype(np.int8)
+    known: set = set()
+    cells = adaptive.first_round(cfg, layout)
+    for _ in range(n_eta * n_blocks + 1):
+        if not cells:
+            break
+        for o, e, b in cells:
+            assert (o, e, b) not in known and o == 0 and 0 <= e < n_eta and 0 <= b < n_blocks
+            assert b == 0 or (o, e, b - 1) in known  # blocks come in order
+        known |= set(cells)
+        cells = adaptive.next_round(cfg, layout, status, known)
+    assert not cells  # ended

@@ -41,9 +41,32 @@ def _show(out, ds, as_json: bool, verified: str | None = None) -> int:
              f"over {s['runs']} run(s)",
              f"checksums {text}",
              f"problem   {_describe(cfg['problem'])}, seed {cfg['run']['seed']}, T = {cfg['run']['steps']}",
-             f"optimizer {_describe(cfg.get('optimizer', {'name': 'gd'}))}", "",
+             f"optimizer {_describe(cfg.get('optimizer', {'name': 'gd'}))}",
+             *_adaptive_lines(ds, s), "",
              *_table(s["results"], option_dims)]
     return emit(s, as_json, lines)
+
+
+def _adaptive_lines(ds, s: dict) -> list[str]:
+    """An adaptive sweep's rounds, its trajectories of the candidates', why it stopped and the
+    points still wider than the target (also put in ``s`` for --json)."""
+    import json
+
+    if "adaptive" not in ds.attrs:
+        return []
+    rep = json.loads(ds.attrs["adaptive"])
+    s["adaptive"] = {k: rep[k] for k in ("settings", "stopped", "rounds", "trajectories", "wider_than_target")
+                     if k in rep}
+    if "rounds" not in rep:
+        return [f"adaptive  {rep['stopped']}"]
+    st = rep["settings"]
+    lines = [f"adaptive  {len(rep['rounds'])} rounds, {rep['trajectories']} trajectories of "
+             f"{ds.sizes['eta'] * ds.sizes['init'] * max(1, ds['status'].size // (ds.sizes['eta'] * ds.sizes['init']))}"
+             f" candidates; target 95% half-width {st['halfwidth']:g} of the {st['status']} fraction; {rep['stopped']}"]
+    for w in rep["wider_than_target"]:
+        lines.append(f"          wider than the target (no blocks left): eta {fmt_eta(w['eta'])}, n = {w['n']}, "
+                     f"half-width {w['halfwidth']:.3f}")
+    return lines
 
 
 def _estimate(args) -> int:
