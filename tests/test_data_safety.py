@@ -468,6 +468,42 @@ def test_sigterm_and_a_long_native_segment_are_honoured_within_a_second(tmp_path
         assert proc.returncode == 130 and "interrupted after 0 of 1 cells" in err, err
 
 
+@pytest.mark.slow
+def test_sigterm_is_honoured_within_a_second_in_the_sequential_lanes_of_a_network(tmp_path):
+    """Networks run their lanes one after the other inside a compiled call (issue #21): the
+    call still returns to the host within about CALL_SECONDS, where the signal is seen."""
+    cfg_path = tmp_path / "net.toml"
+    cfg_path.write_text(textwrap.dedent("""
+        [problem]
+        name = "mlp"
+        [problem.options]
+        samples = 50
+        depth = 1
+        [grid]
+        eta = "0.01"
+        inits = 8
+        [run]
+        steps = 1000000000
+        dtype = "float32"
+        store_theta = false
+        [criteria]
+        tol = 1e-30
+        """))
+    from gdstab import dynamics
+
+    assert dynamics._sequential_lanes(load_config(cfg_path).problem_at(0), 0, 4, "cpu")
+    out = tmp_path / "net"
+    proc = _start(cfg_path, out)
+    assert _wait_for_creation(proc, out)
+    time.sleep(4.0)  # compiled and deep inside the cell (tol 1e-30: nothing settles)
+    assert proc.poll() is None
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert time.monotonic() - t0 < 2.0
+    assert proc.returncode == 130 and "interrupted after 0 of 1 cells" in err, err
+
+
 # -------------------------------------------------------------------------- concurrency
 
 
