@@ -78,7 +78,12 @@ def _estimate(args) -> int:
     p = project(cfg)
     s = {"projected_seconds": p.seconds, "steps": p.steps, "calibration_seconds": p.calibration_seconds,
          "per_option": p.per_option, "bound": "every trajectory runs all T steps"}
-    return emit(s, args.json, [p.text()])
+    text = p.text()
+    if cfg.adaptive is not None:
+        s["bound"] += "; every candidate cell of the adaptive grid (its rounds compute only some of them)"
+        text += (" -- for every candidate cell of the adaptive grid: its rounds compute only the cells they "
+                 "choose, so this is the most it can take")
+    return emit(s, args.json, [text])
 
 
 def cmd_sweep(args) -> int:
