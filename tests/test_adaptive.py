@@ -84,13 +84,16 @@ def test_adaptive_fractions_equal_the_exhaustive_grid_on_common_cells_and_meet_t
     assert any(abs(r["eta"] - cfg.eta[int(np.flatnonzero(conv > 0.5).max())]) < 1e-12 for r in rows)
 
 
-def test_an_interrupted_adaptive_sweep_resumes_to_the_identical_result(tmp_path):
+@pytest.mark.parametrize("per_call", [3, 4])
+def test_an_interrupted_adaptive_sweep_resumes_to_the_identical_result(tmp_path, per_call):
     cfg = _cfg()
     whole = sweep.run(cfg, tmp_path / "whole", quiet=True)
-    for _ in range(50):  # a few cells per call, as if interrupted again and again
-        part = sweep.run(cfg, tmp_path / "parts", quiet=True, max_cells=4)
-        if not json.loads(part.attrs["adaptive"])["stopped"].startswith("incomplete"):
+    for _ in range(60):  # a few cells per call, as if interrupted again and again
+        part = sweep.run(cfg, tmp_path / "parts", quiet=True, max_cells=per_call)
+        stopped = json.loads(part.attrs["adaptive"])["stopped"]
+        if not stopped.startswith("incomplete"):
             break
+        assert (part.status.values != 0).sum() < (whole.status.values != 0).sum()  # never "done" while incomplete
     assert json.loads(part.attrs["adaptive"]) == json.loads(whole.attrs["adaptive"])
     # reading the folder replays the rounds from the stored data: the same report
     assert json.loads(sweep.open_results(tmp_path / "whole").attrs["adaptive"]) == json.loads(whole.attrs["adaptive"])

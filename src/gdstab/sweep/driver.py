@@ -210,6 +210,8 @@ def _run_adaptive(cfg: SweepConfig, folder: ResultsFolder, layout: Layout, runne
     cells and continued, each round's cells computed by :func:`_run_locked`."""
     from . import adaptive
 
+    if folder.read_only:  # nothing can be computed: the stored rounds as they are
+        return open_results(folder.path)
     done = folder.completed_cells(layout, verify=True)
     ds = open_results(folder.path) if done else None
     stored = None if ds is None else ds["status"].values
@@ -226,13 +228,17 @@ def _run_adaptive(cfg: SweepConfig, folder: ResultsFolder, layout: Layout, runne
 
     def compute(cells):
         nonlocal ds
+        cut = False
         if left[0] is not None:
             if left[0] <= 0:
                 raise _Budget()
+            cut = len(cells) > left[0]
             cells = cells[: left[0]]
             left[0] -= len(cells)
         ds = _run_locked(cfg, folder, layout, runner, chunk_size, quiet, None, on_cell, say, project, threads,
                          cells=cells)
+        if cut:  # a round left unfinished: no later round may be decided from it
+            raise _Budget()
         return ds["status"].values
 
     try:
