@@ -23,6 +23,7 @@ products round differently for different batch sizes).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -44,11 +45,9 @@ def main() -> None:
     from gdstab.experiments.paper_nets import NET_RUNS, net_sweep_config
     from gdstab.sweep.cells import cell_inputs
 
-    run = NET_RUNS["small"]["gd"]
     etas = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.2, 1.5, 2.0)  # the exhaustive grid before #21
-    text = net_sweep_config(run).split("[adaptive]")[0] + "\n[criteria]" + net_sweep_config(run).split("[criteria]")[1]
-    cfg = sweep.load_config(text.replace("cell_inits = 10", "cell_inits = 8\ncell_etas = 12").replace(
-        "inits = 40", "inits = 8").replace(", ".join(repr(float(e)) for e in run.etas), ", ".join(map(repr, etas))))
+    run = dataclasses.replace(NET_RUNS["small"]["gd"], etas=etas, inits=8, halfwidth=0.0)
+    cfg = sweep.load_config(net_sweep_config(run).replace("cell_inits = 8", "cell_inits = 8\ncell_etas = 12"))
     o = list(run.depths).index(args.depth)
     problem, theta0, eta, kw = cell_inputs(cfg, (o, 0, 0))
     B = theta0.shape[0]

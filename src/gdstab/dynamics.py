@@ -504,6 +504,16 @@ def _jax_runner(problem: Problem, chunk: int, n_records: int, dtype_name: str, b
     return _Runner(jax.jit(start), jitted, evaluate, jax.jit(load, donate_argnums=(0, 1, 2)))
 
 
+def _record(bufs, at, t, T, record_every, n_records: int, values):
+    """Write the metrics ``values`` of step t into the record buffers at ``at(row)`` (the index of
+    the record row of t), where t is a recorded step no later than T."""
+    import jax.numpy as jnp
+
+    idx = at(jnp.minimum(t // record_every, n_records - 1))
+    do = (t % record_every == 0) & (t <= T)
+    return tuple(b.at[idx].set(jnp.where(do, v, b[idx])) for b, v in zip(bufs, values))
+
+
 def _vector_run(problem: Problem, traj_step, n_records: int, dtype):
     """The engine's compiled call with the lanes vectorised (vmap: every lane computes every
     step, a finished lane on its frozen state): for small problems, whose per-lane work is
@@ -530,10 +540,8 @@ def _vector_run(problem: Problem, traj_step, n_records: int, dtype):
             t = lane_t + i
             state, loss_b, gn, sn = step(eta, hyper, keys, state, t, i, T, tol2, W, maxn2, P, checks, drift2, rnd2)
             if n_records:  # metrics of θ_t (before the move), in each lane's own row
-                row = jnp.minimum(t // record_every, n_records - 1)
-                do = (t % record_every == 0) & (t <= T)
-                bufs = tuple(b.at[row, lanes].set(jnp.where(do, v, b[row, lanes]))
-                             for b, v in zip(bufs, (loss_b, gn, eta * gn if sn is None else sn)))
+                bufs = _record(bufs, lambda row: (row, lanes), t, T, record_every, n_records,
+                               (loss_b, gn, eta * gn if sn is None else sn))
             return state, bufs, lane_t
 
         def segment(carry):
@@ -580,10 +588,8 @@ def _sequential_run(problem: Problem, traj_step, n_records: int, dtype):
                 t = t0 + i
                 s, loss_b, gn, sn = traj_step(e, h, kd, s, t, t % K, T, tol2, W, maxn2, P, checks, drift2, rnd2)
                 if n_records:  # metrics of θ_t (before the move)
-                    row = jnp.minimum(t // record_every, n_records - 1)
-                    do = (t % record_every == 0) & (t <= T)
-                    b = tuple(x.at[row].set(jnp.where(do, v, x[row]))
-                              for x, v in zip(b, (loss_b, gn, e * gn if sn is None else sn)))
+                    b = _record(b, lambda row: row, t, T, record_every, n_records,
+                                (loss_b, gn, e * gn if sn is None else sn))
                 return i + 1, s, b
 
             def cond(c):
@@ -689,12 +695,13 @@ def _lane_inputs(inp: _Inputs, lane: np.ndarray):
     return jnp.asarray(inp.theta[src]), tuple(jnp.asarray(a[src]) for a in (inp.eta, inp.hyper, inp.keys))
 
 
-def _segments(key, K: int) -> int:
+def _segments(key) -> int:
+    """Segments for the next compiled call of the runner ``key`` (about CALL_SECONDS)."""
     per = _SECONDS_PER_SEGMENT.get(key)
     return SEGMENTS_FIRST if per is None else int(max(1, min(2**20, CALL_SECONDS / max(per, 1e-9))))
 
 
-def _lane_worker(runner: "_Runner", inp: _Inputs, out: _Outputs, queue: _Queue, chunk: int, K: int, args, is_gd):
+def _lane_worker(runner: "_Runner", inp: _Inputs, out: _Outputs, queue: _Queue, chunk: int, args, is_gd):
     """One worker: ``chunk`` lanes run trajectories taken from the shared queue; a lane whose
     trajectory finished gets the next waiting one at the next segment boundary (persistent
     lanes), so the lanes stay busy until the work runs out.  Each trajectory's arithmetic does
@@ -721,7 +728,7 @@ def _lane_worker(runner: "_Runner", inp: _Inputs, out: _Outputs, queue: _Queue, 
         interrupts.check()
         need = max(1, int(chunk * REFILL_FRACTION)) if queue.pending() else chunk + 1
         tic = time.perf_counter()
-        state, bufs, lane_t, seg = runner.run(state, bufs, lane_t, jnp.asarray(_segments(key, K), jnp.int32),
+        state, bufs, lane_t, seg = runner.run(state, bufs, lane_t, jnp.asarray(_segments(key), jnp.int32),
                                               jnp.asarray(need, jnp.int32), jnp.asarray(int((lane < 0).sum()), jnp.int32),
                                               *ins, *args)
         st = np.asarray(state.st)
@@ -770,9 +777,10 @@ def _run_jax(problem, theta0, eta, steps, criteria, chunk, record_every, dtype_n
         with jax.enable_x64(dtype_name == "float64"):  # the x64 flag is thread-local
             args = (jnp.asarray(steps, jnp.int32), jnp.asarray(criteria.as_array(), dtype=dtype_name),
                     jnp.asarray(1 if record_every is None else record_every, jnp.int32))
-            _lane_worker(runner, inp, out, queue, chunk, criteria.check_every, args, rule.is_gd)
+            _lane_worker(runner, inp, out, queue, chunk, args, rule.is_gd)
 
-    _map_workers(work, min(threads, -(-B // chunk)))
+    n_workers = min(threads, -(-B // chunk))
+    _map_chunks(work, range(n_workers), n_workers)
     loss, gnorm = _final_values(problem, out.theta, dtype_name, threads=threads)
     metrics = None
     if n_records:
@@ -787,18 +795,6 @@ def _run_jax(problem, theta0, eta, steps, criteria, chunk, record_every, dtype_n
     return out.theta, out.raw, out.step, out.period, loss, gnorm, metrics, (out.buffers[0] if out.buffers else None)
 
 
-def _map_workers(fn, n: int) -> None:
-    """Run ``fn(i)`` for i < n on n threads (JAX releases the GIL); the first error is raised."""
-    if n <= 1:
-        fn(0)
-        return
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=n) as pool:
-        for f in [pool.submit(fn, i) for i in range(n)]:
-            f.result()
-
-
 def _pad(a: np.ndarray, size: int) -> np.ndarray:
     """Pad the first axis to ``size`` with copies of the last row (one compiled shape)."""
     if a.shape[0] == size:
@@ -806,25 +802,20 @@ def _pad(a: np.ndarray, size: int) -> np.ndarray:
     return np.concatenate([a, np.repeat(a[-1:], size - a.shape[0], axis=0)])
 
 
-def _map_chunks(fn, starts, threads: int, total: int, on_chunk) -> None:
-    """Run ``fn(start)`` for every chunk, on ``threads`` threads (JAX and the compiled kernels
-    release the GIL); results are written by ``fn`` into disjoint slices, so the order in which
-    chunks finish does not matter."""
+def _map_chunks(fn, starts, threads: int) -> None:
+    """Run ``fn(start)`` for every start, on ``threads`` threads (JAX and the compiled kernels
+    release the GIL); ``fn`` writes its results into disjoint slices, so the order in which the
+    calls finish does not matter.  The first error is raised."""
     starts = list(starts)
     if threads <= 1 or len(starts) <= 1:
         for s in starts:
-            stop = fn(s)
-            if on_chunk is not None:
-                on_chunk(stop, total)
+            fn(s)
         return
     from concurrent.futures import ThreadPoolExecutor
 
-    done = 0
     with ThreadPoolExecutor(max_workers=min(threads, len(starts))) as pool:
-        for stop in pool.map(fn, starts):
-            done += 1
-            if on_chunk is not None:
-                on_chunk(min(total, stop), total)
+        for _ in pool.map(fn, starts):
+            pass
 
 
 def _eval_chunk(problem: Problem, B: int) -> int:
@@ -855,7 +846,7 @@ def _final_values(problem, theta: np.ndarray, dtype_name: str, threads: int = 1)
         gnorm[start:stop] = np.asarray(g)[: stop - start]
         return stop
 
-    _map_chunks(one, range(0, B, chunk), threads, B, None)
+    _map_chunks(one, range(0, B, chunk), threads)
     return loss, gnorm
 
 

@@ -61,8 +61,7 @@ def _adaptive_lines(ds, s: dict) -> list[str]:
         return [f"adaptive  {rep['stopped']}"]
     st = rep["settings"]
     lines = [f"adaptive  {len(rep['rounds'])} rounds, {rep['trajectories']} trajectories of "
-             f"{ds.sizes['eta'] * ds.sizes['init'] * max(1, ds['status'].size // (ds.sizes['eta'] * ds.sizes['init']))}"
-             f" candidates; target 95% half-width {st['halfwidth']:g} of the {st['status']} fraction; {rep['stopped']}"]
+             f"{ds['status'].size} candidates; target 95% half-width {st['halfwidth']:g} of the {st['status']} fraction; {rep['stopped']}"]
     for w in rep["wider_than_target"]:
         lines.append(f"          wider than the target (no blocks left): eta {fmt_eta(w['eta'])}, n = {w['n']}, "
                      f"half-width {w['halfwidth']:.3f}")

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ..sweep.config import ADAPTIVE_BLOCK
+from ..sweep.config import ADAPTIVE_BLOCK, AdaptiveSpec
 from .target import Target
 
 __all__ = ["NET_RUNS", "NetRun", "net_sweep_config", "compute_nets", "convergence_table", "key_numbers_nets", "key_numbers_heatmap",
@@ -74,7 +74,8 @@ class NetRun:
             inits = (f"adaptive grid over the {len(self.etas)} candidate step sizes: LeCun-normal initialisations "
                      f"in blocks of {ADAPTIVE_BLOCK} (the same points at every eta), added until the 95% Wilson "
                      f"half-width of the converged fraction is <= {self.halfwidth:g} (at most {self.inits}); "
-                     f"step sizes added halfway between computed ones whose fractions differ by more than 0.1 "
+                     f"step sizes added halfway between computed ones whose fractions differ by more than "
+                     f"{AdaptiveSpec().change:g} "
                      f"(first round: {self.coarse} step sizes); the lower panel gives each point's number of "
                      f"initialisations")
         else:

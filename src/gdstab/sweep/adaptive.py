@@ -37,7 +37,7 @@ from ..stats import wilson_interval
 from .config import SweepConfig
 from .store import Layout
 
-__all__ = ["first_round", "next_round", "point_table", "run_rounds"]
+__all__ = ["first_round", "next_round", "point_table", "run_rounds", "replay", "report_json"]
 
 
 def _sorted_etas(cfg: SweepConfig) -> np.ndarray:
@@ -120,12 +120,11 @@ def _trajectories(layout: Layout, cells) -> int:
     return sum(layout.init_slice(b).stop - layout.init_slice(b).start for _, _, b in cells)
 
 
-def run_rounds(cfg: SweepConfig, layout: Layout, compute: Callable[[list], np.ndarray], stored: np.ndarray | None,
-               done: set, say: Callable[[str], None]) -> tuple[np.ndarray, dict[str, Any]]:
+def run_rounds(cfg: SweepConfig, layout: Layout, compute: Callable[[list], np.ndarray], stored: np.ndarray,
+               done: set, say: Callable[[str], None]) -> dict[str, Any]:
     """Replay and continue the rounds: ``compute(cells)`` computes and stores the cells not yet
     ``done`` and returns the status array (options..., eta, init) of the store; ``stored`` is
-    that array before this call (None when nothing is stored).  Returns the final status array
-    and the report."""
+    that array before this call.  Returns the report (:func:`_stop_report`)."""
     status = stored
     known: set = set()
     rounds: list = []
@@ -144,10 +143,11 @@ def run_rounds(cfg: SweepConfig, layout: Layout, compute: Callable[[list], np.nd
         known |= set(cells)
         rounds.append(cells)
         cells = next_round(cfg, layout, status, known)
-    return status, _stop_report(cfg, layout, status, known, rounds, reason)
+    return _stop_report(cfg, layout, status, known, rounds, reason)
 
 
 def report_json(report: dict[str, Any]) -> str:
+    """The report as the JSON of ``ds.attrs["adaptive"]``."""
     return json.dumps(report, allow_nan=False, default=float)
 
 
@@ -162,6 +162,6 @@ def replay(cfg: SweepConfig, layout: Layout, status: np.ndarray, done: set) -> d
         raise _Incomplete
 
     try:
-        return run_rounds(cfg, layout, compute, status, set(done), lambda text: None)[1]
+        return run_rounds(cfg, layout, compute, status, set(done), lambda text: None)
     except _Incomplete:
         return {"settings": cfg.adaptive.to_dict(), "stopped": "incomplete: rerun the sweep command to continue"}

@@ -58,6 +58,7 @@ of the config: they never change results.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import itertools
@@ -614,8 +615,7 @@ class AdaptiveSpec:
     max_trajectories: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"status": self.status, "halfwidth": self.halfwidth, "change": self.change, "coarse": self.coarse,
-                "max_trajectories": self.max_trajectories}
+        return dataclasses.asdict(self)
 
 
 _ADAPTIVE = {"status": "string", "halfwidth": "float", "change": "float", "coarse": "int", "max_trajectories": "int"}
@@ -629,18 +629,19 @@ def parse_adaptive(t: Any) -> AdaptiveSpec:
     from ..outcomes import status_codes
 
     _check_keys(t, _ADAPTIVE, "adaptive")
-    status = _str(t.get("status", "converged"), "adaptive.status")
+    default = AdaptiveSpec()
+    status = _str(t.get("status", default.status), "adaptive.status")
     codes = status_codes(include_not_computed=False)
     if status not in codes:
         raise _err("adaptive.status", f"one of {', '.join(repr(k) for k in codes)}", status)
-    half = _float(t.get("halfwidth", 0.15), "adaptive.halfwidth")
+    half = _float(t.get("halfwidth", default.halfwidth), "adaptive.halfwidth")
     if not 0 < half < 0.5:
         raise _err("adaptive.halfwidth", "a float in (0, 0.5)", half)
-    change = _float(t.get("change", 0.1), "adaptive.change")
+    change = _float(t.get("change", default.change), "adaptive.change")
     if not 0 <= change < 1:
         raise _err("adaptive.change", "a float in [0, 1)", change)
-    coarse = _int(t.get("coarse", 5), "adaptive.coarse", 2)
-    budget = _int(t.get("max_trajectories", 0), "adaptive.max_trajectories", 0)
+    coarse = _int(t.get("coarse", default.coarse), "adaptive.coarse", 2)
+    budget = _int(t.get("max_trajectories", default.max_trajectories), "adaptive.max_trajectories", 0)
     return AdaptiveSpec(status, half, change, coarse, budget)
 
 

@@ -214,16 +214,14 @@ def _run_adaptive(cfg: SweepConfig, folder: ResultsFolder, layout: Layout, runne
         return open_results(folder.path)
     done = folder.completed_cells(layout, verify=True)
     ds = open_results(folder.path) if done else None
-    stored = None if ds is None else ds["status"].values
-    if stored is None:
-        stored = np.zeros(layout.option_shape + (layout.n_eta, layout.n_init), np.int8)
+    stored = np.zeros(layout.option_shape + (layout.n_eta, layout.n_init), np.int8) if ds is None else \
+        ds["status"].values
     left = [max_cells]
     cells_all = [c for c in layout.cells() if c not in done]
-    if not quiet and cells_all and (project or (project is None and projection.work(cfg, layout, cells_all)
-                                                 > projection.PROJECT_ABOVE)):
+    if _projected(cfg, layout, cells_all, quiet, project):
         p = projection.project(cfg, cells_all, threads=threads, chunk_size=chunk_size)
-        say(p.text().replace("projected time:", "projected time of every candidate cell (the most an adaptive "
-                             "grid can compute; it computes only the cells its rounds choose):", 1))
+        say(p.text("projected time of every candidate cell (the most an adaptive grid can compute; it computes "
+                   "only the cells its rounds choose)"))
     project = False
 
     def compute(cells):
@@ -242,7 +240,7 @@ def _run_adaptive(cfg: SweepConfig, folder: ResultsFolder, layout: Layout, runne
         return ds["status"].values
 
     try:
-        _, report = adaptive.run_rounds(cfg, layout, compute, stored, set(done), say)
+        report = adaptive.run_rounds(cfg, layout, compute, stored, set(done), say)
     except _Budget:
         return ds if ds is not None else open_results(folder.path)
     if ds is None:
@@ -251,6 +249,14 @@ def _run_adaptive(cfg: SweepConfig, folder: ResultsFolder, layout: Layout, runne
     if not folder.read_only:
         _log_adaptive(folder, report, say)
     return ds
+
+
+def _projected(cfg: SweepConfig, layout: Layout, cells: list, quiet: bool, project) -> bool:
+    """Whether to print the projected time of ``cells`` first: asked for, or (``project`` None)
+    more than PROJECT_ABOVE parameter-steps; never when quiet or when nothing is left."""
+    if quiet or not cells:
+        return False
+    return bool(project) or (project is None and projection.work(cfg, layout, cells) > projection.PROJECT_ABOVE)
 
 
 class _Budget(Exception):
@@ -280,7 +286,7 @@ def _run_locked(cfg: SweepConfig, folder: ResultsFolder, layout: Layout, runner:
     memory: dict[str, np.ndarray] | None = {} if keep else None
     if max_cells is not None:
         todo = todo[:max_cells]
-    if not quiet and (project or (project is None and projection.work(cfg, layout, todo) > projection.PROJECT_ABOVE)):
+    if _projected(cfg, layout, todo, quiet, project):
         say(projection.project(cfg, todo, threads=threads, chunk_size=chunk_size).text())
     started = time.time()
     # (an adaptive round: its own cells)

@@ -52,11 +52,11 @@ class Projection(Record):
     calibration_seconds: float
     steps: int
 
-    def text(self) -> str:
+    def text(self, label: str = "projected time") -> str:
         from ..progress import duration
 
         parts = ", ".join(f"{_name(r['option'])} {duration(r['seconds'])}" for r in self.per_option)
-        return (f"projected time: about {duration(self.seconds)} if every trajectory runs all T = "
+        return (f"{label}: about {duration(self.seconds)} if every trajectory runs all T = "
                 f"{self.steps} steps ({parts}; measured in a {self.calibration_seconds:.0f} s calibration on this "
                 f"machine; trajectories that converge or diverge earlier stop, so the run is usually shorter)")
 
