@@ -41,7 +41,7 @@ from . import random as gdstab_random
 from ._validation import InvalidParameterError, fail, finite_float, positive_int
 from .dynamics import trajectories
 from .optimizers import as_rule
-from .outcomes import Status
+from .outcomes import Criteria, Status, relative_note
 from .problems.base import Problem, parse_box
 from .random import init_points
 from .sharpness import sharpness_at
@@ -152,12 +152,16 @@ def critical_step_size(
     lo, hi, inits, steps, seed, fraction, rtol, box = _check_bisection(problem, eta_low, eta_high, inits, steps, seed,
                                                                        fraction, rtol, box, caller)
     eta_high = hi
+    criteria = Criteria.for_problem(problem) if criteria is None else criteria
     runs = _Runs(problem, init_points(problem, seed, np.arange(inits), box), steps, seed, fraction, criteria,
                  backend, progress, rule)
     lo, hi = _bisect(runs, lo, hi, rtol, caller, f"{fraction:g} of the initialisations converge",
                      lambda e: f"{runs.evidence[e]['converged']} of {inits} converged", "lower it (or raise 'steps')",
                      "raise it")
-    return _estimate(runs, lo, hi, eta_high, steps, _settings(problem, inits, steps, seed, fraction, rtol, box, rule))
+    settings = _settings(problem, inits, steps, seed, fraction, rtol, box, rule)
+    settings["criteria"] = criteria.to_dict()
+    settings["tolerances"] = relative_note(problem, criteria) or "absolute (gdstab.Criteria)"
+    return _estimate(runs, lo, hi, eta_high, steps, settings)
 
 
 def _bisect(holds, lo: float, hi: float, rtol: float, caller: str, what: str, seen, lower: str, raise_: str):

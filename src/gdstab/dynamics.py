@@ -1011,8 +1011,9 @@ def trajectories(
 
     Other arguments (keyword-only):
         steps: T, the maximum number of steps (>= 1).
-        criteria: classification tolerances (:class:`Criteria`; default ``Criteria.for_dtype(dtype)``:
-            the documented defaults, with tol = 1e-5 in float32).
+        criteria: classification tolerances (:class:`Criteria`; default
+            ``Criteria.for_problem(problem, dtype)``: the documented defaults, with tol = 1e-5 in
+            float32; for networks (problems on data) relative to the problem's scale).
         record_every: record loss, ‖∇L‖ and η‖∇L‖ every k steps (JAX backend); None records
             nothing and costs nothing.
         chunk_size: trajectories per compiled call, or "auto" (sized to the problem's memory
@@ -1056,7 +1057,7 @@ def trajectories(
     rule = as_rule(optimizer, caller)
     steps = positive_int(steps, "steps", caller)
     dtype = choice(dtype, "dtype", caller, ("float64", "float32"))
-    criteria = Criteria.for_dtype(dtype) if criteria is None else criteria
+    criteria = Criteria.for_problem(problem, dtype) if criteria is None else criteria
     if not isinstance(criteria, Criteria):
         raise fail("criteria", caller, "a Criteria instance", criteria)
     backend = choice(backend, "backend", caller, ("auto", "jax", "native"))

@@ -16,6 +16,7 @@ import numpy as np
 from .. import problems
 from .._validation import InvalidParameterError, fail, positive_int
 from ..dynamics import Criteria
+from ..outcomes import RELATIVE_F_TOL, RELATIVE_TOL
 from ..optimizers import GD, Rule, parse_rule
 from ..random import init_points
 from ..results import json_default, save_dataset
@@ -129,17 +130,26 @@ def progress(args, what: str, total: int | None = None, unit: str = ""):
 def add_criteria_args(p: argparse.ArgumentParser) -> None:
     d = Criteria()
     g = p.add_argument_group("classification (gdstab.Criteria)")
-    g.add_argument("--tol", type=float, default=d.tol, help=f"displacement tolerance eta*|grad L| (default {d.tol:g})")
+    g.add_argument("--tol", type=float, default=None,
+                   help=f"displacement tolerance eta*|grad L| (default {d.tol:g}, {Criteria.DEFAULT_TOL['float32']:g} in float32; "
+                        f"for networks {RELATIVE_TOL:g} x the RMS norm of the initial parameters)")
     g.add_argument("--window", type=int, default=d.window, help=f"consecutive settled steps (default {d.window})")
-    g.add_argument("--f-tol", type=float, default=d.f_tol, help=f"L - L* below which a settled point is a minimum (default {d.f_tol:g})")
+    g.add_argument("--f-tol", type=float, default=None,
+                   help=f"L - L* below which a settled point is a minimum (default {d.f_tol:g}; for networks "
+                        f"{RELATIVE_F_TOL:g} x the mean initial L - L*)")
     g.add_argument("--max-norm", type=float, default=d.max_norm, help=f"|theta| beyond which a trajectory diverged (default {d.max_norm:g})")
     g.add_argument("--max-period", type=int, default=d.max_period, help=f"largest period detected; 1 disables (default {d.max_period})")
     g.add_argument("--check-every", type=int, default=d.check_every, help=f"segment length of the period detector (default {d.check_every})")
     g.add_argument("--period-checks", type=int, default=d.period_checks, help=f"segments that must agree on a period (default {d.period_checks})")
 
 
-def criteria_from_args(args) -> Criteria:
-    return Criteria(tol=args.tol, window=args.window, f_tol=args.f_tol, max_norm=args.max_norm,
+def criteria_from_args(args, problem=None, dtype: str = "float64") -> Criteria:
+    """The criteria of the command line; --tol and --f-tol left out take the problem's defaults
+    (:meth:`Criteria.for_problem`: relative to a network's scale)."""
+    base = Criteria.for_dtype(dtype) if problem is None else Criteria.for_problem(problem, dtype)
+    tol = base.tol if args.tol is None else args.tol
+    f_tol = base.f_tol if args.f_tol is None else args.f_tol
+    return Criteria(tol=tol, window=args.window, f_tol=f_tol, max_norm=args.max_norm,
                     max_period=args.max_period, check_every=args.check_every, period_checks=args.period_checks)
 
 

@@ -139,7 +139,7 @@ def cmd_basin(args) -> int:
     t0 = time.perf_counter()
     with progress(args, caller, int(np.prod(res)) if len(res) == 2 else res[0] ** 2, "pixels") as bar:
         ds = basins.basin_map(problem, eta, extent=extent, resolution=res[0] if len(res) == 1 else tuple(res),
-                              center=center, directions=dirs, steps=args.steps, criteria=criteria_from_args(args),
+                              center=center, directions=dirs, steps=args.steps, criteria=criteria_from_args(args, problem),
                               classify=None if args.classify == "none" else args.classify,
                               optimizer=optimizer_from_args(args, caller), on_chunk=bar.set)
     wall = time.perf_counter() - t0
@@ -291,7 +291,7 @@ def cmd_critical(args) -> int:
     t0 = time.perf_counter()
     estimate = critical.trainable_step_size if criterion == "trains" else critical.critical_step_size
     r = estimate(problem, eta_low=lo, eta_high=hi, inits=inits, steps=steps, seed=args.seed, box=args.box,
-                 fraction=fraction, rtol=rtol, criteria=criteria_from_args(args), progress=on_eval, optimizer=rule)
+                 fraction=fraction, rtol=rtol, criteria=criteria_from_args(args, problem), progress=on_eval, optimizer=rule)
     summary = {"problem": problem.name, "normalisation": problem.normalisation, "criterion_used": criterion,
                **r.to_dict(), "wall_time_s": time.perf_counter() - t0}
     summary["files"] = write_outputs(out, "critical", lambda plots: plots.critical_evidence(r), None, summary)
@@ -312,6 +312,8 @@ def cmd_critical(args) -> int:
               f"  (b) sharpness: flattest minimum reached has lambda_max = {r.min_sharpness:.8g} "
               f"(at eta = {r.argmin_eta:.6g}), stable up to c/lambda = {r.eta_sharpness:.6g} "
               f"(c = {rule.threshold:g} for {rule.spec()})",
+              f"  converged: eta*|grad L| <= {r.settings['criteria']['tol']:.3g} for {r.settings['criteria']['window']} "
+              f"steps, L - L* <= {r.settings['criteria']['f_tol']:.3g} ({r.settings['tolerances']})",
               *(f"warning   {w}" for w in r.warnings),
               "", f"{'eta':>12}  {'converged':>10}  {'fraction [Wilson 95%]':<26}  min/max sharpness of minima reached"]
     for e in r.evidence:

@@ -323,7 +323,7 @@ def cmd_hypermap(args) -> int:
         ds = hypermaps.hyperparameter_map(problem, x, y, eta=eta, optimizer=optimizer_from_args(args, caller),
                                           steps=positive_int(args.steps, "--steps", caller),
                                           seed=positive_int(args.seed, "--seed", caller, minimum=0), theta0=theta0,
-                                          criteria=criteria_from_args(args), dtype=args.dtype,
+                                          criteria=criteria_from_args(args, problem, args.dtype), dtype=args.dtype,
                                           on_chunk=lambda done, total: bar.set(done))
     from ..outcomes import fraction_rows
 

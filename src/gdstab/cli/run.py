@@ -12,7 +12,7 @@ from .. import problems
 from .._validation import InvalidParameterError, positive_int
 from ..dynamics import trajectories
 from ..orbits import BOUNDED_REGIMES, diagnose_bounded
-from ..outcomes import Status
+from ..outcomes import Status, relative_note
 from ..random import init_points
 from ..specs import parse_eta
 from ._common import (add_criteria_args, add_optimizer_arg, add_quiet_arg, add_problem_args, build_problem, criteria_from_args, emit,
@@ -50,7 +50,7 @@ def cmd_trajectories(args) -> int:
     steps = positive_int(args.steps, "--steps", caller)
     seed = positive_int(args.seed, "--seed", caller, minimum=0)
     box = problem.box if args.box is None else problems.parse_box(args.box, problem.dim, caller=caller, name="--box")
-    criteria = criteria_from_args(args)
+    criteria = criteria_from_args(args, problem)
     if n * etas.size > MAX_TRAJECTORIES:
         raise InvalidParameterError(
             f"The '--inits' parameter of {caller} times the number of step sizes must be <= 2e8. "
@@ -78,6 +78,7 @@ def cmd_trajectories(args) -> int:
              f"inits     {n} {where}, seed {seed}",
              *([] if rule.is_gd else [f"optimizer {rule.spec()} (classified on the full state: theta and buffers)"]),
              f"steps     T = {steps}; tol {criteria.tol:g}, window {criteria.window}, max period {criteria.max_period}",
+             *([f"          {note}"] if (note := relative_note(problem, criteria)) else []),
              f"backend   {res.backend}, {wall:.2f} s for {len(res)} trajectories", "",
              f"{'eta':>10}  " + "  ".join(f"{lab:<21}" for lab in labels)]
     lines += [f"{fmt_eta(row['eta']):>10}  " + "  ".join(f"{fmt_frac(row[lab]):<21}" for lab in labels) for row in rows]

@@ -131,6 +131,29 @@ class Problem:
         u = jax.random.uniform(key, (n, self.dim), dtype=lo.dtype)
         return lo + (hi - lo) * u
 
+    #: initialisations drawn (from a fixed key) to measure :meth:`scale`
+    SCALE_DRAWS = 16
+
+    def scale(self) -> tuple[float, float]:
+        """The problem's own scale: (RMS ‖θ₀‖, mean L(θ₀) − L*) over :attr:`SCALE_DRAWS` draws of its
+        default initialisation (box or sampler) from a fixed key, in float64 when x64 is on; the
+        second is nan where L* is unknown.  Measured once per problem (cached on the instance).
+        Networks' default tolerances are relative to it (:meth:`gdstab.Criteria.for_problem`)."""
+        cached = self.__dict__.get("_scale")
+        if cached is not None:
+            return cached
+        import jax
+
+        drawn = self.init(jax.random.PRNGKey(0), self.SCALE_DRAWS)
+        theta = np.asarray(drawn, dtype=np.float64)
+        s_theta = float(np.sqrt(np.mean(np.sum(theta * theta, axis=1))))
+        s_loss = float("nan")
+        if self.min_value is not None:
+            values = np.asarray(jax.jit(jax.vmap(self.loss))(drawn), dtype=np.float64)
+            s_loss = float(np.mean(values - self.min_value))
+        object.__setattr__(self, "_scale", (s_theta, s_loss))
+        return s_theta, s_loss
+
     # -- derivatives -----------------------------------------------------------------------
     def grad(self, theta):
         """∇L(θ) by reverse-mode autodiff (one point)."""
