@@ -851,11 +851,19 @@ def _final_values(problem, theta: np.ndarray, dtype_name: str, threads: int = 1)
 
 
 def _run_native(problem, theta0, eta, steps, criteria, chunk, on_chunk, threads):
+    """The compiled kernel; each chunk's raw codes become final statuses (and periods of
+    non-periodic trajectories 0) in its worker, while the chunk is in cache."""
     from . import _native
+
+    def post(out, a, b):
+        status = _final_status(out["status"][a:b], out["loss"][a:b], out["grad_norm"][a:b], eta[a:b],
+                               problem.min_value, criteria)
+        out["status"][a:b] = status
+        out["period"][a:b][status != Status.PERIODIC] = 0
 
     out = _native.run(
         problem.native.name, theta0, eta, problem.native.params, steps, criteria.as_array(),
-        chunk_size=chunk, threads=threads,
+        chunk_size=chunk, threads=threads, post=post,
     )
     if on_chunk is not None:
         on_chunk(theta0.shape[0], theta0.shape[0])
@@ -1102,8 +1110,11 @@ def trajectories(
                 )
             used = "jax"
     theta_f, raw, step, period, loss, gnorm, metrics, buffers = out
-    status = _final_status(raw, loss, gnorm, et, problem.min_value, criteria)
-    period = np.where(status == Status.PERIODIC, period, 0)
+    if used == "native":  # classified chunk by chunk in the kernel's workers
+        status = raw
+    else:
+        status = _final_status(raw, loss, gnorm, et, problem.min_value, criteria)
+        period = np.where(status == Status.PERIODIC, period, 0)
     return Trajectories(status=status, step=step, period=period, theta=theta_f, loss=loss, grad_norm=gnorm,
                         eta=et if et.dtype == np.dtype(dtype) else et.astype(dtype), steps=steps, criteria=criteria,
                         backend=used, metrics=metrics, optimizer=rule, buffers=buffers)

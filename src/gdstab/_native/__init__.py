@@ -90,6 +90,7 @@ def run(
     *,
     chunk_size: int = 16384,
     threads: int | None = None,
+    post=None,
 ) -> dict[str, np.ndarray]:
     """Run the kernel ``name`` on all trajectories.  Returns a dict of arrays: ``theta`` (n, d)
     the iterate at the decision step, ``status`` (n,) int8 raw status (1 settled, 2 diverged,
@@ -98,7 +99,9 @@ def run(
 
     The kernels poll :data:`gdstab.interrupts.NATIVE_FLAG` every ``check_every`` steps; after
     an interrupt request this raises :class:`gdstab.interrupts.Interrupted`.  Chunks run on
-    worker threads, so the calling thread stays free to receive the signal."""
+    worker threads, so the calling thread stays free to receive the signal.  ``post(out, start,
+    stop)``, if given, runs in the worker right after each chunk (on its outputs while they are
+    in cache)."""
     from .. import interrupts
 
     lib = _load()
@@ -132,6 +135,8 @@ def run(
             *(_ptr(out[k][start:]) for k in ("theta", "status", "step", "period", "loss", "grad_norm")),
             ctypes.byref(interrupts.NATIVE_FLAG),
         )
+        if post is not None and not interrupts.NATIVE_FLAG.value:  # (an interrupted chunk is incomplete)
+            post(out, start, stop)
 
     starts = list(range(0, n, chunk_size))
     threads = threads or os.cpu_count() or 1
