@@ -75,6 +75,16 @@ def choice(value: Any, name: str, caller: str, options: Iterable[str]) -> str:
     return value
 
 
+def _all_finite(a: np.ndarray) -> bool:
+    """Whether every entry is finite: one pass without a temporary (a non-finite entry makes the
+    sum non-finite; a finite sum proves them all finite; an overflowing one is checked entry by
+    entry)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(np.sum(a)):
+            return True
+    return bool(np.all(np.isfinite(a)))
+
+
 def check_batch(problem, theta0, eta, caller: str) -> tuple[np.ndarray, np.ndarray]:
     """Validated float64 initial points (B, d) of ``problem`` and step sizes (B,) (a scalar η
     is broadcast): the one check of a batch of trajectories, at the public entry points."""
@@ -84,7 +94,7 @@ def check_batch(problem, theta0, eta, caller: str) -> tuple[np.ndarray, np.ndarr
         raise fail("theta0", caller, f"an array of shape (B, {problem.dim}) of finite floats", theta0) from None
     if th.ndim == 1 and th.shape[0] == problem.dim:
         th = th[None, :]
-    if th.ndim != 2 or th.shape[1] != problem.dim or th.shape[0] == 0 or not np.all(np.isfinite(th)):
+    if th.ndim != 2 or th.shape[1] != problem.dim or th.shape[0] == 0 or not _all_finite(th):
         raise fail("theta0", caller, f"an array of shape (B, {problem.dim}) of finite floats with B >= 1", np.shape(th))
     B = th.shape[0]
     try:
@@ -95,7 +105,7 @@ def check_batch(problem, theta0, eta, caller: str) -> tuple[np.ndarray, np.ndarr
         et = np.full(B, float(et))
     if et.shape != (B,):
         raise fail("eta", caller, f"a finite float > 0 or an array of shape ({B},)", np.shape(et))
-    if not np.all(np.isfinite(et)) or np.any(et <= 0):
+    if not (_all_finite(et) and et.min() > 0):
         bad = et[~(np.isfinite(et) & (et > 0))][0]
         raise fail("eta", caller, "a finite float > 0 (every entry)", float(bad))
     return th, et
