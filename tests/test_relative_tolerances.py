@@ -115,3 +115,21 @@ def test_critical_lr_converges_on_a_network_with_default_tolerances():
     assert 0.05 <= lo < hi <= 10.0 and hi / lo - 1 <= 0.05
     assert r.settings["criteria"] == Criteria.for_problem(p).to_dict()
     assert r.settings["tolerances"].startswith("tolerances relative to the problem's scale")
+
+
+def test_trainability_keeps_the_absolute_tolerances(monkeypatch):
+    """"Does not diverge within T" must follow a run that slows down near an unstable point:
+    `trainable_step_size` (critical-lr's `trains`) and the fractal maps settle only at 1e-8."""
+    from gdstab import critical
+
+    seen = []
+    real = critical.trajectories
+
+    def spy(*a, **kw):
+        seen.append(kw["criteria"])
+        return real(*a, **kw)
+
+    monkeypatch.setattr(critical, "trajectories", spy)
+    p = problems.get("mlp", samples=5)
+    critical.trainable_step_size(p, eta_low=0.01, eta_high=1000.0, inits=2, steps=20, rtol=0.5)
+    assert seen and all(c == Criteria() for c in seen)

@@ -335,13 +335,16 @@ def trainable_step_size(
     Unlike :func:`critical_step_size` nothing has to converge: a network that keeps
     oscillating at the edge of stability, or converges slowly, counts as training.  For a
     quadratic the answer is 2/λ_max (beyond it every run with a component along the top
-    eigenvector diverges)."""
+    eigenvector diverges).  ``criteria`` default: the absolute :class:`Criteria` (not the
+    relative tolerances of networks, which could call a run settled before it diverges)."""
     caller = "trainable_step_size"
     rule = as_rule(optimizer, caller)
     lo, hi, inits, steps, seed, fraction, rtol, box = _check_bisection(problem, eta_low, eta_high, inits, steps, seed,
                                                                        fraction, rtol, box, caller)
     points = init_points(problem, seed, np.arange(inits), box)
-    kw = {"backend": backend, "optimizer": rule, **({} if criteria is None else {"criteria": criteria})}
+    # the absolute defaults even for networks: a run counts as settled (and cannot diverge any
+    # more) only at 1e-8, so that one that slows down near an unstable point is still followed
+    kw = {"backend": backend, "optimizer": rule, "criteria": Criteria() if criteria is None else criteria}
     evidence: dict[float, dict[str, Any]] = {}
 
     def trains(eta: float) -> bool:

@@ -291,7 +291,7 @@ def cmd_critical(args) -> int:
     t0 = time.perf_counter()
     estimate = critical.trainable_step_size if criterion == "trains" else critical.critical_step_size
     r = estimate(problem, eta_low=lo, eta_high=hi, inits=inits, steps=steps, seed=args.seed, box=args.box,
-                 fraction=fraction, rtol=rtol, criteria=criteria_from_args(args, problem), progress=on_eval, optimizer=rule)
+                 fraction=fraction, rtol=rtol, criteria=criteria_from_args(args, problem if criterion == "converges" else None), progress=on_eval, optimizer=rule)
     summary = {"problem": problem.name, "normalisation": problem.normalisation, "criterion_used": criterion,
                **r.to_dict(), "wall_time_s": time.perf_counter() - t0}
     summary["files"] = write_outputs(out, "critical", lambda plots: plots.critical_evidence(r), None, summary)

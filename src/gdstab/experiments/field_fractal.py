@@ -124,12 +124,14 @@ def zoom_windows(problem, window, c: _Fractal, theta0: np.ndarray, on_level=None
     """The survey map of ``window`` and ``c.levels`` zooms: a list of (window, hyperparameter_map
     Dataset), level 0 the survey."""
     from ..hypermaps import hyperparameter_map
+    from ..outcomes import Criteria
 
     out = []
     for level in range(c.levels + 1):
         x = 10.0 ** np.linspace(window[0], window[1], c.side)
         y = 10.0 ** np.linspace(window[2], window[3], c.side)
-        ds = hyperparameter_map(problem, ("lr:w0", x), ("lr:w1", y), eta=1.0, theta0=theta0, steps=c.steps)
+        ds = hyperparameter_map(problem, ("lr:w0", x), ("lr:w1", y), eta=1.0, theta0=theta0, steps=c.steps,
+                                criteria=Criteria())  # absolute: a pixel settles only at 1e-8, so slow divergence is followed
         out.append((window, ds))
         if on_level is not None:
             on_level(level + 1, c.levels + 1)
