@@ -9,7 +9,10 @@ The 784→32→32→2 MLP (tanh, MSE on one-hot targets) on 1 000 MNIST digits 0
 * ``torch.func``: ``vmap`` of ``grad`` of ``functional_call`` over the stacked parameters of all
   members (PyTorch's own ensembling), a plain Python loop over the steps.
 
-Best of ``REPEATS`` timed calls after one warm-up; prints member-steps/s and the ratios.
+One warm-up call each, then ``REPEATS`` rounds in which the three methods run one after the
+other (so that a round's ratios see the same machine load); prints the best member-steps/s of
+each, the ratios of the best times, and the median and range of the per-round ratios gdstab /
+loop (the shared machine's load moves single calls by ±10-20 %).
 
     python benchmarks/torch_models.py
 """
@@ -23,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import describe  # noqa: E402
 
-N, STEPS, ETA, REPEATS, SAMPLES = 100, 50, 0.05, 3, 1000
+N, STEPS, ETA, REPEATS, SAMPLES = 100, 50, 0.05, 5, 1000
 
 
 def _model(torch):
@@ -32,14 +35,17 @@ def _model(torch):
     return nn.Sequential(nn.Linear(784, 32), nn.Tanh(), nn.Linear(32, 32), nn.Tanh(), nn.Linear(32, 2))
 
 
-def _best(fn):
-    fn()
-    times = []
-    for _ in range(REPEATS):
-        t0 = time.perf_counter()
+def _rounds(fns):
+    """Per method, the times of REPEATS calls interleaved round by round (after one warm-up)."""
+    for fn in fns:
         fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+    times = [[] for _ in fns]
+    for _ in range(REPEATS):
+        for fn, ts in zip(fns, times):
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+    return [np.array(ts) for ts in times]
 
 
 def main() -> None:
@@ -96,10 +102,15 @@ def main() -> None:
                     gr = g(params)
                     params = {n: params[n] - ETA * gr[n] for n in names}
 
-        t_g, t_l, t_f = _best(run_gdstab), _best(run_loop), _best(run_func)
+        tg, tl, tf = _rounds((run_gdstab, run_loop, run_func))
+        t_g, t_l, t_f = tg.min(), tl.min(), tf.min()
         rate = N * STEPS
-        print(f"{dtype:8s} {rate / t_g:12.4g} {rate / t_l:12.4g} {rate / t_f:12.4g} {t_l / t_g:8.2f} {t_f / t_g:8.2f}")
-    print("\n(member-steps/s; 'vs loop', 'vs func': gdstab's speed-up over the per-model loop and over torch.func)")
+        per_round = tl / tg
+        print(f"{dtype:8s} {rate / t_g:12.4g} {rate / t_l:12.4g} {rate / t_f:12.4g} {t_l / t_g:8.2f} {t_f / t_g:8.2f}"
+              f"   per round vs loop: median {np.median(per_round):.2f} (range {per_round.min():.2f}-{per_round.max():.2f})",
+              flush=True)
+    print("\n(member-steps/s, best of the rounds; 'vs loop', 'vs func': gdstab's speed-up over the per-model loop and over "
+          "torch.func from the best times; per round: the ratio of the loop's time to gdstab's within each round)")
 
 
 if __name__ == "__main__":
