@@ -60,17 +60,23 @@ RELATIVE_TOL = 1e-5
 RELATIVE_F_TOL = 1e-2
 
 
+def _relative_tolerances(problem: Any) -> dict[str, tuple[float, float]]:
+    """The tolerances that a problem defined on data takes relative to its scale, as
+    {field: (value, scale)} (empty for closed-form problems; a field whose scale is not finite
+    and positive keeps its absolute default)."""
+    if not getattr(problem, "n_samples", None):
+        return {}
+    s_theta, s_loss = problem.scale()
+    fields = (("tol", RELATIVE_TOL, s_theta), ("f_tol", RELATIVE_F_TOL, s_loss))
+    return {name: (rel * scale, scale) for name, rel, scale in fields if np.isfinite(scale) and scale > 0}
+
+
 def relative_note(problem: Any, criteria: "Criteria") -> str | None:
     """A one-line account of tolerances taken relative to ``problem``'s scale (None when the
     criteria are not those :meth:`Criteria.for_problem` gives relative to the scale)."""
-    if not getattr(problem, "n_samples", None):
-        return None
-    s_theta, s_loss = problem.scale()
-    parts = []
-    if np.isfinite(s_theta) and s_theta > 0 and criteria.tol == RELATIVE_TOL * s_theta:
-        parts.append(f"tol = {RELATIVE_TOL:g} x RMS |theta_0| ({s_theta:.4g}) = {criteria.tol:.3g}")
-    if np.isfinite(s_loss) and s_loss > 0 and criteria.f_tol == RELATIVE_F_TOL * s_loss:
-        parts.append(f"f_tol = {RELATIVE_F_TOL:g} x mean(L(theta_0) - L*) ({s_loss:.4g}) = {criteria.f_tol:.3g}")
+    what = {"tol": f"{RELATIVE_TOL:g} x RMS |theta_0|", "f_tol": f"{RELATIVE_F_TOL:g} x mean(L(theta_0) - L*)"}
+    parts = [f"{name} = {what[name]} ({scale:.4g}) = {value:.3g}"
+             for name, (value, scale) in _relative_tolerances(problem).items() if getattr(criteria, name) == value]
     if not parts:
         return None
     return "tolerances relative to the problem's scale (a network): " + "; ".join(parts)
@@ -138,16 +144,8 @@ class Criteria:
         (networks: ``problem.n_samples`` set) the tolerances are relative to the problem's own
         scale (:meth:`gdstab.Problem.scale`): ``tol`` = RELATIVE_TOL · RMS ‖θ₀‖ and, where L* is
         known, ``f_tol`` = RELATIVE_F_TOL · mean(L(θ₀) − L*).  See :func:`relative_note`."""
-        base = cls.for_dtype(dtype)
-        if not getattr(problem, "n_samples", None):
-            return base
-        s_theta, s_loss = problem.scale()
-        kw: dict[str, float] = {}
-        if np.isfinite(s_theta) and s_theta > 0:
-            kw["tol"] = RELATIVE_TOL * s_theta
-        if np.isfinite(s_loss) and s_loss > 0:
-            kw["f_tol"] = RELATIVE_F_TOL * s_loss
-        return cls(**{**base.to_dict(), **kw})
+        relative = {name: value for name, (value, _) in _relative_tolerances(problem).items()}
+        return cls(**{**cls.for_dtype(dtype).to_dict(), **relative})
 
     def as_array(self) -> np.ndarray:
         """The options vector shared by both backends."""

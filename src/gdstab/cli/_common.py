@@ -146,7 +146,8 @@ def add_criteria_args(p: argparse.ArgumentParser) -> None:
 def criteria_from_args(args, problem=None, dtype: str = "float64") -> Criteria:
     """The criteria of the command line; --tol and --f-tol left out take the problem's defaults
     (:meth:`Criteria.for_problem`: relative to a network's scale)."""
-    base = Criteria.for_dtype(dtype) if problem is None else Criteria.for_problem(problem, dtype)
+    given = args.tol is not None and args.f_tol is not None  # (then the problem's scale is not needed)
+    base = Criteria.for_dtype(dtype) if problem is None or given else Criteria.for_problem(problem, dtype)
     tol = base.tol if args.tol is None else args.tol
     f_tol = base.f_tol if args.f_tol is None else args.f_tol
     return Criteria(tol=tol, window=args.window, f_tol=f_tol, max_norm=args.max_norm,
