@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from gdstab import Criteria, Problem, Status, problems, trajectories
+from gdstab._validation import InvalidParameterError
 from gdstab import _native
 from gdstab._reference import TOY_GRADS_NP, TOY_GRADS_PY, numpy_engine, python_trajectory
 from gdstab.dynamics import trace_count
@@ -569,3 +570,22 @@ def test_accelerator_chunks_are_sized_to_the_device_memory(monkeypatch):
         assert dynamics.chunk_budget_bytes("gpu") == 64 * 2**20
     finally:
         dynamics.chunk_budget_bytes.cache_clear()
+
+
+def test_batch_check_accepts_huge_finite_values_and_refuses_one_non_finite_entry():
+    """check_batch proves finiteness from one sum; a sum that overflows (finite entries of 1e308)
+    must fall back to the entry-by-entry test, and a single nan or inf anywhere must be found."""
+    from gdstab._validation import check_batch
+
+    p = problems.get("hyperbola")
+    th, et = check_batch(p, np.full((4, 2), 1e308), np.full(4, 1e308), "t")
+    assert th.shape == (4, 2) and et.shape == (4,)
+    for bad in (np.nan, np.inf, -np.inf):
+        x = np.zeros((1000, 2))
+        x[777, 1] = bad
+        with pytest.raises(InvalidParameterError, match="'theta0'"):
+            check_batch(p, x, 0.1, "t")
+        e = np.full(1000, 0.1)
+        e[500] = bad
+        with pytest.raises(InvalidParameterError, match="'eta'"):
+            check_batch(p, np.zeros((1000, 2)), e, "t")
