@@ -2,6 +2,7 @@
 against dense eigenvalues (issue #19, item 2)."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -166,16 +167,60 @@ def test_spectrum_command_top_eigenvalues_trace_and_density(tmp_path, capsys):
     assert "'--top' parameter of gdstab spectrum must be an int <= d = 2" in capsys.readouterr().err
 
 
-def test_top_eigenvalues_with_bounded_memory_match_the_dense_spectrum():
+@pytest.mark.parametrize("method", ["krylov-schur", "eigsh"])
+def test_top_eigenvalues_with_bounded_memory_match_the_dense_spectrum(method):
     p, th = _mlp_at_init(30, 6, depth=2, width=8)
     lam = np.linalg.eigvalsh(spectrum.hessian(p, th))[::-1]
-    r = spectrum.top_eigenvalues(spectrum.hvp(p, th), p.dim, 10, key=jax.random.key(1))
-    assert r.converged and r.complete is None and r.method == "eigsh"
+    r = spectrum.top_eigenvalues(spectrum.hvp(p, th), p.dim, 10, key=jax.random.key(1), method=method)
+    assert r.converged and r.complete is None and r.method == method
     np.testing.assert_allclose(r.eigenvalues, lam[:10], rtol=1e-8, atol=1e-8 * lam[0])
     # every eigenvalue above a threshold: k grows until the smallest found is below it
     thr = 0.5 * (lam[13] + lam[14])  # 14 eigenvalues above
-    a = spectrum.top_eigenvalues(spectrum.hvp(p, th), p.dim, 4, key=jax.random.key(1), above=thr)
+    a = spectrum.top_eigenvalues(spectrum.hvp(p, th), p.dim, 4, key=jax.random.key(1), above=thr, method=method)
     assert a.complete and int(np.sum(a.eigenvalues > thr)) == 14
     np.testing.assert_allclose(a.eigenvalues[:14], lam[:14], rtol=1e-8, atol=1e-8 * lam[0])
     with pytest.raises(InvalidParameterError, match="'k' parameter of top_eigenvalues"):
         spectrum.top_eigenvalues(lambda v: v, 5, 5, key=jax.random.key(0))
+
+
+def test_the_device_solvers_never_hand_numpy_vectors_to_the_product():
+    """Lanczos (restarted), the top eigenvalues, SLQ and Hutch++ keep their vectors as JAX arrays:
+    the product receives JAX arrays, and the answers still equal the dense ones."""
+    rng = np.random.default_rng(7)
+    Q, _ = np.linalg.qr(rng.normal(size=(120, 120)))
+    ev = np.sort(rng.uniform(-1, 3, 120))
+    A = jnp.asarray((Q * ev) @ Q.T)
+    seen = []
+
+    def mv(v):
+        seen.append(isinstance(v, jax.Array) and not isinstance(v, np.ndarray))
+        return A @ v
+
+    top = spectrum.top_eigenvalues(mv, 120, 4, key=jax.random.key(0))
+    np.testing.assert_allclose(top.eigenvalues, ev[::-1][:4], rtol=1e-9)
+    low = spectrum.lanczos(mv, 120, 2, key=jax.random.key(1), which="smallest", tol=1e-12)
+    np.testing.assert_allclose(low.eigenvalues, ev[:2], rtol=1e-8)
+    tr = spectrum.trace_estimate(mv, 120, key=jax.random.key(2), probes=120, method="hutchinson", distribution="orthogonal")
+    assert tr.estimate == pytest.approx(ev.sum(), rel=1e-10)  # d orthogonal probes: exact
+    dens = spectrum.spectral_density(mv, 120, key=jax.random.key(3), probes=2, lanczos_steps=120)
+    assert dens.moments[1] == pytest.approx(ev.mean(), rel=1e-9, abs=3 * dens.moments_stderr[1])
+    assert seen and all(seen)
+
+
+def test_restarted_lanczos_bounds_its_basis_and_still_converges():
+    """A cluster at the top of a 600-dimensional spectrum needs more than ncv = 20 steps, so the
+    solver restarts (memory stays 21 vectors); the answers equal eigh's."""
+    rng = np.random.default_rng(3)
+    Q, _ = np.linalg.qr(rng.normal(size=(600, 600)))
+    ev = np.concatenate([[10.0, 9.99, 9.98], rng.uniform(0, 9.9, 597)])
+    A = (Q * ev) @ Q.T
+    r = spectrum.lanczos(lambda v: A @ np.asarray(v), 600, 3, key=jax.random.key(0), tol=1e-10)
+    assert r.converged and r.iterations > 20  # restarted at least once
+    np.testing.assert_allclose(r.eigenvalues, [10.0, 9.99, 9.98], rtol=1e-9)
+    t = spectrum.top_eigenvalues(lambda v: A @ np.asarray(v), 600, 3, key=jax.random.key(0))
+    np.testing.assert_allclose(t.eigenvalues, [10.0, 9.99, 9.98], rtol=1e-9)
+    # a budget too small to converge is reported, for both solvers
+    for method in ("krylov-schur", "eigsh"):
+        cut = spectrum.top_eigenvalues(lambda v: A @ np.asarray(v), 600, 3, key=jax.random.key(0), tol=1e-14,
+                                       max_iter=25, method=method)
+        assert not cut.converged and cut.matvecs <= 2 * 25 + 3

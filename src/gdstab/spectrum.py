@@ -134,6 +134,97 @@ def slogdet_gd(H, eta: float) -> tuple[float, float]:
 # ----------------------------------------------------------------------------------- Lanczos
 
 
+# ------------------------------------------- restarted Lanczos with its basis on the device
+
+_KS_FNS: dict = {}
+
+
+def _ks_fns():
+    """Jitted pieces of the Lanczos iterations; a basis V ((m + 1) x d) stays a JAX array on the
+    default device and is updated in place (donated); only coefficients reach the host."""
+    import jax
+    import jax.numpy as jnp
+
+    if not _KS_FNS:
+        def extend(V, w, j, floor):
+            # two passes of classical Gram-Schmidt against every row; rows after j are zero
+            h = V @ w
+            w = w - h @ V
+            h2 = V @ w
+            w = w - h2 @ V
+            b = jnp.linalg.norm(w)
+            return V.at[j + 1].set(jnp.where(b > floor, w / jnp.where(b > floor, b, 1.0), 0.0)), h + h2, b
+
+        def restart(V, Y):  # keep the Ritz vectors V[:m]ᵀ Y and the residual direction V[m]
+            W = jnp.zeros_like(V).at[: Y.shape[1]].set(Y.T @ V[:-1])
+            return W.at[Y.shape[1]].set(V[-1])
+
+        _KS_FNS.update(extend=jax.jit(extend, donate_argnums=0), restart=jax.jit(restart, donate_argnums=0),
+                       ritz=jax.jit(lambda V, Y: Y.T @ V[:-1]),
+                       residuals=jax.jit(lambda AU, U, t: jnp.linalg.norm(AU - t[:, None] * U, axis=1)))
+    return _KS_FNS
+
+
+def _device_matvec(matvec: Callable, dim: int, caller: str) -> Callable:
+    """``matvec`` on JAX arrays: float64 vectors of length d on the device (a NumPy result is
+    moved there).  The shape is checked here, finiteness by the callers (through a norm or a
+    dot product, one scalar on the host)."""
+    import jax.numpy as jnp
+
+    def mv(v):
+        out = jnp.asarray(matvec(v), dtype=jnp.float64).reshape(-1)
+        if out.shape != (dim,):
+            raise _matvec_error(caller, dim, f"shape {out.shape}")
+        return out
+
+    return mv
+
+
+def _matvec_error(caller: str, dim: int, got: str) -> InvalidParameterError:
+    return InvalidParameterError(f"The 'matvec' parameter of {caller} must return {dim} finite values. Got {got} instead.")
+
+
+def _krylov_schur(mv, v0, k: int, m: int, tol: float, budget: int, largest: bool, caller: str):
+    """The k largest (or smallest) eigenpairs of a symmetric operator by the Krylov-Schur method
+    (Stewart 2002; for symmetric operators the thick-restart Lanczos of Wu & Simon 2000): up to m
+    Lanczos vectors with full reorthogonalisation; when they are used up, a restart keeps the
+    k + (m − k) // 2 wanted Ritz vectors and the residual direction.  After every step the Ritz
+    estimates |β s_n,i| of the wanted pairs are checked against tol · max|θ|; it stops there, when
+    the Krylov space is exhausted, or after ``budget`` steps.
+    Returns (θ (<= k,), U (<= k, d) on the device, steps, converged estimate, restarts)."""
+    import jax.numpy as jnp
+
+    f = _ks_fns()
+    V = jnp.zeros((m + 1, v0.shape[0]), dtype=jnp.float64).at[0].set(v0 / jnp.linalg.norm(v0))
+    T = np.zeros((m + 1, m))
+    start, steps, restarts, size = 0, 0, 0, 0.0
+    while True:
+        for j in range(start, m):
+            V, h, b = f["extend"](V, mv(V[j]), j, 1e-14 * size)
+            h, b, steps = np.asarray(h), float(b), steps + 1
+            if not np.isfinite(b):
+                raise _matvec_error(caller, v0.shape[0], "non-finite values")
+            T[: j + 1, j], T[j + 1, j] = h[: j + 1], b
+            size = max(size, abs(h[j]), b)
+            Tn = np.triu(T[: j + 1, : j + 1])
+            theta, S = np.linalg.eigh(Tn + np.triu(Tn, 1).T)
+            if largest:
+                theta, S = theta[::-1], S[:, ::-1]
+            scale = max(np.abs(theta).max(), np.finfo(float).tiny)
+            ok = j + 1 >= k and bool(np.all(np.abs(b * S[j, :k]) <= tol * scale))
+            keep = k + (m - k) // 2
+            if ok or b <= 1e-14 * scale or steps >= budget or (j == m - 1 and keep >= m):
+                Y = np.zeros((m, min(k, j + 1)))
+                Y[: j + 1] = S[:, : Y.shape[1]]
+                return theta[: Y.shape[1]], f["ritz"](V, jnp.asarray(Y)), steps, ok or b <= 1e-14 * scale, restarts
+        V = f["restart"](V, jnp.asarray(S[:, :keep]))
+        # the kept vectors' coupling to the residual direction, β s_m,i, comes back as the
+        # upper-triangle entries of column `keep` at the next step (only triu(T) is used)
+        T[:] = 0.0
+        T[:keep, :keep] = np.diag(theta[:keep])
+        start, restarts = keep, restarts + 1
+
+
 @dataclass(frozen=True, repr=False)
 class LanczosResult(Record):
     """Eigenpairs from :func:`lanczos`.
@@ -166,17 +257,22 @@ def lanczos(
     max_iter: int | None = None,
     v0=None,
 ) -> LanczosResult:
-    """The ``k`` largest or smallest eigenpairs of a symmetric operator by Lanczos with full
-    reorthogonalisation (two passes of classical Gram-Schmidt), started from a random vector
-    drawn with the explicit JAX ``key``.
+    """The ``k`` largest or smallest eigenpairs of a symmetric operator by restarted Lanczos with
+    full reorthogonalisation (two passes of classical Gram-Schmidt; the Krylov-Schur restart of
+    :func:`_krylov_schur` when ncv = max(2k + 1, 20) vectors are used up, so memory is bounded
+    by ncv vectors of length d), started from a random vector drawn with the explicit JAX ``key``.
+    The basis stays a JAX array on the default device (a GPU's memory when there is one);
+    ``matvec`` receives JAX arrays and may return JAX or NumPy arrays.
 
-    Stops when the Ritz residual estimates |β_m s_{m,i}| of the k wanted pairs are all below
-    ``tol`` · max|θ| (relative to the spectral scale), or at ``max_iter`` (default min(dim, 300))
+    Stops when the Ritz residual estimates |β s_{n,i}| of the k wanted pairs are all below
+    ``tol`` · max|θ| (relative to the spectral scale), after ``max_iter`` steps (default 300)
     or when the Krylov space is exhausted.  The returned residuals are then recomputed exactly.
 
     ``v0``: a start vector (warm start, e.g. the previous eigenvector when tracking sharpness
     along a trajectory) instead of the random one; ``key`` may then be None.
     """
+    import jax
+
     caller = "lanczos"
     dim = positive_int(dim, "dim", caller)
     k = positive_int(k, "k", caller)
@@ -184,54 +280,28 @@ def lanczos(
         raise fail("k", caller, f"an int <= dim ({dim})", k)
     which = choice(which, "which", caller, ("largest", "smallest"))
     tol = finite_float(tol, "tol", caller, low=0.0)
-    max_iter = min(dim, 300) if max_iter is None else positive_int(max_iter, "max_iter", caller)
-    max_iter = min(max_iter, dim)
-
-    mv = _checked_matvec(matvec, dim, caller)
+    max_iter = 300 if max_iter is None else positive_int(max_iter, "max_iter", caller)
     v = _start_vector(v0, key, dim, caller)
-    v /= np.linalg.norm(v)
-    V = np.zeros((max_iter + 1, dim))
-    V[0] = v
-    alpha, beta = [], []
-    n_mv = 0
-    m = 0
-    ritz = vecs = None
-    converged = False
-    for j in range(max_iter):
-        a, w, b = _lanczos_step(mv, V, j, beta)
-        n_mv += 1
-        alpha.append(a)
-        m = j + 1
-        T = np.diag(alpha) + np.diag(beta, 1) + np.diag(beta, -1)
-        theta, S = np.linalg.eigh(T)
-        order = np.argsort(theta)[::-1] if which == "largest" else np.argsort(theta)
-        sel = order[: min(k, m)]
-        scale = max(np.abs(theta).max(), np.finfo(float).tiny)
-        est = np.abs(b * S[-1, sel])
-        exhausted = b <= 1e-14 * scale
-        if m >= k and (np.all(est <= tol * scale) or exhausted):
-            converged = True
-        if converged or j == max_iter - 1:
-            ritz, vecs = theta[sel], V[:m].T @ S[:, sel]
-            break
-        beta.append(b)
-        V[j + 1] = w / b
-    res = _exact_residuals(mv, ritz, vecs)  # of the returned pairs (normalises vecs)
-    n_mv += len(ritz)
+    with jax.enable_x64(True):
+        mv = _device_matvec(matvec, dim, caller)
+        ritz, U, steps, _, _ = _krylov_schur(mv, jax.numpy.asarray(v), k, min(dim, max(2 * k + 1, 20)), tol,
+                                             max_iter, which == "largest", caller)
+        vecs, res = _checked_pairs(mv, ritz, U, caller)
     scale = max(np.abs(ritz).max(), np.finfo(float).tiny)
     ok = bool(len(ritz) == k and np.all(res <= max(tol, 1e-12) * scale * 10))
-    return LanczosResult(ritz, vecs, res, ok, m, n_mv)
+    return LanczosResult(ritz, vecs, res, ok, steps, steps + len(ritz))
 
 
-def _lanczos_step(mv, V: np.ndarray, j: int, beta: list) -> tuple[float, np.ndarray, float]:
-    """One Lanczos step from the orthonormal rows V[:j+1]: (α_j, the next unnormalised vector
-    w, fully reorthogonalised by two passes of classical Gram-Schmidt, and β_j = ‖w‖)."""
-    w = mv(V[j])
-    a = float(V[j] @ w)
-    w = w - a * V[j] - (beta[-1] * V[j - 1] if j > 0 else 0.0)
-    for _ in range(2):  # full reorthogonalisation
-        w -= V[: j + 1].T @ (V[: j + 1] @ w)
-    return a, w, float(np.linalg.norm(w))
+def _checked_pairs(mv, theta: np.ndarray, U, caller: str) -> tuple[np.ndarray, np.ndarray]:
+    """Ritz vectors U (k, d) on the device, normalised, and their exact residuals ‖Au − θu‖:
+    ((d, k) eigenvectors copied to the host once, (k,) residuals)."""
+    import jax.numpy as jnp
+
+    U = U / jnp.linalg.norm(U, axis=1, keepdims=True)
+    res = np.asarray(_ks_fns()["residuals"](jnp.stack([mv(u) for u in U]), U, jnp.asarray(theta)))
+    if not np.all(np.isfinite(res)):
+        raise _matvec_error(caller, U.shape[1], "non-finite values")
+    return np.asarray(U).T.copy(), res
 
 
 def _start_vector(v0, key, dim: int, caller: str) -> np.ndarray:
@@ -421,20 +491,24 @@ def trace_estimate(matvec: Callable, dim: int, *, key, probes: int = 99, method:
     dim, probes, distribution = _stochastic_args(dim, probes, distribution, key, caller)
     if method == "hutch++" and probes < 3:
         raise fail("probes", caller, "an int >= 3 with hutch++ (a third each: sketch, its trace, residual)", probes)
-    mv = _checked_matvec(matvec, dim, caller)
-    if method == "hutchinson":
-        V = probe_vectors(key, dim, probes, distribution)
-        s = np.array([v @ mv(v) for v in V])
-        return TraceResult(float(s.mean()), _stderr(s), s, method, distribution, probes)
     import jax
+    import jax.numpy as jnp
 
-    k = probes // 3
-    S = probe_vectors(jax.random.fold_in(key, 0), dim, k, "rademacher")
-    Q, _ = np.linalg.qr(np.stack([mv(v) for v in S], axis=1))
-    exact = float(sum(q @ mv(q) for q in Q.T))
-    G = probe_vectors(jax.random.fold_in(key, 1), dim, probes - 2 * k, distribution)
-    G = G - (G @ Q) @ Q.T  # (I − QQᵀ) g
-    s = np.array([g @ mv(g) for g in G])
+    with jax.enable_x64(True):  # probes and products stay on the device; only v·Hv reach the host
+        mv = _device_matvec(matvec, dim, caller)
+        if method == "hutchinson":
+            s = np.array([float(v @ mv(v)) for v in jnp.asarray(probe_vectors(key, dim, probes, distribution))])
+            exact = 0.0
+        else:
+            k = probes // 3
+            S = jnp.asarray(probe_vectors(jax.random.fold_in(key, 0), dim, k, "rademacher"))
+            Q, _ = jnp.linalg.qr(jnp.stack([mv(v) for v in S], axis=1))
+            exact = float(sum(float(q @ mv(q)) for q in Q.T))
+            G = jnp.asarray(probe_vectors(jax.random.fold_in(key, 1), dim, probes - 2 * k, distribution))
+            G = G - (G @ Q) @ Q.T  # (I − QQᵀ) g
+            s = np.array([float(g @ mv(g)) for g in G])
+    if not (np.all(np.isfinite(s)) and np.isfinite(exact)):
+        raise _matvec_error(caller, dim, "non-finite values")
     return TraceResult(exact + float(s.mean()), _stderr(s), s, method, distribution, probes)
 
 
@@ -494,20 +568,24 @@ class DensityResult(Record):
                    "definition": "stochastic Lanczos quadrature; density integrates to 1 (x d = eigenvalue count)"})
 
 
-def _quadrature(mv, v: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """Nodes and weights of m Lanczos steps from v (full reorthogonalisation); fewer where the
-    Krylov space is exhausted.  Returns (nodes, weights, matvecs)."""
-    V = np.zeros((m, v.size))
-    V[0] = v / np.linalg.norm(v)
+def _quadrature(mv, v, m: int, caller: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """Nodes and weights of m Lanczos steps from v (full reorthogonalisation, the basis on the
+    device); fewer where the Krylov space is exhausted.  Returns (nodes, weights, matvecs)."""
+    import jax.numpy as jnp
+
+    extend = _ks_fns()["extend"]
+    V = jnp.zeros((m + 1, v.shape[0]), dtype=jnp.float64).at[0].set(v / jnp.linalg.norm(v))
     alpha, beta = [], []
     for j in range(m):
-        a, w, b = _lanczos_step(mv, V, j, beta)
+        V, h, b = extend(V, mv(V[j]), j, 0.0)
+        a, b = float(h[j]), float(b)
+        if not np.isfinite(b):
+            raise _matvec_error(caller, v.shape[0], "non-finite values")
         alpha.append(a)
         scale = max(max(abs(x) for x in alpha), np.finfo(float).tiny)
         if j == m - 1 or b <= 1e-12 * scale:
             break
         beta.append(b)
-        V[j + 1] = w / b
     T = np.diag(alpha) + np.diag(beta, 1) + np.diag(beta, -1)
     theta, S = np.linalg.eigh(T)
     return theta, S[0] ** 2, len(alpha)
@@ -533,14 +611,17 @@ def spectral_density(matvec: Callable, dim: int, *, key, probes: int = 10, lancz
     m = min(positive_int(lanczos_steps, "lanczos_steps", caller), dim)
     if sigma is not None:
         sigma = finite_float(sigma, "sigma", caller, low=0.0)
-    mv = _checked_matvec(matvec, dim, caller)
+    import jax
+
     nodes = np.full((probes, m), np.nan)
     weights = np.zeros((probes, m))
     n_mv = 0
-    for i, v in enumerate(probe_vectors(key, dim, probes, distribution)):
-        th, w, used = _quadrature(mv, v, m)
-        nodes[i, : th.size], weights[i, : th.size] = th, w
-        n_mv += used
+    with jax.enable_x64(True):
+        mv = _device_matvec(matvec, dim, caller)
+        for i, v in enumerate(probe_vectors(key, dim, probes, distribution)):
+            th, w, used = _quadrature(mv, jax.numpy.asarray(v), m, caller)
+            nodes[i, : th.size], weights[i, : th.size] = th, w
+            n_mv += used
     fin = np.isfinite(nodes)
     lo, hi = float(nodes[fin].min()), float(nodes[fin].max())
     if sigma is None:
@@ -589,16 +670,23 @@ class TopResult(Record):
 
 
 def top_eigenvalues(matvec: Callable, dim: int, k: int = 10, *, key, tol: float = 1e-10, above: float | None = None,
-                    max_k: int = 256) -> TopResult:
-    """The ``k`` largest eigenvalues of a symmetric operator by implicitly restarted Lanczos
-    (``scipy.sparse.linalg.eigsh``, ARPACK) on ``matvec``: memory is bounded by the restart
-    length ncv = max(2k + 1, 20) vectors of length d (160 MB at d = 10⁶, k = 10), where the plain
-    :func:`lanczos` keeps every iteration's vector.  The start vector is drawn with ``key``.
+                    max_k: int = 256, method: str = "krylov-schur", max_iter: int | None = None) -> TopResult:
+    """The ``k`` largest eigenvalues of a symmetric operator from products ``matvec(v)``, with
+    memory bounded by a restart length ncv = max(2k + 1, 20) vectors of length d (160 MB at
+    d = 10⁶, k = 10).
+
+    ``method``: "krylov-schur" (default): the restarted Lanczos of :func:`lanczos`, whose basis
+    stays a JAX array on the default device (a GPU's memory when there is one): ``matvec``
+    receives JAX arrays, and only the small projected matrix reaches the host; "eigsh": ARPACK's
+    implicitly restarted Lanczos (``scipy.sparse.linalg.eigsh``), whose vectors live in host
+    memory.  Measured against each other in docs/performance.md.  The start vector is drawn with
+    ``key``.  ``max_iter``: products allowed per solve (default 50 · ncv); a solve stopped there
+    is reported through ``converged``, never silently.
 
     ``above``: find *all* eigenvalues above this value (e.g. 2/η, the central-flows practice):
     k is doubled until the smallest one found is below it, up to ``max_k``; ``complete`` says
     whether that happened."""
-    from scipy.sparse.linalg import LinearOperator, eigsh
+    import jax
 
     caller = "top_eigenvalues"
     dim = positive_int(dim, "dim", caller)
@@ -609,6 +697,31 @@ def top_eigenvalues(matvec: Callable, dim: int, k: int = 10, *, key, tol: float 
     if above is not None:
         above = finite_float(above, "above", caller)
     max_k = min(positive_int(max_k, "max_k", caller), dim - 1)
+    method = choice(method, "method", caller, ("krylov-schur", "eigsh"))
+    if max_iter is not None:
+        max_iter = positive_int(max_iter, "max_iter", caller)
+    v0 = _start_vector(None, key, dim, caller)
+    used = 0
+    with jax.enable_x64(True):
+        while True:
+            ncv = min(dim, max(2 * k + 1, 20))
+            vals, vecs, res, n = (_top_ks if method == "krylov-schur" else _top_eigsh)(
+                matvec, dim, k, v0, tol, 50 * ncv if max_iter is None else max_iter, ncv, caller)
+            used += n
+            if above is None or len(vals) < k or vals[-1] < above or k >= max_k:
+                break
+            k = min(2 * k, max_k)
+    scale = max(np.abs(vals).max(initial=0.0), np.finfo(float).tiny)
+    complete = None if above is None else bool(len(vals) == k and (vals[-1] < above or k >= dim - 1))
+    ok = bool(len(vals) == k and np.all(res <= max(tol, 1e-12) * 10 * scale))
+    return TopResult(vals, vecs, res, ok, complete, used, method)
+
+
+def _top_eigsh(matvec, dim, k, v0, tol, max_iter, ncv, caller):
+    """ARPACK through SciPy: (eigenvalues descending, eigenvectors (d, k), exact residuals,
+    products).  A solve that runs out of iterations returns the pairs ARPACK has."""
+    from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
+
     mv = _checked_matvec(matvec, dim, caller)
     count = [0]
 
@@ -617,16 +730,22 @@ def top_eigenvalues(matvec: Callable, dim: int, k: int = 10, *, key, tol: float 
         return mv(np.asarray(v, dtype=np.float64).reshape(-1))
 
     op = LinearOperator((dim, dim), matvec=counted, dtype=np.float64)
-    v0 = _start_vector(None, key, dim, caller)
-    while True:
-        vals, vecs = eigsh(op, k=k, which="LA", v0=v0, tol=tol, ncv=min(dim, max(2 * k + 1, 20)))
-        order = np.argsort(vals)[::-1]
-        vals, vecs = vals[order], vecs[:, order]
-        if above is None or vals[-1] < above or k >= max_k:
-            break
-        k = min(2 * k, max_k)
+    try:  # ARPACK's maxiter counts restarts (each at most ncv products)
+        vals, vecs = eigsh(op, k=k, which="LA", v0=v0, tol=tol, ncv=ncv, maxiter=max(1, max_iter // ncv))
+    except ArpackNoConvergence as e:
+        vals, vecs = e.eigenvalues, e.eigenvectors
+    order = np.argsort(vals)[::-1]
+    vals, vecs = vals[order], vecs[:, order]
     res = _exact_residuals(mv, vals, vecs)
-    count[0] += len(vals)
-    scale = max(np.abs(vals).max(), np.finfo(float).tiny)
-    complete = None if above is None else bool(vals[-1] < above or k >= dim - 1)
-    return TopResult(vals, vecs, res, bool(np.all(res <= max(tol, 1e-12) * 10 * scale)), complete, count[0], "eigsh")
+    return vals, vecs, res, count[0] + len(vals)
+
+
+def _top_ks(matvec, dim, k, v0, tol, max_iter, ncv, caller):
+    """The Krylov-Schur solver with the basis on the device: (eigenvalues descending,
+    eigenvectors (d, k) copied to the host once, exact residuals, products)."""
+    import jax.numpy as jnp
+
+    mv = _device_matvec(matvec, dim, caller)
+    vals, U, steps, _, _ = _krylov_schur(mv, jnp.asarray(v0), k, ncv, tol, max_iter, True, caller)
+    vecs, res = _checked_pairs(mv, vals, U, caller)
+    return vals, vecs, res, steps + len(vals)
