@@ -28,6 +28,7 @@ import numpy as np
 
 from .._validation import check_memory, choice, fail, positive_int
 from .base import Problem
+from .products import dense
 
 __all__ = ["mlp", "ACTIVATIONS", "LOSSES", "mlp_shapes"]
 
@@ -176,58 +177,34 @@ def _mlp_losses(X: np.ndarray, Y: np.ndarray, shapes, depth: int, bias: bool, ac
 
     per_layer = 2 if bias else 1
 
-    def forward(theta, x, product=None):
+    def forward(theta, x, data_layer=False):
         parts = split(theta)
         h = x
         for layer in range(depth + 1):
             W = parts[per_layer * layer]
-            h = product(W) if layer == 0 and product is not None else h @ W
+            # the first layer: the weight gradient from a row-major copy of the batch's Xᵀ
+            h = dense(h, W) if layer == 0 and data_layer else h @ W
             if bias:
                 h = h + parts[per_layer * layer + 1]
             if layer < depth:
                 h = act(h)
         return h
 
-    def _loss_on(theta, x, y, c, product=None):
-        out = forward(theta, x.astype(theta.dtype), product)
+    def _loss_on(theta, x, y, c, data_layer=False):
+        out = forward(theta, x.astype(theta.dtype), data_layer)
         if loss == "mse":
             r = out - y.astype(theta.dtype)
             return jnp.mean(r * r)
         logp = jax.nn.log_softmax(out, axis=-1)
         return -jnp.mean(jnp.take_along_axis(logp, c[:, None], axis=1))
 
-    data_product = _data_product(X)
-
     def full_loss(theta):
-        return _loss_on(theta, jnp.asarray(X), jnp.asarray(Y), jnp.asarray(classes), data_product)
+        return _loss_on(theta, jnp.asarray(X), jnp.asarray(Y), jnp.asarray(classes), True)
 
     def batch_loss(theta, idx):
-        return _loss_on(theta, jnp.asarray(X)[idx], jnp.asarray(Y)[idx], jnp.asarray(classes)[idx])
+        return _loss_on(theta, jnp.asarray(X)[idx], jnp.asarray(Y)[idx], jnp.asarray(classes)[idx], True)
 
     return full_loss, batch_loss
-
-
-def _data_product(X: np.ndarray):
-    """W ↦ X W for the fixed full-batch data X, the first layer's product.  Its derivative is
-    written out (a custom JVP) so that reverse mode's weight gradient Xᵀ g reads a stored
-    row-major copy of Xᵀ: XLA:CPU runs the product with X's first axis contracted 1.6-2.4x
-    slower than the same product from a contiguous Xᵀ (measured, docs/performance.md), and the
-    optimisation barrier keeps it from folding the copy back into X.  Same values to rounding."""
-    import jax
-    import jax.numpy as jnp
-
-    Xc, Xt = jnp.asarray(X), jnp.asarray(np.ascontiguousarray(np.asarray(X).T))
-
-    @jax.custom_jvp
-    def product(W):
-        return Xc.astype(W.dtype) @ W
-
-    @product.defjvp
-    def _product_jvp(primals, tangents):
-        (W,), (dW,) = primals, tangents
-        return Xc.astype(W.dtype) @ W, jax.lax.optimization_barrier(Xt.astype(dW.dtype)).T @ dW
-
-    return product
 
 
 def _mlp_sampler(shapes, gain: float, bias_init: float):

@@ -33,6 +33,7 @@ import numpy as np
 
 from .._validation import InvalidParameterError, fail
 from .objectives import model_data
+from .products import dense
 
 __all__ = ["from_torch", "register_exact_overrides", "torch_loss"]
 
@@ -54,7 +55,8 @@ def _require():
 def register_exact_overrides() -> None:
     """Make torch2jax follow PyTorch's definitions where its own differ or are missing:
     ``gelu`` (exact erf form unless ``approximate="tanh"``), ``silu``, ``softplus`` (``beta``,
-    ``threshold``).  Idempotent."""
+    ``threshold``); and ``linear`` through :func:`gdstab.problems.products.dense` (its weight
+    gradient in XLA:CPU's fast layout when the input is the data).  Idempotent."""
     global _REGISTERED
     if _REGISTERED:
         return
@@ -71,6 +73,14 @@ def register_exact_overrides() -> None:
         if approximate not in ("none", "tanh"):
             raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
         return jax.nn.gelu(value(input), approximate=approximate == "tanh")
+
+    @torch2jax.implements(F.linear)
+    def linear(input, weight, bias=None):
+        # torch2jax's x @ Wᵀ (+ b); on a (n, d) input through :func:`dense`, so the first layer's
+        # weight gradient reads a row-major copy of the data's transpose (same values to rounding)
+        x, W = value(input), value(weight)
+        y = dense(x, W, transpose_w=True) if x.ndim == 2 else x @ W.T
+        return y if bias is None else y + value(bias)
 
     @torch2jax.implements(F.silu)
     def silu(input, inplace=False):
