@@ -131,10 +131,7 @@ def slogdet_gd(H, eta: float) -> tuple[float, float]:
     return float(sign), float(logdet)
 
 
-# ----------------------------------------------------------------------------------- Lanczos
-
-
-# ------------------------------------------- restarted Lanczos with its basis on the device
+# ------------------------------------------- Lanczos, restarted, with its basis on the device
 
 _KS_FNS: dict = {}
 
@@ -191,13 +188,14 @@ def _krylov_schur(mv, v0, k: int, m: int, tol: float, budget: int, largest: bool
     k + (m − k) // 2 wanted Ritz vectors and the residual direction.  After every step the Ritz
     estimates |β s_n,i| of the wanted pairs are checked against tol · max|θ|; it stops there, when
     the Krylov space is exhausted, or after ``budget`` steps.
-    Returns (θ (<= k,), U (<= k, d) on the device, steps, converged estimate, restarts)."""
+    Returns (θ (<= k,), U (<= k, d) on the device, steps)."""
     import jax.numpy as jnp
 
     f = _ks_fns()
     V = jnp.zeros((m + 1, v0.shape[0]), dtype=jnp.float64).at[0].set(v0 / jnp.linalg.norm(v0))
     T = np.zeros((m + 1, m))
-    start, steps, restarts, size = 0, 0, 0, 0.0
+    keep = k + (m - k) // 2  # Ritz vectors kept at a restart
+    start, steps, size = 0, 0, 0.0
     while True:
         for j in range(start, m):
             V, h, b = f["extend"](V, mv(V[j]), j, 1e-14 * size)
@@ -212,17 +210,16 @@ def _krylov_schur(mv, v0, k: int, m: int, tol: float, budget: int, largest: bool
                 theta, S = theta[::-1], S[:, ::-1]
             scale = max(np.abs(theta).max(), np.finfo(float).tiny)
             ok = j + 1 >= k and bool(np.all(np.abs(b * S[j, :k]) <= tol * scale))
-            keep = k + (m - k) // 2
             if ok or b <= 1e-14 * scale or steps >= budget or (j == m - 1 and keep >= m):
                 Y = np.zeros((m, min(k, j + 1)))
                 Y[: j + 1] = S[:, : Y.shape[1]]
-                return theta[: Y.shape[1]], f["ritz"](V, jnp.asarray(Y)), steps, ok or b <= 1e-14 * scale, restarts
+                return theta[: Y.shape[1]], f["ritz"](V, jnp.asarray(Y)), steps
         V = f["restart"](V, jnp.asarray(S[:, :keep]))
         # the kept vectors' coupling to the residual direction, β s_m,i, comes back as the
         # upper-triangle entries of column `keep` at the next step (only triu(T) is used)
         T[:] = 0.0
         T[:keep, :keep] = np.diag(theta[:keep])
-        start, restarts = keep, restarts + 1
+        start = keep
 
 
 @dataclass(frozen=True, repr=False)
@@ -271,8 +268,6 @@ def lanczos(
     ``v0``: a start vector (warm start, e.g. the previous eigenvector when tracking sharpness
     along a trajectory) instead of the random one; ``key`` may then be None.
     """
-    import jax
-
     caller = "lanczos"
     dim = positive_int(dim, "dim", caller)
     k = positive_int(k, "k", caller)
@@ -282,26 +277,29 @@ def lanczos(
     tol = finite_float(tol, "tol", caller, low=0.0)
     max_iter = 300 if max_iter is None else positive_int(max_iter, "max_iter", caller)
     v = _start_vector(v0, key, dim, caller)
-    with jax.enable_x64(True):
-        mv = _device_matvec(matvec, dim, caller)
-        ritz, U, steps, _, _ = _krylov_schur(mv, jax.numpy.asarray(v), k, min(dim, max(2 * k + 1, 20)), tol,
-                                             max_iter, which == "largest", caller)
-        vecs, res = _checked_pairs(mv, ritz, U, caller)
+    ritz, vecs, res, steps = _restarted_lanczos(matvec, dim, k, v, tol, max_iter, which == "largest", caller)
     scale = max(np.abs(ritz).max(), np.finfo(float).tiny)
     ok = bool(len(ritz) == k and np.all(res <= max(tol, 1e-12) * scale * 10))
     return LanczosResult(ritz, vecs, res, ok, steps, steps + len(ritz))
 
 
-def _checked_pairs(mv, theta: np.ndarray, U, caller: str) -> tuple[np.ndarray, np.ndarray]:
-    """Ritz vectors U (k, d) on the device, normalised, and their exact residuals ‖Au − θu‖:
-    ((d, k) eigenvectors copied to the host once, (k,) residuals)."""
+def _restarted_lanczos(matvec, dim: int, k: int, v0: np.ndarray, tol: float, max_iter: int, largest: bool,
+                       caller: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """:func:`_krylov_schur` with ncv = min(d, max(2k + 1, 20)) on ``matvec``, in float64 on the
+    device: (Ritz values, unit Ritz vectors (d, <= k) copied to the host once, their exact
+    residuals ‖Au − θu‖, Lanczos steps)."""
+    import jax
     import jax.numpy as jnp
 
-    U = U / jnp.linalg.norm(U, axis=1, keepdims=True)
-    res = np.asarray(_ks_fns()["residuals"](jnp.stack([mv(u) for u in U]), U, jnp.asarray(theta)))
-    if not np.all(np.isfinite(res)):
-        raise _matvec_error(caller, U.shape[1], "non-finite values")
-    return np.asarray(U).T.copy(), res
+    with jax.enable_x64(True):
+        mv = _device_matvec(matvec, dim, caller)
+        ritz, U, steps = _krylov_schur(mv, jnp.asarray(v0), k, min(dim, max(2 * k + 1, 20)), tol, max_iter, largest,
+                                       caller)
+        U = U / jnp.linalg.norm(U, axis=1, keepdims=True)
+        res = np.asarray(_ks_fns()["residuals"](jnp.stack([mv(u) for u in U]), U, jnp.asarray(ritz)))
+        if not np.all(np.isfinite(res)):
+            raise _matvec_error(caller, dim, "non-finite values")
+        return ritz, np.asarray(U).T.copy(), res, steps
 
 
 def _start_vector(v0, key, dim: int, caller: str) -> np.ndarray:
@@ -434,9 +432,7 @@ def _checked_matvec(matvec: Callable, dim: int, caller: str) -> Callable:
     def mv(v: np.ndarray) -> np.ndarray:
         out = np.asarray(matvec(v), dtype=np.float64).reshape(-1)
         if out.shape != (dim,) or not np.all(np.isfinite(out)):
-            raise InvalidParameterError(
-                f"The 'matvec' parameter of {caller} must return {dim} finite values. Got "
-                f"{'non-finite values' if out.shape == (dim,) else 'shape ' + str(out.shape)} instead.")
+            raise _matvec_error(caller, dim, "non-finite values" if out.shape == (dim,) else f"shape {out.shape}")
         return out
 
     return mv
@@ -741,11 +737,7 @@ def _top_eigsh(matvec, dim, k, v0, tol, max_iter, ncv, caller):
 
 
 def _top_ks(matvec, dim, k, v0, tol, max_iter, ncv, caller):
-    """The Krylov-Schur solver with the basis on the device: (eigenvalues descending,
-    eigenvectors (d, k) copied to the host once, exact residuals, products)."""
-    import jax.numpy as jnp
-
-    mv = _device_matvec(matvec, dim, caller)
-    vals, U, steps, _, _ = _krylov_schur(mv, jnp.asarray(v0), k, ncv, tol, max_iter, True, caller)
-    vecs, res = _checked_pairs(mv, vals, U, caller)
+    """The Krylov-Schur solver of :func:`lanczos` (ncv is the same), basis on the device:
+    (eigenvalues descending, eigenvectors (d, k), exact residuals, products)."""
+    vals, vecs, res, steps = _restarted_lanczos(matvec, dim, k, v0, tol, max_iter, True, caller)
     return vals, vecs, res, steps + len(vals)

@@ -177,21 +177,21 @@ def _mlp_losses(X: np.ndarray, Y: np.ndarray, shapes, depth: int, bias: bool, ac
 
     per_layer = 2 if bias else 1
 
-    def forward(theta, x, data_layer=False):
+    def forward(theta, x):
         parts = split(theta)
         h = x
         for layer in range(depth + 1):
             W = parts[per_layer * layer]
             # the first layer: the weight gradient from a row-major copy of the batch's Xᵀ
-            h = dense(h, W) if layer == 0 and data_layer else h @ W
+            h = dense(h, W) if layer == 0 else h @ W
             if bias:
                 h = h + parts[per_layer * layer + 1]
             if layer < depth:
                 h = act(h)
         return h
 
-    def _loss_on(theta, x, y, c, data_layer=False):
-        out = forward(theta, x.astype(theta.dtype), data_layer)
+    def _loss_on(theta, x, y, c):
+        out = forward(theta, x.astype(theta.dtype))
         if loss == "mse":
             r = out - y.astype(theta.dtype)
             return jnp.mean(r * r)
@@ -199,10 +199,10 @@ def _mlp_losses(X: np.ndarray, Y: np.ndarray, shapes, depth: int, bias: bool, ac
         return -jnp.mean(jnp.take_along_axis(logp, c[:, None], axis=1))
 
     def full_loss(theta):
-        return _loss_on(theta, jnp.asarray(X), jnp.asarray(Y), jnp.asarray(classes), True)
+        return _loss_on(theta, jnp.asarray(X), jnp.asarray(Y), jnp.asarray(classes))
 
     def batch_loss(theta, idx):
-        return _loss_on(theta, jnp.asarray(X)[idx], jnp.asarray(Y)[idx], jnp.asarray(classes)[idx], True)
+        return _loss_on(theta, jnp.asarray(X)[idx], jnp.asarray(Y)[idx], jnp.asarray(classes)[idx])
 
     return full_loss, batch_loss
 
