@@ -1,14 +1,12 @@
 """The compiled toy kernels: every instruction-set variant gives the same bits (issue #21, item 4).
 
-The shipped library holds target clones (x86-64-v4, x86-64-v3, baseline) and the loader picks
-one for the CPU; here each variant is built on its own from the same source (the clone
-attribute replaced by one target), loaded with ctypes and run on the same trajectories as the
-shipped library.  Variants the CPU cannot run are skipped, saying which."""
-
-import shutil
-import subprocess
-import sysconfig
-from pathlib import Path
+The shipped library holds each kernel compiled for x86-64-v4 (AVX-512, eight-lane vectors),
+x86-64-v3 (AVX2, four-lane vectors) and the baseline, exported under their own names beside
+the dispatching entry point.  Every variant this CPU can run is called on the same
+trajectories (all four outcomes, several step sizes, default and non-default criteria) and
+compared output by output, bit for bit, with the baseline variant and with the entry point;
+the JAX engine is the independent definition (tests/test_dynamics.py compares it with the
+entry point).  Variants the CPU cannot run are skipped, saying which."""
 
 import numpy as np
 import pytest
@@ -16,52 +14,78 @@ import pytest
 from gdstab import Criteria, _native, problems
 from gdstab.random import init_points
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "gdstab" / "_native" / "toykernels.c"
-VARIANTS = {"x86-64-v4": "avx512f", "x86-64-v3": "avx2", "default": None}
+NEEDS = {"v4": ("avx512f", "avx512vl", "avx512bw", "avx512dq"), "v3": ("avx2", "fma", "bmi2"), "base": ()}
+
+pytestmark = pytest.mark.skipif(not _native.available(), reason="needs the compiled kernels")
 
 
 def _cpu_flags() -> set[str]:
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
     except OSError:
         pass
     return set()
 
 
-def _build(tmp_path: Path, arch: str) -> Path:
-    attr = "" if arch == "default" else f'__attribute__((target("arch={arch}")))'
-    out = tmp_path / f"tk_{arch}.so"
-    cc = shutil.which("gcc") or shutil.which("cc")
-    cmd = [cc, "-O3", "-ffp-contract=off", "-fno-fast-math", "-std=gnu11", "-shared", "-fPIC",
-           f"-DKERNEL_ATTR={attr}", f"-I{sysconfig.get_paths()['include']}", str(SRC), "-o", str(out)]
-    subprocess.run(cmd, check=True, capture_output=True)
-    return out
+def _library(variant):
+    import importlib.util
+
+    spec = importlib.util.find_spec("gdstab._native._toykernels")
+    try:
+        return _native.open_library(spec.origin, variant)
+    except AttributeError:
+        pytest.skip(f"the library has no {variant} variant (not built for x86-64 with GCC)")
 
 
-def _run(lib, monkeypatch, theta0, eta, steps):
+def _run(lib, monkeypatch, name, theta0, eta, steps, criteria, params=()):
     """gdstab's own native runner with ``lib`` in place of the shipped library."""
     monkeypatch.setattr(_native, "_lib", lib)
-    return _native.run("hyperbola", theta0, eta, (), steps, Criteria().as_array(), threads=1)
+    return _native.run(name, theta0, eta, params, steps, criteria.as_array(), threads=1)
 
 
-@pytest.mark.skipif(not _native.available() or not (shutil.which("gcc") or shutil.which("cc")),
-                    reason="needs the compiled kernels and a C compiler")
-@pytest.mark.parametrize("arch", list(VARIANTS))
-def test_every_instruction_set_variant_gives_the_shipped_bits(tmp_path, monkeypatch, arch):
-    flag = VARIANTS[arch]
-    if flag and flag not in _cpu_flags():
-        pytest.skip(f"this CPU has no {flag}: the {arch} variant cannot run here")
-    shipped = _native._load()
-    variant = _native.open_library(_build(tmp_path, arch))
-    p = problems.get("hyperbola")
-    pts = init_points(p, 0, np.arange(3000))
-    eta = np.repeat(np.array([0.3, 0.9, 1.05, 1.3]), 750)
-    with monkeypatch.context() as m:
-        a = _run(shipped, m, pts, eta, 2000)
-    with monkeypatch.context() as m:
-        b = _run(variant, m, pts, eta, 2000)
-    for k in a:
-        assert np.array_equal(a[k], b[k], equal_nan=True), k
-    assert len(set(a["status"].tolist())) >= 3  # several outcomes: more than one path is compared
+CASES = [
+    ("hyperbola", (), [0.3, 0.9, 1.05, 1.3], 2000, Criteria()),
+    ("hyperbola", (), [0.5, 1.1], 777, Criteria(tol=1e-7, window=5, max_period=6, check_every=16, period_checks=2)),
+    ("rosenbrock", (1.0, 100.0), [1e-3, 4e-3, 5.2e-3], 1500, Criteria(check_every=8, max_period=1)),
+    ("quad_quartic", (), [0.5, 1.9, 2.0, 2.3], 1001, Criteria(check_every=8, max_period=2)),
+]
+
+
+@pytest.mark.parametrize("variant", _native.VARIANTS)
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_every_instruction_set_variant_gives_the_same_bits(monkeypatch, variant, case):
+    missing = [f for f in NEEDS[variant] if f not in _cpu_flags()]
+    if missing:
+        pytest.skip(f"this CPU lacks {', '.join(missing)}: the {variant} variant cannot run here")
+    name, params, etas, steps, crit = CASES[case]
+    p = problems.get(name)
+    n = 1200
+    pts = init_points(p, case, np.arange(n))
+    eta = np.repeat(np.array(etas), -(-n // len(etas)))[:n]
+    lib = _library(variant)
+    outs = {}
+    for key, which in (("variant", lib), ("base", _library("base")), ("entry", _native._load())):
+        with monkeypatch.context() as m:
+            outs[key] = _run(which, m, name, pts, eta, steps, crit, params)
+    for k in outs["variant"]:
+        assert np.array_equal(outs["variant"][k], outs["base"][k], equal_nan=True), (variant, k)
+        assert np.array_equal(outs["entry"][k], outs["base"][k], equal_nan=True), ("entry", k)
+    assert len(set(outs["base"]["status"].tolist())) >= 2  # more than one path is compared
+
+
+def test_the_entry_points_use_the_best_variant_the_cpu_has():
+    flags = _cpu_flags()
+    if not flags:
+        pytest.skip("no /proc/cpuinfo")
+    v = _native.variant()
+    assert v in _native.VARIANTS
+    try:
+        _native.open_library(_native._load()._name, "v4")
+    except AttributeError:
+        assert v == "base"  # a library built without the x86-64 variants
+        return
+    expect = "v4" if all(f in flags for f in NEEDS["v4"]) else "v3" if all(f in flags for f in NEEDS["v3"]) else "base"
+    assert v == expect

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-__all__ = ["available", "unavailable_reason", "run", "open_library", "KERNELS"]
+__all__ = ["available", "unavailable_reason", "run", "open_library", "variant", "KERNELS", "VARIANTS"]
 
 KERNELS = ("hyperbola", "saddle_quartic", "zhu", "rosenbrock", "quartic", "quad_quartic")
 _DIMS = {"hyperbola": 2, "saddle_quartic": 2, "zhu": 2, "rosenbrock": 2, "quartic": 1, "quad_quartic": 1}
@@ -47,18 +47,39 @@ def _load() -> ctypes.CDLL | None:
         return lib
 
 
-def open_library(path) -> ctypes.CDLL:
+#: instruction-set variants compiled into the library (x86-64 with GCC; elsewhere only "base"),
+#: each kernel exported as gdstab_run_<name>_<variant>; gdstab_run_<name> calls the CPU's best
+VARIANTS = ("v4", "v3", "base")
+_LEVELS = {4: "v4", 3: "v3", 0: "base"}
+
+
+def open_library(path, variant: str | None = None) -> ctypes.CDLL:
     """Load a build of ``toykernels.c`` with the argument types of every kernel declared (the
-    shipped library, or a variant built by the tests)."""
+    shipped library, or a variant built by the tests).  With ``variant`` (one of
+    :data:`VARIANTS`), the returned object's ``gdstab_run_<name>`` are that instruction-set
+    variant's kernels instead of the dispatching entry points (AttributeError where the library
+    has no such variant; the caller must know that the CPU can run it)."""
     lib = ctypes.CDLL(str(path))
     dp = ctypes.POINTER(ctypes.c_double)
     ip = ctypes.POINTER(ctypes.c_int64)
     bp = ctypes.POINTER(ctypes.c_int8)
     for name in KERNELS:
-        fn = getattr(lib, f"gdstab_run_{name}")
+        fn = getattr(lib, f"gdstab_run_{name}" + (f"_{variant}" if variant else ""))
         fn.argtypes = [ctypes.c_int64, dp, dp, dp, ctypes.c_int64, dp, dp, bp, ip, ip, dp, dp, ctypes.POINTER(ctypes.c_int)]
         fn.restype = None
+        if variant:
+            setattr(lib, f"gdstab_run_{name}", fn)
     return lib
+
+
+def variant() -> str | None:
+    """The instruction-set variant the kernels run on this CPU ("v4": x86-64-v4 / AVX-512, "v3":
+    x86-64-v3 / AVX2, "base"), or None when the kernels are unavailable."""
+    lib = _load()
+    if lib is None:
+        return None
+    fn = getattr(lib, "gdstab_variant", None)
+    return _LEVELS.get(int(fn()), "base") if fn is not None else "base"
 
 
 def available(name: str | None = None) -> bool:

@@ -6,22 +6,24 @@
  * implementations follow the same step-by-step definition, so that statuses and
  * decision steps agree exactly with the JAX engine.
  *
- * A block of L = 4*NV trajectories lives in AVX registers (GCC vector extensions, four
- * float64 lanes per vector) for all its steps; memory is touched only at the start and
- * the end of a block.  Floating-point contraction is disabled at compile time
- * (-ffp-contract=off), so results do not depend on the block a trajectory lands in.
+ * A block of LANES = 16 trajectories lives in vector registers (GCC vector extensions: two
+ * vectors of eight float64 lanes with AVX-512, four of four with AVX2) for all its steps;
+ * memory is touched only at the segment boundaries and when a lane is decided.  Floating-point
+ * contraction is disabled at compile time (-ffp-contract=off), so results depend neither on
+ * the block a trajectory lands in nor on the instruction-set variant that runs it.
  *
  * Status codes: 0 running, 1 settled, 2 diverged, 3 periodic, 4 bounded (T reached).
  */
 #include <stdint.h>
 #include <Python.h>
 
-typedef double vd __attribute__((vector_size(32)));
-typedef long long vl __attribute__((vector_size(32)));
-#ifndef NV
-#define NV 4
-#endif
-#define LANES (4 * NV)
+/* vectors of four (AVX2) and eight (AVX-512) float64/int64 lanes; each variant below sets vd and
+ * vl to one width VW and runs NV of them, LANES = VW * NV = 16 trajectories per block */
+typedef double vd4 __attribute__((vector_size(32)));
+typedef long long vl4 __attribute__((vector_size(32)));
+typedef double vd8 __attribute__((vector_size(64)));
+typedef long long vl8 __attribute__((vector_size(64)));
+#define LANES (VW * NV)
 #define MAXD 2
 
 /* per-lane verdict flags (int64 lanes); a lane is running while its flags are 0 */
@@ -30,11 +32,11 @@ typedef long long vl __attribute__((vector_size(32)));
 #define FLAG_PER 4
 #define FLAG_BND 8
 #define FLAG_EMPTY 16
-#define F_DIV ((vl){FLAG_DIV, FLAG_DIV, FLAG_DIV, FLAG_DIV})
-#define F_SET ((vl){FLAG_SET, FLAG_SET, FLAG_SET, FLAG_SET})
-#define F_PER ((vl){FLAG_PER, FLAG_PER, FLAG_PER, FLAG_PER})
-#define F_BND ((vl){FLAG_BND, FLAG_BND, FLAG_BND, FLAG_BND})
-#define F_EMPTY ((vl){FLAG_EMPTY, FLAG_EMPTY, FLAG_EMPTY, FLAG_EMPTY})
+#define F_DIV ((vl){} + FLAG_DIV)
+#define F_SET ((vl){} + FLAG_SET)
+#define F_PER ((vl){} + FLAG_PER)
+#define F_BND ((vl){} + FLAG_BND)
+#define F_EMPTY ((vl){} + FLAG_EMPTY)
 
 /* flags -> status code (1 settled, 2 diverged, 3 periodic, 4 bounded), by priority */
 static inline int64_t decode_status(long long f)
@@ -46,9 +48,9 @@ static inline int64_t decode_status(long long f)
 }
 
 /* select a where the mask m is set, else b; and a broadcast constant (macros, not functions, so
- * that every target clone inlines them with its own instruction set) */
+ * that every instruction-set variant inlines them with its own vector width) */
 #define sel(m, a, b) ((vd)((((vl)(a)) & (m)) | (((vl)(b)) & ~(m))))
-#define bc(s) ((vd){(s), (s), (s), (s)})
+#define bc(s) ((vd){} + (s))
 
 /* ---- gradients: g = grad L(x), written for one vector of four lanes ---- */
 /* hyperbola: L = 1/2 (1 - x y)^2 */
@@ -91,25 +93,36 @@ static inline int64_t decode_status(long long f)
  * lanes do not idle while slow neighbours finish.  Every trajectory starts at a segment
  * boundary, so its step phase (and therefore its result) does not depend on its lane.
  *
- * Inside a segment the lane state is held in local vectors (registers where they fit); the
- * steps that probe for a return to the anchor (1 <= k <= max_period) and the one step of a
- * segment at which a lane can reach its step limit (k = T mod check_every) are compiled as
- * separate variants, so the common step does only the work every step needs.
+ * A step touches only what every step needs: the iterate, eta, the settle counter and a mask of
+ * the running lanes (registers where they fit: 24 vectors with AVX-512's 32 registers).  It
+ * computes each lane's "something happened" mask (not finite or too far: diverged; settled;
+ * at the end of a probe window: periodic); only when some running lane has an event, or at the
+ * one step of a segment at which lanes can reach T, does a rarely taken branch record verdict
+ * flags and decision steps (in memory) and drop the lanes from the running mask.  The steps
+ * that probe for a return to the anchor (1 <= k <= max_period) are compiled as separate loops
+ * with the period detector's state in memory.  The verdicts are the same step-by-step
+ * definition as before (tests/test_native.py compares with the JAX engine and the references).
  */
-typedef struct {
-    vd tol2, W, maxn2, Tf, checks, persist2, drift2, rnd2;
-} consts_t;
+/* constants of a run, and what a segment keeps outside registers: verdict flags, decision steps,
+ * the period detector (one pair of types per variant: their vectors have its width) */
+#define DEFINE_TYPES(SUF)                                                                      \
+typedef struct { vd tol2, W, maxn2, Tf, checks, persist2, drift2, rnd2; } consts##SUF;         \
+typedef struct {                                                                               \
+    vl st[NV];                                                                                 \
+    vd dstep[NV], start[NV], anc[MAXD][NV];                                                    \
+    vd pseg[NV], pprev[NV], pcnt[NV], pdec[NV], pdmx[NV], pdprev[NV], pret[NV], prprev[NV];    \
+} lanes##SUF;
 
-#define DEFINE_STEP(NAME, D)                                                                   \
-static inline __attribute__((always_inline)) void NAME##_step(                                \
-    vd TH[MAXD][NV], const vd E[NV], vl ST[NV], vd CNT[NV], vd S1[NV], const vd START[NV],    \
-    const vd ANC[MAXD][NV], vd PSEG[NV], vd PPREV[NV], vd PCNT[NV], vd PDEC[NV],               \
-    vd PDMX[NV], vd PDPREV[NV], vd PRET[NV], vd PRPREV[NV],                                    \
-    const double *prm, const consts_t *C, const double tfs, const double kfs,                  \
+#define DEFINE_STEP(NAME, D, SUF)                                                                 \
+static inline __attribute__((always_inline)) void NAME##_step##SUF(                          \
+    vd TH[MAXD][NV], const vd E[NV], const vd E2[NV], vd S1[NV], vl ACT[NV], lanes##SUF *L,   \
+    const double *prm, const consts##SUF *C, const double tfs, const double kfs,                  \
     const int probe, const int k1, const int seg_end, const int lastc)                         \
 {                                                                                              \
     const vd zero = bc(0.0), one = bc(1.0), inf = bc(__builtin_inf());                         \
-    const vl izero = {0, 0, 0, 0};                                                             \
+    const vl izero = {};                                                                       \
+    vd X[MAXD][NV], G[MAXD][NV];                                                               \
+    vl OK[NV], SET[NV], PER[NV], any = izero;                                                  \
     _Pragma("GCC unroll 8")                                                                    \
     for (int v = 0; v < NV; v++) {                                                             \
         vd x[MAXD], g[MAXD];                                                                   \
@@ -117,52 +130,68 @@ static inline __attribute__((always_inline)) void NAME##_step(                  
         GRAD_##NAME                                                                            \
         vd n2 = x[0] * x[0], gg = g[0] * g[0];                                                 \
         for (int c = 1; c < D; c++) { n2 = n2 + x[c] * x[c]; gg = gg + g[c] * g[c]; }          \
-        vd d2 = (E[v] * E[v]) * gg;                                                            \
+        vd d2 = E2[v] * gg;                                                                    \
         vl ok = (n2 <= C->maxn2) & (d2 < inf);                                                 \
         vl small = d2 <= C->tol2;                                                              \
         vd s1n = (vd)((vl)(S1[v] + one) & small);                                              \
-        /* verdict flags of this step; decode_status applies the priority */                   \
-        vl ns = (F_DIV & ~ok) | (F_SET & (s1n >= C->W));                                       \
-        vl act = ST[v] == izero;                                                               \
+        vl set = s1n >= C->W, per = izero;                                                     \
         if (probe) {                                                                           \
-            vd dd = (x[0] - ANC[0][v]) * (x[0] - ANC[0][v]);                                   \
-            for (int c = 1; c < D; c++) dd = dd + (x[c] - ANC[c][v]) * (x[c] - ANC[c][v]);     \
+            vd dd = (x[0] - L->anc[0][v]) * (x[0] - L->anc[0][v]);                             \
+            for (int c = 1; c < D; c++) dd = dd + (x[c] - L->anc[c][v]) * (x[c] - L->anc[c][v]); \
             vl ret = dd <= C->tol2;                                                            \
-            if (k1) { PSEG[v] = sel(ret, bc(-1.0), zero); PDMX[v] = d2; PRET[v] = zero; }      \
+            if (k1) { L->pseg[v] = sel(ret, bc(-1.0), zero); L->pdmx[v] = d2; L->pret[v] = zero; } \
             else {                                                                             \
-                vl first = ret & (PSEG[v] == zero);                                            \
-                PSEG[v] = sel(first, bc(kfs), PSEG[v]);                                        \
-                PDMX[v] = sel(d2 > PDMX[v], d2, PDMX[v]);                                      \
-                PRET[v] = sel(first, dd, PRET[v]);                                             \
+                vl first = ret & (L->pseg[v] == zero);                                         \
+                L->pseg[v] = sel(first, bc(kfs), L->pseg[v]);                                  \
+                L->pdmx[v] = sel(d2 > L->pdmx[v], d2, L->pdmx[v]);                             \
+                L->pret[v] = sel(first, dd, L->pret[v]);                                       \
             }                                                                                  \
             if (seg_end) {                                                                     \
-                vl found = PSEG[v] > zero;                                                     \
+                vl found = L->pseg[v] > zero;                                                  \
                 vd fl = C->rnd2 * (one + n2);                                                  \
                 fl = sel(fl > C->drift2, fl, C->drift2);                                       \
-                vl closes = (PRET[v] <= PRPREV[v]) | (PRET[v] <= fl);                          \
-                vl same = found & (PSEG[v] == PPREV[v]) & (PDMX[v] >= PDPREV[v] * C->persist2) \
-                          & closes;                                                            \
-                PCNT[v] = sel(same, PCNT[v] + one, (vd)((vl)one & found));                     \
-                PPREV[v] = PSEG[v];                                                            \
-                PDPREV[v] = PDMX[v];                                                           \
-                PRPREV[v] = PRET[v];                                                           \
-                vl isper = found & (PCNT[v] >= C->checks);                                     \
-                ns |= F_PER & isper;                                                           \
-                PDEC[v] = sel(act & isper, PSEG[v], PDEC[v]);                                  \
+                vl closes = (L->pret[v] <= L->prprev[v]) | (L->pret[v] <= fl);                 \
+                vl same = found & (L->pseg[v] == L->pprev[v])                                  \
+                          & (L->pdmx[v] >= L->pdprev[v] * C->persist2) & closes;               \
+                L->pcnt[v] = sel(same, L->pcnt[v] + one, (vd)((vl)one & found));               \
+                L->pprev[v] = L->pseg[v];                                                      \
+                L->pdprev[v] = L->pdmx[v];                                                     \
+                L->prprev[v] = L->pret[v];                                                     \
+                per = found & (L->pcnt[v] >= C->checks);                                       \
+                L->pdec[v] = sel(ACT[v] & per, L->pseg[v], L->pdec[v]);                        \
             }                                                                                  \
         }                                                                                      \
-        if (lastc) ns |= F_BND & ((bc(tfs) - START[v]) == C->Tf);                              \
-        ST[v] |= ns & act;                                                                     \
-        CNT[v] = CNT[v] + (vd)((vl)one & act);                                                 \
-        S1[v] = s1n;                                                                           \
-        vl go = ST[v] == izero;                                                                \
-        for (int c = 0; c < D; c++) TH[c][v] = x[c] - (vd)((vl)(E[v] * g[c]) & go);           \
+        any |= (~ok | set | per) & ACT[v];                                                     \
+        S1[v] = s1n; OK[v] = ok; SET[v] = set; PER[v] = per;                                   \
+        for (int c = 0; c < D; c++) { X[c][v] = x[c]; G[c][v] = g[c]; }                        \
     }                                                                                          \
+    if (__builtin_expect(ANY_SET(any) || lastc, 0)) {                                          \
+        /* verdict flags of this step; decode_status applies the priority */                   \
+        for (int v = 0; v < NV; v++) {                                                         \
+            vl ns = (F_DIV & ~OK[v]) | (F_SET & SET[v]) | (F_PER & PER[v]);                    \
+            if (lastc) ns |= F_BND & ((bc(tfs) - L->start[v]) == C->Tf);                       \
+            ns &= ACT[v];                                                                      \
+            vl dec = ns != izero;                                                              \
+            L->st[v] |= ns;                                                                    \
+            L->dstep[v] = sel(dec, bc(tfs) - L->start[v], L->dstep[v]);                        \
+            ACT[v] &= ~dec;                                                                    \
+        }                                                                                      \
+    }                                                                                          \
+    for (int v = 0; v < NV; v++)                                                               \
+        for (int c = 0; c < D; c++) TH[c][v] = X[c][v] - (vd)((vl)(E[v] * G[c][v]) & ACT[v]);  \
 }
 
-#define DEFINE_KERNEL(NAME, D)                                                                 \
-DEFINE_STEP(NAME, D)                                                                           \
-KERNEL_ATTR void gdstab_run_##NAME(int64_t n, const double *theta0, const double *eta,          \
+/* steps k0 <= k < k1 of a segment starting at t0 with the probe variant (probe, first, last) */
+#define STEPS(NAME, SUF, K0, K1, PROBE, FIRST, SEGEND)                                         \
+    for (int64_t k = (K0); k < (K1); k++) {                                                    \
+        const double tf = (double)(t0 + k), kf = (double)k;                                    \
+        if (k == kT) NAME##_step##SUF(TH_, E_, E2_, S1_, ACT_, &L, prm, &C, tf, kf, PROBE, FIRST, SEGEND, 1); \
+        else NAME##_step##SUF(TH_, E_, E2_, S1_, ACT_, &L, prm, &C, tf, kf, PROBE, FIRST, SEGEND, 0); \
+    }
+
+#define DEFINE_KERNEL(NAME, D, SUF)                                                            \
+DEFINE_STEP(NAME, D, SUF)                                                                         \
+void gdstab_run_##NAME##SUF(int64_t n, const double *theta0, const double *eta,          \
                                    const double *prm, int64_t T, const double *opts,            \
                                    double *out_theta, int8_t *out_status, int64_t *out_step,    \
                                    int64_t *out_period, double *out_loss, double *out_gnorm,     \
@@ -170,35 +199,36 @@ KERNEL_ATTR void gdstab_run_##NAME(int64_t n, const double *theta0, const double
 {                                                                                              \
     const int64_t P = (int64_t)opts[3], K = (int64_t)opts[4];                                   \
     const int64_t kT = T % K; /* the step of a segment at which lanes can reach T */           \
-    consts_t C;                                                                                \
+    consts##SUF C;                                                                             \
     C.tol2 = bc(opts[0] * opts[0]); C.W = bc(opts[1]); C.maxn2 = bc(opts[2] * opts[2]);        \
     C.Tf = bc((double)T); C.checks = bc(opts[5]); C.persist2 = bc(opts[6]);                    \
     C.drift2 = bc(opts[7]); C.rnd2 = bc(opts[8]);                                              \
     /* lane state between segments (addressable: refilled lane by lane) */                     \
-    vl st[NV];                                                                                 \
-    vd th[MAXD][NV], e[NV], cnt[NV], start[NV], s1[NV];                                        \
-    vd pseg[NV], pprev[NV], pcnt[NV], pdec[NV], pdmx[NV], pdprev[NV], pret[NV], prprev[NV];    \
+    lanes##SUF L;                                                                              \
+    vl act[NV];                                                                                \
+    vd th[MAXD][NV], e[NV], s1[NV];                                                            \
     int64_t idx[LANES];                                                                        \
     int64_t next = 0;                                                                          \
     for (int v = 0; v < NV; v++) {                                                             \
-        st[v] = F_EMPTY; cnt[v] = bc(0.0); start[v] = bc(0.0); s1[v] = bc(0.0); e[v] = bc(0.0); \
-        pseg[v] = bc(0.0); pprev[v] = bc(0.0); pcnt[v] = bc(0.0); pdec[v] = bc(0.0);           \
-        pdmx[v] = bc(0.0); pdprev[v] = bc(0.0); pret[v] = bc(0.0); prprev[v] = bc(0.0);        \
-        for (int c = 0; c < D; c++) th[c][v] = bc(0.0);                                        \
+        L.st[v] = F_EMPTY; act[v] = (vl){};                                                    \
+        L.dstep[v] = bc(0.0); L.start[v] = bc(0.0); s1[v] = bc(0.0); e[v] = bc(0.0);           \
+        L.pseg[v] = bc(0.0); L.pprev[v] = bc(0.0); L.pcnt[v] = bc(0.0); L.pdec[v] = bc(0.0);   \
+        L.pdmx[v] = bc(0.0); L.pdprev[v] = bc(0.0); L.pret[v] = bc(0.0); L.prprev[v] = bc(0.0); \
+        for (int c = 0; c < MAXD; c++) { th[c][v] = bc(0.0); L.anc[c][v] = bc(0.0); }          \
     }                                                                                          \
     for (int i = 0; i < LANES; i++) idx[i] = -1;                                               \
     for (int64_t t0 = 0;; t0 += K) {                                                           \
         int busy = 0;                                                                          \
         if (*stop) return;                                                                     \
         for (int v = 0; v < NV; v++)                                                           \
-            for (int j = 0; j < 4; j++) {                                                      \
-                int64_t *id = &idx[4 * v + j];                                                 \
-                if (*id >= 0 && st[v][j] != 0) {                                               \
+            for (int j = 0; j < VW; j++) {                                                     \
+                int64_t *id = &idx[VW * v + j];                                                \
+                if (*id >= 0 && act[v][j] == 0) {                                              \
                     vd x[MAXD], g[MAXD], l;                                                    \
                     for (int c = 0; c < MAXD; c++) { x[c] = bc(0.0); g[c] = bc(0.0); }         \
                     for (int c = 0; c < D; c++) {                                              \
                         out_theta[*id * D + c] = th[c][v][j];                                  \
-                        x[c] = bc(th[c][v][j]);                                                \
+                        x[c][0] = th[c][v][j]; /* lane 0 */                                      \
                     }                                                                          \
                     GRAD_##NAME                                                                \
                     LOSS_##NAME                                                                \
@@ -206,80 +236,141 @@ KERNEL_ATTR void gdstab_run_##NAME(int64_t n, const double *theta0, const double
                     for (int c = 1; c < D; c++) gg = gg + g[c] * g[c];                         \
                     out_loss[*id] = l[0];                                                      \
                     out_gnorm[*id] = __builtin_sqrt(gg[0]);                                    \
-                    out_status[*id] = (int8_t)decode_status(st[v][j]);                         \
-                    out_step[*id] = (int64_t)cnt[v][j] - 1;                                    \
-                    out_period[*id] = (int64_t)pdec[v][j];                                     \
-                    *id = -1; st[v][j] = FLAG_EMPTY;                                           \
+                    out_status[*id] = (int8_t)decode_status(L.st[v][j]);                       \
+                    out_step[*id] = (int64_t)L.dstep[v][j];                                    \
+                    out_period[*id] = (int64_t)L.pdec[v][j];                                   \
+                    *id = -1; L.st[v][j] = FLAG_EMPTY;                                         \
                 }                                                                              \
                 if (*id < 0 && next < n) {                                                     \
                     *id = next;                                                                \
                     for (int c = 0; c < D; c++) th[c][v][j] = theta0[next * D + c];            \
                     e[v][j] = eta[next];                                                       \
-                    st[v][j] = 0; cnt[v][j] = 0.0; start[v][j] = (double)t0; s1[v][j] = 0.0;   \
-                    pseg[v][j] = 0.0; pprev[v][j] = 0.0; pcnt[v][j] = 0.0; pdec[v][j] = 0.0;   \
-                    pdmx[v][j] = 0.0; pdprev[v][j] = 0.0; pret[v][j] = 0.0; prprev[v][j] = 0.0;  \
+                    L.st[v][j] = 0; act[v][j] = -1; L.dstep[v][j] = 0.0;                       \
+                    L.start[v][j] = (double)t0; s1[v][j] = 0.0;                                \
+                    L.pseg[v][j] = 0.0; L.pprev[v][j] = 0.0; L.pcnt[v][j] = 0.0; L.pdec[v][j] = 0.0; \
+                    L.pdmx[v][j] = 0.0; L.pdprev[v][j] = 0.0; L.pret[v][j] = 0.0; L.prprev[v][j] = 0.0; \
                     next++;                                                                    \
                 }                                                                              \
                 busy |= (*id >= 0);                                                            \
             }                                                                                  \
         if (!busy) break;                                                                      \
         /* the segment runs on copies that the compiler can keep in registers */               \
-        vl ST_[NV]; vd TH_[MAXD][NV], E_[NV], CNT_[NV], S1_[NV], START_[NV], ANC_[MAXD][NV];    \
-        vd PSEG_[NV], PPREV_[NV], PCNT_[NV], PDEC_[NV], PDMX_[NV], PDPREV_[NV], PRET_[NV], PRPREV_[NV]; \
+        vl ACT_[NV]; vd TH_[MAXD][NV], E_[NV], E2_[NV], S1_[NV];                               \
         for (int v = 0; v < NV; v++) {                                                         \
-            ST_[v] = st[v]; E_[v] = e[v]; CNT_[v] = cnt[v]; S1_[v] = s1[v]; START_[v] = start[v]; \
-            PSEG_[v] = pseg[v]; PPREV_[v] = pprev[v]; PCNT_[v] = pcnt[v]; PDEC_[v] = pdec[v];  \
-            PDMX_[v] = pdmx[v]; PDPREV_[v] = pdprev[v]; PRET_[v] = pret[v]; PRPREV_[v] = prprev[v]; \
-            for (int c = 0; c < D; c++) { TH_[c][v] = th[c][v]; ANC_[c][v] = th[c][v]; }       \
+            ACT_[v] = act[v]; E_[v] = e[v]; E2_[v] = e[v] * e[v]; S1_[v] = s1[v];              \
+            for (int c = 0; c < D; c++) { TH_[c][v] = th[c][v]; L.anc[c][v] = th[c][v]; }      \
         }                                                                                      \
-        for (int64_t k = 0; k < K; k++) {                                                      \
-            const double tf = (double)(t0 + k), kf = (double)k;                                \
-            const int lastc = (k == kT);                                                       \
-            if (k >= 1 && k <= P) {                                                            \
-                if (k == P) {                                                                  \
-                    if (k == 1) NAME##_step(TH_, E_, ST_, CNT_, S1_, START_, ANC_, PSEG_, PPREV_, PCNT_, PDEC_, PDMX_, PDPREV_, PRET_, PRPREV_, prm, &C, tf, kf, 1, 1, 1, lastc); \
-                    else if (lastc) NAME##_step(TH_, E_, ST_, CNT_, S1_, START_, ANC_, PSEG_, PPREV_, PCNT_, PDEC_, PDMX_, PDPREV_, PRET_, PRPREV_, prm, &C, tf, kf, 1, 0, 1, 1); \
-                    else NAME##_step(TH_, E_, ST_, CNT_, S1_, START_, ANC_, PSEG_, PPREV_, PCNT_, PDEC_, PDMX_, PDPREV_, PRET_, PRPREV_, prm, &C, tf, kf, 1, 0, 1, 0); \
-                } else if (k == 1) {                                                           \
-                    NAME##_step(TH_, E_, ST_, CNT_, S1_, START_, ANC_, PSEG_, PPREV_, PCNT_, PDEC_, PDMX_, PDPREV_, PRET_, PRPREV_, prm, &C, tf, kf, 1, 1, 0, lastc); \
-                } else if (lastc) {                                                            \
-                    NAME##_step(TH_, E_, ST_, CNT_, S1_, START_, ANC_, PSEG_, PPREV_, PCNT_, PDEC_, PDMX_, PDPREV_, PRET_, PRPREV_, prm, &C, tf, kf, 1, 0, 0, 1); \
-                } else {                                                                       \
-                    NAME##_step(TH_, E_, ST_, CNT_, S1_, START_, ANC_, PSEG_, PPREV_, PCNT_, PDEC_, PDMX_, PDPREV_, PRET_, PRPREV_, prm, &C, tf, kf, 1, 0, 0, 0); \
-                }                                                                              \
-            } else if (lastc) {                                                                \
-                NAME##_step(TH_, E_, ST_, CNT_, S1_, START_, ANC_, PSEG_, PPREV_, PCNT_, PDEC_, PDMX_, PDPREV_, PRET_, PRPREV_, prm, &C, tf, kf, 0, 0, 0, 1); \
-            } else {                                                                           \
-                NAME##_step(TH_, E_, ST_, CNT_, S1_, START_, ANC_, PSEG_, PPREV_, PCNT_, PDEC_, PDMX_, PDPREV_, PRET_, PRPREV_, prm, &C, tf, kf, 0, 0, 0, 0); \
-            }                                                                                  \
+        STEPS(NAME, SUF, 0, 1, 0, 0, 0)                                                             \
+        if (P == 1) { STEPS(NAME, SUF, 1, 2, 1, 1, 1) }                                             \
+        else {                                                                                 \
+            STEPS(NAME, SUF, 1, 2, 1, 1, 0)                                                         \
+            STEPS(NAME, SUF, 2, P, 1, 0, 0)                                                         \
+            STEPS(NAME, SUF, P, P + 1, 1, 0, 1)                                                     \
         }                                                                                      \
+        STEPS(NAME, SUF, P + 1, K, 0, 0, 0)                                                         \
         for (int v = 0; v < NV; v++) {                                                         \
-            st[v] = ST_[v]; cnt[v] = CNT_[v]; s1[v] = S1_[v];                                  \
-            pseg[v] = PSEG_[v]; pprev[v] = PPREV_[v]; pcnt[v] = PCNT_[v]; pdec[v] = PDEC_[v];  \
-            pdmx[v] = PDMX_[v]; pdprev[v] = PDPREV_[v]; pret[v] = PRET_[v]; prprev[v] = PRPREV_[v]; \
+            act[v] = ACT_[v]; s1[v] = S1_[v];                                                  \
             for (int c = 0; c < D; c++) th[c][v] = TH_[c][v];                                  \
         }                                                                                      \
     }                                                                                          \
 }
 
-#ifndef KERNEL_ATTR /* (the tests build one variant at a time with -DKERNEL_ATTR=...) */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-/* one clone for AVX-512 machines (x86-64-v4: 32 vector registers, fewer spills of the ~60 live
- * vectors; +10 % best / +23 % median executed point-steps/s on the Zen 4 VM, same run), one for
- * AVX2+FMA (x86-64-v3), one baseline; chosen when the library loads.  Contraction stays off
- * (-ffp-contract=off), so every clone gives the same bits (tests/test_native.py) */
-#define KERNEL_ATTR __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define KERNEL_ATTR
-#endif
-#endif
+#define KERNEL_ARGS int64_t n, const double *theta0, const double *eta, const double *prm, int64_t T, \
+    const double *opts, double *out_theta, int8_t *out_status, int64_t *out_step, int64_t *out_period,  \
+    double *out_loss, double *out_gnorm, const volatile int *stop
+#define DEFINE_ALL(SUF)                                                                         \
+    DEFINE_TYPES(SUF)                                                                           \
+    DEFINE_KERNEL(hyperbola, 2, SUF) DEFINE_KERNEL(saddle_quartic, 2, SUF)                      \
+    DEFINE_KERNEL(zhu, 2, SUF) DEFINE_KERNEL(rosenbrock, 2, SUF)                                \
+    DEFINE_KERNEL(quartic, 1, SUF) DEFINE_KERNEL(quad_quartic, 1, SUF)
 
-DEFINE_KERNEL(hyperbola, 2)
-DEFINE_KERNEL(saddle_quartic, 2)
-DEFINE_KERNEL(zhu, 2)
-DEFINE_KERNEL(rosenbrock, 2)
-DEFINE_KERNEL(quartic, 1)
-DEFINE_KERNEL(quad_quartic, 1)
+/*
+ * Instruction-set variants.  Every kernel is compiled once per variant, each exported under its
+ * own name (gdstab_run_<name>_<variant>, so that the tests can run every variant the CPU allows)
+ * and behind one entry point, gdstab_run_<name>, that calls the best variant for the CPU (chosen
+ * once).  On x86-64 with GCC: x86-64-v4 (AVX-512: 32 vector registers hold a step's live
+ * vectors), x86-64-v3 (AVX2 + FMA) and the baseline; the "did any lane have an event" test is a
+ * single vptest where AVX exists.  Contraction stays off (-ffp-contract=off), so every variant
+ * gives the same bits (tests/test_native.py).
+ */
+#define ANY_GENERIC(m) (((m)[0] | (m)[1] | (m)[2] | (m)[3]) != 0)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define GDSTAB_X86_VARIANTS 1
+#pragma GCC push_options
+#pragma GCC target("arch=x86-64-v4")
+#define vd vd8
+#define vl vl8
+#define VW 8
+#define NV 2
+#define ANY_SET(m) (__builtin_ia32_ptestmq512((m), (m), 0xff) != 0)
+DEFINE_ALL(_v4)
+#undef vd
+#undef vl
+#undef VW
+#undef NV
+#undef ANY_SET
+#pragma GCC pop_options
+#pragma GCC push_options
+#pragma GCC target("arch=x86-64-v3")
+#define vd vd4
+#define vl vl4
+#define VW 4
+#define NV 4
+#define ANY_SET(m) (!__builtin_ia32_ptestz256((m), (m)))
+DEFINE_ALL(_v3)
+#undef vd
+#undef vl
+#undef VW
+#undef NV
+#undef ANY_SET
+#pragma GCC pop_options
+#endif
+#define vd vd4
+#define vl vl4
+#define VW 4
+#define NV 4
+#define ANY_SET(m) ANY_GENERIC(m)
+DEFINE_ALL(_base)
+
+/* the variant the entry points call: 4 (x86-64-v4), 3 (x86-64-v3) or 0 (baseline) */
+int gdstab_variant(void)
+{
+#ifdef GDSTAB_X86_VARIANTS
+    static int level = -1;
+    if (level < 0) {
+        __builtin_cpu_init();
+        if (__builtin_cpu_supports("x86-64-v4")) level = 4;
+        else if (__builtin_cpu_supports("x86-64-v3")) level = 3;
+        else level = 0;
+    }
+    return level;
+#else
+    return 0;
+#endif
+}
+
+#ifdef GDSTAB_X86_VARIANTS
+#define DEFINE_ENTRY(NAME)                                                                     \
+void gdstab_run_##NAME(KERNEL_ARGS)                                                            \
+{                                                                                              \
+    int level = gdstab_variant();                                                              \
+    if (level == 4) gdstab_run_##NAME##_v4(n, theta0, eta, prm, T, opts, out_theta, out_status, out_step, out_period, out_loss, out_gnorm, stop); \
+    else if (level == 3) gdstab_run_##NAME##_v3(n, theta0, eta, prm, T, opts, out_theta, out_status, out_step, out_period, out_loss, out_gnorm, stop); \
+    else gdstab_run_##NAME##_base(n, theta0, eta, prm, T, opts, out_theta, out_status, out_step, out_period, out_loss, out_gnorm, stop); \
+}
+#else
+#define DEFINE_ENTRY(NAME)                                                                     \
+void gdstab_run_##NAME(KERNEL_ARGS)                                                            \
+{                                                                                              \
+    gdstab_run_##NAME##_base(n, theta0, eta, prm, T, opts, out_theta, out_status, out_step, out_period, out_loss, out_gnorm, stop); \
+}
+#endif
+DEFINE_ENTRY(hyperbola)
+DEFINE_ENTRY(saddle_quartic)
+DEFINE_ENTRY(zhu)
+DEFINE_ENTRY(rosenbrock)
+DEFINE_ENTRY(quartic)
+DEFINE_ENTRY(quad_quartic)
 
 /* An importable (empty) module, so that the shared library installs as gdstab._native._toykernels
  * and is found with importlib; the kernels themselves are called through ctypes, which releases
