@@ -10,11 +10,15 @@ total, and writes them as JSON with ``--json FILE``.  With ``--from-default DIR`
 ``gdstab reproduce fig3 fig4`` at the default scale) each depth's projection is also scaled by
 the fraction of the candidate trajectory-steps that the adaptive grid and the per-trajectory
 early exit executed at the default scale: an extrapolation from another sample size, grid and
-T, stated as such.  On a GPU (``pip install -e '.[cuda]'``)
+T, stated as such.  ``--run-default DIR`` first runs (or resumes) those default-scale sweeps
+with the paper's depths (1, 2, 4, 8, 16: ``gdstab reproduce`` leaves depth 8 out) into DIR, so
+that every depth's fraction is measured; without depth 8 in the store, depth 8 takes the
+larger fraction of depths 4 and 16.  On a GPU (``pip install -e '.[cuda]'``)
 the same command measures the device.
 
     python benchmarks/paper_scale.py                 # both figures
     python benchmarks/paper_scale.py --figure gd     # Figure 3 only
+    python benchmarks/paper_scale.py --run-default /tmp/fig34-default   # with measured fractions
 """
 
 from __future__ import annotations
@@ -36,7 +40,13 @@ def main() -> None:
                     help="a `gdstab reproduce fig3 fig4` output at the default scale: scale each depth's "
                          "projection by the fraction of its candidate trajectory-steps that the adaptive grid and "
                          "the early exits executed there")
+    ap.add_argument("--run-default", metavar="DIR",
+                    help="run (or resume) the default-scale Figure 3/4 sweeps with the paper's depths into DIR "
+                         "first, then use their executed fractions as --from-default does")
     args = ap.parse_args()
+    if args.run_default:
+        _run_default(Path(args.run_default), ("gd", "sgd") if args.figure == "both" else (args.figure,))
+        args.from_default = args.run_default
 
     import jax
 
@@ -79,6 +89,20 @@ def main() -> None:
         out["projected_adaptive_total_seconds"] = total_adaptive
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2, default=str))
+
+
+def _run_default(out: Path, figures) -> None:
+    """The default-scale sweeps of Figures 3-4 (adaptive grids, 100/200 digits, T = 2 000/1 000)
+    with the paper's depths, into ``out/data/nets_<which>`` (resumable)."""
+    import dataclasses
+
+    from gdstab import sweep
+    from gdstab.experiments.paper_nets import NET_RUNS, net_sweep_config
+
+    for which in figures:
+        run = dataclasses.replace(NET_RUNS["small"][which], depths=NET_RUNS["paper"][which].depths)
+        print(f"default-scale {which} sweep with depths {run.depths} -> {out / 'data' / f'nets_{which}'}", flush=True)
+        sweep.run(sweep.load_config(net_sweep_config(run)), out / "data" / f"nets_{which}", quiet=False)
 
 
 def _executed_fractions(out: Path, which: str) -> dict:
