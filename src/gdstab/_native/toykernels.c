@@ -94,14 +94,16 @@ static inline int64_t decode_status(long long f)
  * boundary, so its step phase (and therefore its result) does not depend on its lane.
  *
  * A step touches only what every step needs: the iterate, eta, the settle counter and a mask of
- * the running lanes (registers where they fit: 24 vectors with AVX-512's 32 registers).  It
+ * the running lanes (12 eight-lane vectors with AVX-512, in its 32 registers; 24 four-lane ones
+ * with AVX2, which has 16).  It
  * computes each lane's "something happened" mask (not finite or too far: diverged; settled;
  * at the end of a probe window: periodic); only when some running lane has an event, or at the
  * one step of a segment at which lanes can reach T, does a rarely taken branch record verdict
  * flags and decision steps (in memory) and drop the lanes from the running mask.  The steps
  * that probe for a return to the anchor (1 <= k <= max_period) are compiled as separate loops
  * with the period detector's state in memory.  The verdicts are the same step-by-step
- * definition as before (tests/test_native.py compares with the JAX engine and the references).
+ * definition as before (tests/test_dynamics.py compares with the JAX engine and the references,
+ * tests/test_native.py every instruction-set variant with the baseline, bit for bit).
  */
 /* constants of a run, and what a segment keeps outside registers: verdict flags, decision steps,
  * the period detector (one pair of types per variant: their vectors have its width) */
@@ -339,9 +341,15 @@ int gdstab_variant(void)
     static int level = -1;
     if (level < 0) {
         __builtin_cpu_init();
-        if (__builtin_cpu_supports("x86-64-v4")) level = 4;
-        else if (__builtin_cpu_supports("x86-64-v3")) level = 3;
-        else level = 0;
+        /* the vector and bit-manipulation features of each level (libgcc checks that the OS saves
+         * the vector state); spelled out, as GCC before 12 has no level names here (every CPU with
+         * these also has the level's F16C, LZCNT and MOVBE) */
+        int v3 = __builtin_cpu_supports("avx") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")
+                 && __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2");
+        int v4 = v3 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")
+                 && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq")
+                 && __builtin_cpu_supports("avx512cd");
+        level = v4 ? 4 : v3 ? 3 : 0;
     }
     return level;
 #else
