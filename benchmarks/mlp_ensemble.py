@@ -5,7 +5,9 @@
 ``gdstab.trajectories`` (JAX engine: one compiled loop, vmap over the trajectories, per-trajectory
 classification) against what a user would otherwise write: a per-model loop, one jitted
 ``lax.fori_loop`` of the same 100 plain GD steps run model after model (no classification).
-Both timed on their second call (compiled), in one run; the final losses must agree.  The last
+Both timed on their second call (compiled), in one run; the final losses must agree.  Like the
+``gdstab`` command, the script asks XLA:CPU for 512-bit vectors on AVX-512 CPUs
+(:func:`gdstab.dynamics.use_wide_cpu_vectors`; ``--no-wide-vectors`` leaves its default).  The last
 column is gdstab's rate of matrix-product flops (:func:`_matmul_flops`) over the GEMM peak of a
 2048² product in the same dtype, measured in the same run.
 
@@ -77,13 +79,22 @@ def _per_model_loop(problem, theta0: np.ndarray, dtype: str):
 
 
 def main() -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--no-wide-vectors", action="store_true",
+                    help="leave XLA:CPU at its 256-bit default (the gdstab command asks for 512 on AVX-512 CPUs)")
+    args = ap.parse_args()
+    from gdstab.dynamics import use_wide_cpu_vectors
+
+    wide = False if args.no_wide_vectors else use_wide_cpu_vectors()  # as the gdstab command runs
     import jax
 
     jax.config.update("jax_enable_x64", True)
     from gdstab import Criteria, problems, trajectories
     from gdstab.random import init_points
 
-    print(describe())
+    print(describe(), f"XLA:CPU 512-bit vectors: {'yes' if wide else 'no'}")
     peak = {dt: _gemm_peak(dt) for dt in ("float32", "float64")}
     print(f"GEMM peak (2048^2 matrix product, this run): float32 {peak['float32'] / 1e9:.1f} GFLOP/s, "
           f"float64 {peak['float64'] / 1e9:.1f} GFLOP/s")

@@ -43,7 +43,12 @@ def main() -> None:
     ap.add_argument("--run-default", metavar="DIR",
                     help="run (or resume) the default-scale Figure 3/4 sweeps with the paper's depths into DIR "
                          "first, then use their executed fractions as --from-default does")
+    ap.add_argument("--no-wide-vectors", action="store_true",
+                    help="leave XLA:CPU at its 256-bit default (the gdstab command asks for 512 on AVX-512 CPUs)")
     args = ap.parse_args()
+    from gdstab.dynamics import use_wide_cpu_vectors
+
+    wide = False if args.no_wide_vectors else use_wide_cpu_vectors()  # as `gdstab reproduce` runs
     if args.run_default:
         _run_default(Path(args.run_default), ("gd", "sgd") if args.figure == "both" else (args.figure,))
         args.from_default = args.run_default
@@ -55,8 +60,8 @@ def main() -> None:
     from gdstab.progress import duration
     from gdstab.sweep.projection import project
 
-    print("machine:", describe(), "device:", jax.devices()[0])
-    out = {"machine": describe(), "device": str(jax.devices()[0]), "figures": {}}
+    print("machine:", describe(), "device:", jax.devices()[0], f"XLA:CPU 512-bit vectors: {'yes' if wide else 'no'}")
+    out = {"machine": describe(), "device": str(jax.devices()[0]), "wide_vectors": wide, "figures": {}}
     total = total_adaptive = 0.0
     for which in (("gd", "sgd") if args.figure == "both" else (args.figure,)):
         run = NET_RUNS["paper"][which]

@@ -75,6 +75,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     (SIGINT/SIGTERM; one line saying what was kept and how to continue)."""
     args = build_parser().parse_args(_join_negative_values(sys.argv[1:] if argv is None else argv))
     if getattr(args, "needs_jax", True):
+        from ..dynamics import use_wide_cpu_vectors
+
+        use_wide_cpu_vectors()  # AVX-512 for XLA's elementwise code: read when JAX's backend starts
         import jax  # after parsing: --help, --version and listings need no JAX
 
         jax.config.update("jax_enable_x64", True)  # the command line is an analysis entry point
