@@ -973,9 +973,10 @@ def l2_cache_bytes() -> int:
 
 
 #: XLA:CPU's option for the vector width of its own (elementwise) code; its default is 256 bits
-#: even on AVX-512 CPUs.  512 made float64 network steps 1.2-1.6x faster on the AVX-512 machine
-#: (their exact-erf GELU and its exp are elementwise code; matrix products are not affected) with
-#: bit-identical results in every comparison made (docs/performance.md)
+#: even on AVX-512 CPUs.  512 made float64 depth-8 MLP steps about 1.15x faster in the median of
+#: ten runs on the AVX-512 machine (their exact-erf GELU and its exp are elementwise code; matrix
+#: products are not affected), with bit-identical results in every comparison made
+#: (docs/performance.md)
 WIDE_VECTORS_FLAG = "--xla_cpu_prefer_vector_width=512"
 
 
