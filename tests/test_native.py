@@ -12,22 +12,12 @@ import numpy as np
 import pytest
 
 from gdstab import Criteria, _native, problems
+from gdstab.dynamics import _cpu_flags
 from gdstab.random import init_points
 
 NEEDS = {"v4": ("avx512f", "avx512vl", "avx512bw", "avx512dq"), "v3": ("avx2", "fma", "bmi2"), "base": ()}
 
 pytestmark = pytest.mark.skipif(not _native.available(), reason="needs the compiled kernels")
-
-
-def _cpu_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
 
 
 def _library(variant):
