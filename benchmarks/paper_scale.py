@@ -2,8 +2,8 @@
 
 For each depth of ``gdstab reproduce fig3/fig4 --scale paper`` (1 000 MNIST digits, 100
 initialisations per step size, T = 10⁴ GD steps / 4 500 SGD updates, float32) one cell (one
-step size, its 100 initialisations) runs 8 and 24 steps after a compiling run
-(:mod:`gdstab.sweep.projection`); the step cost times T times every cell of that depth is the
+step size, its 100 initialisations) runs 8 and 24 steps, twice each, after a compiling run
+(:mod:`gdstab.sweep.projection`: the fastest of each); the step cost times T times every cell of that depth is the
 projected time if every trajectory runs to T (those that converge or diverge stop earlier;
 compilation and storage are left out).  Prints the device, the per-depth step cost, the per-depth projection and the
 total, and writes them as JSON with ``--json FILE``.  With ``--from-default DIR`` (the output of

@@ -619,3 +619,27 @@ def test_sweeps_print_the_projection_when_asked_or_large_and_estimate_writes_not
     assert sorted(os.listdir(tmp_path)) == ["a", "b", "c", "s.toml"]
     assert main(["sweep", str(cfg)]) == 2
     assert "--out" in capsys.readouterr().err
+
+
+def test_projection_uses_the_fastest_calibration_runs_and_keeps_each_pairs_estimate(monkeypatch):
+    """On a shared machine other work only adds time: the step cost comes from the fastest short
+    and the fastest long run (a fake clock: every run costs 1 + steps/16 s, plus 0.5 s of
+    'another tenant' in the first short run and 0.7 s in the second long run)."""
+    import gdstab.dynamics
+    from gdstab.sweep import projection
+
+    now = [0.0]
+    extra = iter([3.0, 0.5, 0.0, 0.0, 0.7])  # compile, short, long, short, long
+    calls = []
+
+    def fake_trajectories(problem, theta0, eta, *, steps, **kw):
+        calls.append(steps)
+        now[0] += 1.0 + steps / 16 + next(extra)
+
+    monkeypatch.setattr(gdstab.dynamics, "trajectories", fake_trajectories)
+    monkeypatch.setattr(projection.time, "perf_counter", lambda: now[0])
+    cfg = load_config(BASE)
+    (row,) = projection.project(cfg).per_option
+    assert calls == [8, 8, 24, 8, 24] and projection.CAL_REPEATS == 2
+    assert row["seconds_per_step"] == pytest.approx(1 / 16)  # (2.5 - 1.5) / 16: the noise left out
+    assert row["seconds_per_step_pairs"] == pytest.approx([(2.5 - 2.0) / 16, (3.2 - 1.5) / 16])
