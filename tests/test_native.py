@@ -21,11 +21,8 @@ pytestmark = pytest.mark.skipif(not _native.available(), reason="needs the compi
 
 
 def _library(variant):
-    import importlib.util
-
-    spec = importlib.util.find_spec("gdstab._native._toykernels")
     try:
-        return _native.open_library(spec.origin, variant)
+        return _native.open_library(_native._load()._name, variant)
     except AttributeError:
         pytest.skip(f"the library has no {variant} variant (not built for x86-64 with GCC)")
 

@@ -26,17 +26,15 @@ typedef long long vl8 __attribute__((vector_size(64)));
 #define LANES (VW * NV)
 #define MAXD 2
 
-/* per-lane verdict flags (int64 lanes); a lane is running while its flags are 0 */
+/* per-lane verdict flags (int64 lanes), set at the decision; whether a lane runs is its mask */
 #define FLAG_DIV 1
 #define FLAG_SET 2
 #define FLAG_PER 4
 #define FLAG_BND 8
-#define FLAG_EMPTY 16
 #define F_DIV ((vl){} + FLAG_DIV)
 #define F_SET ((vl){} + FLAG_SET)
 #define F_PER ((vl){} + FLAG_PER)
 #define F_BND ((vl){} + FLAG_BND)
-#define F_EMPTY ((vl){} + FLAG_EMPTY)
 
 /* flags -> status code (1 settled, 2 diverged, 3 periodic, 4 bounded), by priority */
 static inline int64_t decode_status(long long f)
@@ -212,7 +210,7 @@ void gdstab_run_##NAME##SUF(int64_t n, const double *theta0, const double *eta, 
     int64_t idx[LANES];                                                                        \
     int64_t next = 0;                                                                          \
     for (int v = 0; v < NV; v++) {                                                             \
-        L.st[v] = F_EMPTY; act[v] = (vl){};                                                    \
+        L.st[v] = (vl){}; act[v] = (vl){};                                                     \
         L.dstep[v] = bc(0.0); L.start[v] = bc(0.0); s1[v] = bc(0.0); e[v] = bc(0.0);           \
         L.pseg[v] = bc(0.0); L.pprev[v] = bc(0.0); L.pcnt[v] = bc(0.0); L.pdec[v] = bc(0.0);   \
         L.pdmx[v] = bc(0.0); L.pdprev[v] = bc(0.0); L.pret[v] = bc(0.0); L.prprev[v] = bc(0.0); \
@@ -241,7 +239,7 @@ void gdstab_run_##NAME##SUF(int64_t n, const double *theta0, const double *eta, 
                     out_status[*id] = (int8_t)decode_status(L.st[v][j]);                       \
                     out_step[*id] = (int64_t)L.dstep[v][j];                                    \
                     out_period[*id] = (int64_t)L.pdec[v][j];                                   \
-                    *id = -1; L.st[v][j] = FLAG_EMPTY;                                         \
+                    *id = -1;                                                                  \
                 }                                                                              \
                 if (*id < 0 && next < n) {                                                     \
                     *id = next;                                                                \
@@ -280,6 +278,8 @@ void gdstab_run_##NAME##SUF(int64_t n, const double *theta0, const double *eta, 
 #define KERNEL_ARGS int64_t n, const double *theta0, const double *eta, const double *prm, int64_t T, \
     const double *opts, double *out_theta, int8_t *out_status, int64_t *out_step, int64_t *out_period,  \
     double *out_loss, double *out_gnorm, const volatile int *stop
+#define KERNEL_PASS n, theta0, eta, prm, T, opts, out_theta, out_status, out_step, out_period, out_loss, \
+    out_gnorm, stop
 #define DEFINE_ALL(SUF)                                                                         \
     DEFINE_TYPES(SUF)                                                                           \
     DEFINE_KERNEL(hyperbola, 2, SUF) DEFINE_KERNEL(saddle_quartic, 2, SUF)                      \
@@ -292,7 +292,7 @@ void gdstab_run_##NAME##SUF(int64_t n, const double *theta0, const double *eta, 
  * and behind one entry point, gdstab_run_<name>, that calls the best variant for the CPU (chosen
  * once).  On x86-64 with GCC: x86-64-v4 (AVX-512: 32 vector registers hold a step's live
  * vectors), x86-64-v3 (AVX2 + FMA) and the baseline; the "did any lane have an event" test is a
- * single vptest where AVX exists.  Contraction stays off (-ffp-contract=off), so every variant
+ * single vptestmq / vptest where AVX-512 / AVX exists.  Contraction stays off (-ffp-contract=off), so every variant
  * gives the same bits (tests/test_native.py).
  */
 #define ANY_GENERIC(m) (((m)[0] | (m)[1] | (m)[2] | (m)[3]) != 0)
@@ -362,15 +362,15 @@ int gdstab_variant(void)
 void gdstab_run_##NAME(KERNEL_ARGS)                                                            \
 {                                                                                              \
     int level = gdstab_variant();                                                              \
-    if (level == 4) gdstab_run_##NAME##_v4(n, theta0, eta, prm, T, opts, out_theta, out_status, out_step, out_period, out_loss, out_gnorm, stop); \
-    else if (level == 3) gdstab_run_##NAME##_v3(n, theta0, eta, prm, T, opts, out_theta, out_status, out_step, out_period, out_loss, out_gnorm, stop); \
-    else gdstab_run_##NAME##_base(n, theta0, eta, prm, T, opts, out_theta, out_status, out_step, out_period, out_loss, out_gnorm, stop); \
+    if (level == 4) gdstab_run_##NAME##_v4(KERNEL_PASS);                                       \
+    else if (level == 3) gdstab_run_##NAME##_v3(KERNEL_PASS);                                  \
+    else gdstab_run_##NAME##_base(KERNEL_PASS);                                                \
 }
 #else
 #define DEFINE_ENTRY(NAME)                                                                     \
 void gdstab_run_##NAME(KERNEL_ARGS)                                                            \
 {                                                                                              \
-    gdstab_run_##NAME##_base(n, theta0, eta, prm, T, opts, out_theta, out_status, out_step, out_period, out_loss, out_gnorm, stop); \
+    gdstab_run_##NAME##_base(KERNEL_PASS);                                                     \
 }
 #endif
 DEFINE_ENTRY(hyperbola)
