@@ -72,7 +72,9 @@ def main() -> None:
         adaptive = 0.0
         for r in p.per_option:
             d = r["option"].get("depth")
-            line = (f"  depth {d:>2}: {r['seconds_per_trajectory_step'] * 1e3:7.3f} ms per trajectory-step, "
+            pairs = r["seconds_per_step_pairs"]
+            line = (f"  depth {d:>2}: {r['seconds_per_trajectory_step'] * 1e3:7.3f} ms per trajectory-step "
+                    f"(calibration pairs {max(pairs) / min(pairs):.2f}x apart), "
                     f"every trajectory to T: {duration(r['seconds'])}")
             if ratios:
                 f = ratios.get(d, max(ratios.get(4, 0.0), ratios.get(16, 0.0)))  # depth 8: the larger neighbour

@@ -59,6 +59,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, help="also write the results to this JSON file")
     args = ap.parse_args(argv)
+    for name in ("points", "etas", "steps", "rounds"):
+        if getattr(args, name) < 1:
+            ap.error(f"--{name}: expected an integer >= 1, got {getattr(args, name)}")
 
     import jax
 
@@ -67,8 +70,11 @@ def main(argv=None) -> int:
 
     if not _native.available():
         raise SystemExit(f"toy_kernel_ab: the shipped kernels are not available: {_native.unavailable_reason()}")
-    old_src = subprocess.run(["git", "show", f"{args.against}:{SRC}"], cwd=ROOT, check=True,
-                             capture_output=True, text=True).stdout
+    shown = subprocess.run(["git", "show", f"{args.against}:{SRC}"], cwd=ROOT, capture_output=True, text=True)
+    if shown.returncode != 0:
+        ap.error(f"--against: expected a git revision that has {SRC}, got {args.against!r} "
+                 f"({shown.stderr.strip().splitlines()[-1] if shown.stderr.strip() else 'git failed'})")
+    old_src = shown.stdout
     tmp = Path(tempfile.mkdtemp(prefix="gdstab-kernel-ab-"))
     libs = {"previous": _native.open_library(build(old_src, tmp / "previous.so")), "current": _native._load()}
     p = problems.get("hyperbola")

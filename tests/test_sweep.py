@@ -639,7 +639,10 @@ def test_projection_uses_the_fastest_calibration_runs_and_keeps_each_pairs_estim
     monkeypatch.setattr(gdstab.dynamics, "trajectories", fake_trajectories)
     monkeypatch.setattr(projection.time, "perf_counter", lambda: now[0])
     cfg = load_config(BASE)
-    (row,) = projection.project(cfg).per_option
+    p = projection.project(cfg)
+    (row,) = p.per_option
     assert calls == [8, 8, 24, 8, 24] and projection.CAL_REPEATS == 2
     assert row["seconds_per_step"] == pytest.approx(1 / 16)  # (2.5 - 1.5) / 16: the noise left out
     assert row["seconds_per_step_pairs"] == pytest.approx([(2.5 - 2.0) / 16, (3.2 - 1.5) / 16])
+    assert p.spread() == pytest.approx(1.7 / 0.5)  # the evidence: the pairs disagree 3.4-fold
+    assert "differed by up to 3.40x" in p.text()

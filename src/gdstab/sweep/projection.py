@@ -64,7 +64,15 @@ class Projection(Record):
         parts = ", ".join(f"{_name(r['option'])} {duration(r['seconds'])}" for r in self.per_option)
         return (f"{label}: about {duration(self.seconds)} if every trajectory runs all T = "
                 f"{self.steps} steps ({parts}; measured in a {self.calibration_seconds:.0f} s calibration on this "
-                f"machine; trajectories that converge or diverge earlier stop, so the run is usually shorter)")
+                f"machine, whose repeated runs differed by up to {self.spread():.2f}x; trajectories that converge "
+                f"or diverge earlier stop, so the run is usually shorter)")
+
+    def spread(self) -> float:
+        """The largest ratio between the step-cost estimates of one option point's calibration
+        pairs (1.0: they agreed; large: the machine was busy and the projection is uncertain)."""
+        ratios = [max(r["seconds_per_step_pairs"]) / min(r["seconds_per_step_pairs"])
+                  for r in self.per_option if r.get("seconds_per_step_pairs") and min(r["seconds_per_step_pairs"]) > 0]
+        return max(ratios, default=1.0)
 
 
 def _name(option: dict) -> str:
