@@ -9,7 +9,9 @@ Both timed on their second call (compiled), in one run; the final losses must ag
 ``gdstab`` command, the script asks XLA:CPU for 512-bit vectors on AVX-512 CPUs
 (:func:`gdstab.dynamics.use_wide_cpu_vectors`; ``--no-wide-vectors`` leaves its default).  The last
 column is gdstab's rate of matrix-product flops (:func:`_matmul_flops`) over the GEMM peak of a
-2048² product in the same dtype, measured in the same run.
+2048² product in the same dtype, measured in the same round; ``--rounds`` (default 3) repeats the
+peak and every case, alternating, and the table gives medians (a shared machine moves single
+calls by up to 2×).
 
     python benchmarks/mlp_ensemble.py
 """
@@ -78,49 +80,73 @@ def _per_model_loop(problem, theta0: np.ndarray, dtype: str):
     return all_models
 
 
+def _case(p, th0, dtype: str, n: int) -> tuple[dict, float]:
+    """One case: gdstab's and the per-model loop's trajectory-steps/s (second, compiled call of
+    each) and the largest difference of their final losses."""
+    import jax
+
+    from gdstab import Criteria, trajectories
+
+    crit = Criteria(tol=1e-30)  # nothing settles in 100 steps: every trajectory runs all of them
+    with jax.enable_x64(dtype == "float64"):
+        loop = _per_model_loop(p, th0, dtype)
+        times = {}
+        for name, fn in (("gdstab", lambda: trajectories(p, th0, ETA, steps=STEPS, dtype=dtype, criteria=crit,
+                                                         backend="jax")),
+                         ("loop", loop)):
+            fn()  # compile
+            t0 = time.perf_counter()
+            out = fn()
+            times[name] = (time.perf_counter() - t0, out)
+        res, final = times["gdstab"][1], times["loop"][1]
+        loss_loop = np.array([float(p.loss(jax.numpy.asarray(t))) for t in final])
+    rate = {k: n * STEPS / v[0] for k, v in times.items()}
+    return rate, float(np.max(np.abs(res.loss - loss_loop)))
+
+
 def main() -> int:
     import argparse
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--no-wide-vectors", action="store_true",
                     help="leave XLA:CPU at its 256-bit default (the gdstab command asks for 512 on AVX-512 CPUs)")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="measure the GEMM peak and every case this many times, alternating (default 3); the "
+                         "table gives medians, the last column the median and range of the per-round percentages")
     args = ap.parse_args()
+    if args.rounds < 1:
+        ap.error(f"--rounds: expected a count >= 1, got {args.rounds}")
     from gdstab.dynamics import use_wide_cpu_vectors
 
     wide = False if args.no_wide_vectors else use_wide_cpu_vectors()  # as the gdstab command runs
     import jax
 
     jax.config.update("jax_enable_x64", True)
-    from gdstab import Criteria, problems, trajectories
+    from gdstab import problems
     from gdstab.random import init_points
 
     print(describe(), f"XLA:CPU 512-bit vectors: {'yes' if wide else 'no'}")
-    peak = {dt: _gemm_peak(dt) for dt in ("float32", "float64")}
-    print(f"GEMM peak (2048^2 matrix product, this run): float32 {peak['float32'] / 1e9:.1f} GFLOP/s, "
-          f"float64 {peak['float64'] / 1e9:.1f} GFLOP/s")
+    cases = [(c, problems.get("mlp", depth=c[1], samples=c[0])) for c in CASES]
+    rows: dict = {c: [] for c in CASES}
+    peaks = []
+    for r in range(args.rounds):
+        peak = {dt: _gemm_peak(dt) for dt in ("float32", "float64")}
+        peaks.append(peak)
+        for (samples, depth, dtype, n), p in cases:
+            rate, diff = _case(p, init_points(p, 0, np.arange(n)), dtype, n)
+            pct = 100 * rate["gdstab"] * _matmul_flops(p.n_samples, depth) / peak[dtype]
+            rows[(samples, depth, dtype, n)].append((rate["gdstab"], rate["loop"], diff, pct))
+        print(f"round {r + 1}/{args.rounds} done", flush=True)
+    for dt in ("float32", "float64"):
+        vals = [pk[dt] / 1e9 for pk in peaks]
+        print(f"GEMM peak {dt} (2048^2 matrix product, per round): " + ", ".join(f"{v:.1f}" for v in vals) + " GFLOP/s")
     print(f"{'samples':>8} {'depth':>5} {'dtype':>8} {'n':>4}  {'gdstab traj-steps/s':>20}  "
-          f"{'per-model loop':>15}  {'ratio':>6}  {'max |dL|':>9}  {'% of GEMM peak':>14}")
-    for samples, depth, dtype, n in CASES:
-        p = problems.get("mlp", depth=depth, samples=samples)
-        th0 = init_points(p, 0, np.arange(n))
-        crit = Criteria(tol=1e-30)  # nothing settles in 100 steps: every trajectory runs all of them
-        with jax.enable_x64(dtype == "float64"):
-            loop = _per_model_loop(p, th0, dtype)
-            times = {}
-            for name, fn in (("gdstab", lambda: trajectories(p, th0, ETA, steps=STEPS, dtype=dtype, criteria=crit,
-                                                             backend="jax")),
-                             ("loop", loop)):
-                fn()  # compile
-                t0 = time.perf_counter()
-                out = fn()
-                times[name] = (time.perf_counter() - t0, out)
-            res, final = times["gdstab"][1], times["loop"][1]
-            loss_loop = np.array([float(p.loss(jax.numpy.asarray(t))) for t in final])
-        rate = {k: n * STEPS / v[0] for k, v in times.items()}
-        diff = float(np.max(np.abs(res.loss - loss_loop)))
-        pct = 100 * rate["gdstab"] * _matmul_flops(p.n_samples, depth) / peak[dtype]
-        print(f"{samples:>8} {depth:>5} {dtype:>8} {n:>4}  {rate['gdstab']:>20,.0f}  {rate['loop']:>15,.0f}  "
-              f"{rate['gdstab'] / rate['loop']:>5.2f}x  {diff:>9.2e}  {pct:>13.0f}%")
+          f"{'per-model loop':>15}  {'ratio':>6}  {'max |dL|':>9}  {'% of GEMM peak (range)':>22}")
+    for (samples, depth, dtype, n), got in rows.items():
+        g, lp, diff, pct = (np.array([x[i] for x in got]) for i in range(4))
+        ratio = np.median(g / lp)
+        print(f"{samples:>8} {depth:>5} {dtype:>8} {n:>4}  {np.median(g):>20,.0f}  {np.median(lp):>15,.0f}  "
+              f"{ratio:>5.2f}x  {diff.max():>9.2e}  {np.median(pct):>7.0f}% ({pct.min():.0f}-{pct.max():.0f}%)")
     return 0
 
 

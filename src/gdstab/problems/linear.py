@@ -44,13 +44,18 @@ class LinearTarget:
 
 
 def _weights(dims, theta) -> list:
-    """Split θ (NumPy or JAX) into W_1, …, W_h with W_i of shape (d_i, d_{i−1}), row-major."""
-    out, i = [], 0
-    for k in range(len(dims) - 1):
-        n = dims[k + 1] * dims[k]
-        out.append(theta[i : i + n].reshape(dims[k + 1], dims[k]))
-        i += n
-    return out
+    """Split θ (NumPy or JAX) into W_1, …, W_h with W_i of shape (d_i, d_{i−1}), row-major.
+    A traced θ is cut by one ``lax.split``, whose reverse-mode transpose is one concatenation (a
+    slice per matrix would pad each gradient piece to the size of θ and sum them)."""
+    shapes = [(dims[k + 1], dims[k]) for k in range(len(dims) - 1)]
+    sizes = [a * b for a, b in shapes]
+    if isinstance(theta, np.ndarray):
+        parts = np.split(theta, np.cumsum(sizes)[:-1])
+    else:
+        import jax
+
+        parts = jax.lax.split(theta, sizes)
+    return [part.reshape(shape) for part, shape in zip(parts, shapes)]
 
 
 def _scale(normalisation: str, n: int) -> float:

@@ -169,11 +169,13 @@ def _mlp_losses(X: np.ndarray, Y: np.ndarray, shapes, depth: int, bias: bool, ac
     import jax.numpy as jnp
 
     sizes = [int(np.prod(s)) for s in shapes]
-    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
     classes = np.argmax(Y, axis=1)
 
     def split(theta):
-        return [theta[offsets[i] : offsets[i + 1]].reshape(shapes[i]) for i in range(len(shapes))]
+        # one split (whose reverse-mode transpose is one concatenation) rather than a slice per
+        # layer, each of whose transposes pads its piece to the size of θ before the pieces are
+        # summed: work in depth × dim per gradient
+        return [part.reshape(shape) for part, shape in zip(jax.lax.split(theta, sizes), shapes)]
 
     per_layer = 2 if bias else 1
 
