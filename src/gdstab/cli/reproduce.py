@@ -49,8 +49,9 @@ def register(sub) -> None:
         "2020), fractal (the fractal boundary of trainability over per-layer learning rates, Sohl-Dickstein 2024). "
         "Rerunning resumes: finished targets are "
         "not recomputed. The small scale (default) takes about 7 minutes on a 2-core CPU; at --scale paper each "
-        "network sweep first prints its projected time (measured on this machine, every trajectory to T: the "
-        "paper's Figure 3 sweep projects to about 67 hours on two cores).",
+        "network sweep first prints its projected time (measured on this machine with every trajectory run to T, "
+        "the most it can take: the paper's Figure 3 sweep about 32 hours on two cores; the trajectory exits and the "
+        "adaptive step-size grid ran about a fifth of that at the small scale, docs/performance.md).",
     )
     p.add_argument("targets", nargs="*", metavar="TARGET", help="all (default), " + ", ".join(registry.names()))
     p.add_argument("--out", required=True, help="results folder")
