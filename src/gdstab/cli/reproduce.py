@@ -48,7 +48,7 @@ def register(sub) -> None:
         "catapult (the uv model's thresholds 2/lambda0 and 4/lambda0 and a catapult on an MLP, Lewkowycz et al. "
         "2020), fractal (the fractal boundary of trainability over per-layer learning rates, Sohl-Dickstein 2024). "
         "Rerunning resumes: finished targets are "
-        "not recomputed. The small scale (default) takes about 7 minutes on a 2-core CPU; at --scale paper each "
+        "not recomputed. The small scale (default) takes about 5 minutes on a 2-core CPU; at --scale paper each "
         "network sweep first prints its projected time (measured on this machine with every trajectory run to T, "
         "the most it can take: the paper's Figure 3 sweep about 32 hours on two cores; the trajectory exits and the "
         "adaptive step-size grid ran about a fifth of that at the small scale, docs/performance.md).",
