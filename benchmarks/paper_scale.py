@@ -58,7 +58,7 @@ def main() -> None:
     from gdstab import sweep
     from gdstab.experiments.paper_nets import NET_RUNS, net_sweep_config
     from gdstab.progress import duration
-    from gdstab.sweep.projection import project
+    from gdstab.sweep.projection import pair_spread, project
 
     print("machine:", describe(), "device:", jax.devices()[0], f"XLA:CPU 512-bit vectors: {'yes' if wide else 'no'}")
     out = {"machine": describe(), "device": str(jax.devices()[0]), "wide_vectors": wide, "figures": {}}
@@ -72,9 +72,8 @@ def main() -> None:
         adaptive = 0.0
         for r in p.per_option:
             d = r["option"].get("depth")
-            pairs = r["seconds_per_step_pairs"]
             line = (f"  depth {d:>2}: {r['seconds_per_trajectory_step'] * 1e3:7.3f} ms per trajectory-step "
-                    f"(calibration pairs {max(pairs) / min(pairs):.2f}x apart), "
+                    f"(calibration pairs {pair_spread(r):.2f}x apart), "
                     f"every trajectory to T: {duration(r['seconds'])}")
             if ratios:
                 f = ratios.get(d, max(ratios.get(4, 0.0), ratios.get(16, 0.0)))  # depth 8: the larger neighbour

@@ -24,3 +24,27 @@ def _hang_guard():
     faulthandler.dump_traceback_later(600, exit=True)
     yield
     faulthandler.cancel_dump_traceback_later()
+
+
+@pytest.fixture
+def jaxpr_counts():
+    """``counts(fn, x, size=None)``: primitive name -> how many equations of the jaxpr of
+    ``fn(x)`` (nested jaxprs included) there are, only those with an output of ``size``
+    elements when given."""
+    import jax
+    from jax.extend.core import jaxprs_in_params
+
+    def counts(fn, x, size=None):
+        out: dict = {}
+
+        def walk(jaxpr):
+            for eq in jaxpr.eqns:
+                if size is None or any(getattr(v.aval, "size", 0) == size for v in eq.outvars):
+                    out[eq.primitive.name] = out.get(eq.primitive.name, 0) + 1
+                for sub in jaxprs_in_params(eq.params):
+                    walk(sub)
+
+        walk(jax.make_jaxpr(fn)(x).jaxpr)
+        return out
+
+    return counts

@@ -180,25 +180,7 @@ def test_mlp_loss_matches_manual_forward(activation, loss):
     assert abs(float(p.batch_loss(jnp.asarray(theta), idx)) - float(sub)) <= 1e-14
 
 
-def _theta_sized_equations(fn, theta) -> dict:
-    """Primitive name -> how many equations of the jaxpr of ``fn(theta)`` (nested jaxprs
-    included) output an array of θ's size."""
-    from jax.extend.core import jaxprs_in_params
-
-    counts: dict = {}
-
-    def walk(jaxpr):
-        for eq in jaxpr.eqns:
-            if any(getattr(v.aval, "size", 0) == theta.size for v in eq.outvars):
-                counts[eq.primitive.name] = counts.get(eq.primitive.name, 0) + 1
-            for sub in jaxprs_in_params(eq.params):
-                walk(sub)
-
-    walk(jax.make_jaxpr(fn)(theta).jaxpr)
-    return counts
-
-
-def test_gradient_assembles_theta_once():
+def test_gradient_assembles_theta_once(jaxpr_counts):
     """The gradient of a deep MLP costs O(dim), not O(depth × dim): θ is cut by one split, whose
     transpose is one concatenation (a slice per layer transposes to a pad of θ's size per layer,
     then a sum of them: 88× slower per step at depth 16 on 10 digits).  The values are those of
@@ -210,13 +192,12 @@ def test_gradient_assembles_theta_once():
     for depth in (2, 8):
         p = problems.mlp((X, Y), depth=depth, width=5, activation="tanh")
         theta = jnp.asarray(p.init(jax.random.key(depth), 1)[0])
-        counts[depth] = _theta_sized_equations(jax.grad(p.loss), theta)
+        counts[depth] = jaxpr_counts(jax.grad(p.loss), theta, theta.size)
         assert "pad" not in counts[depth], counts[depth]
-        params = lambda th: _params_from_theta(th, mlp_shapes(6, depth, 5, 2, True))  # noqa: E731
-        ref = jax.grad(lambda th: _manual_mlp_loss(params(th), X, Y, jnp.tanh, "mse"))(theta)
-        assert "pad" in _theta_sized_equations(jax.grad(lambda th: _manual_mlp_loss(params(th), X, Y, jnp.tanh,
-                                                                                    "mse")), theta)
-        np.testing.assert_allclose(np.asarray(p.grad(theta)), np.asarray(ref), rtol=1e-12, atol=1e-15)
+        shapes = mlp_shapes(6, depth, 5, 2, True)
+        manual = jax.grad(lambda th: _manual_mlp_loss(_params_from_theta(th, shapes), X, Y, jnp.tanh, "mse"))
+        assert "pad" in jaxpr_counts(manual, theta, theta.size)  # what the check would catch
+        np.testing.assert_allclose(np.asarray(p.grad(theta)), np.asarray(manual(theta)), rtol=1e-12, atol=1e-15)
     assert counts[8] == counts[2]
 
 

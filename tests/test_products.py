@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gdstab.problems.products import dense
+from gdstab.problems.products import dense, split_flat
 
 R = np.random.default_rng(0)
 X = R.normal(size=(40, 9))  # float64 NumPy: each test runs under jax.enable_x64
@@ -89,3 +89,36 @@ def test_the_mlp_gradient_is_the_plain_networks():
     idx = jnp.asarray([3, 7, 1, 29])
     np.testing.assert_allclose(jax.grad(p.batch_loss)(th, idx), jax.grad(plain)(th, np.asarray(idx)), rtol=1e-12,
                                atol=1e-14)
+
+
+def test_split_flat_cuts_theta_in_order_and_its_gradient_is_one_concatenation(jaxpr_counts):
+    """NumPy and JAX θ give the pieces of slicing by hand; reverse mode through the JAX split has
+    no pad (slicing by hand has one per piece) and the gradient of a weighted sum is the weights."""
+    shapes = [(3, 4), (4,), (4, 2), (2,)]
+    theta = R.normal(size=26)
+    by_hand, i = [], 0
+    for s in shapes:
+        n = int(np.prod(s))
+        by_hand.append(theta[i:i + n].reshape(s))
+        i += n
+    for got in (split_flat(theta, shapes), split_flat(jnp.asarray(theta), shapes)):
+        assert [g.shape for g in got] == shapes
+        for g, want in zip(got, by_hand):
+            np.testing.assert_array_equal(np.asarray(g), want)
+    weights = [R.normal(size=s) for s in shapes]
+
+    def weighted(th):
+        return sum(jnp.sum(w * part) for w, part in zip(weights, split_flat(th, shapes)))
+
+    def weighted_by_slices(th):
+        total, i = 0.0, 0
+        for w, s in zip(weights, shapes):
+            n = int(np.prod(s))
+            total = total + jnp.sum(w * th[i:i + n].reshape(s))
+            i += n
+        return total
+
+    th = jnp.asarray(theta)
+    assert "pad" not in jaxpr_counts(jax.grad(weighted), th)
+    assert jaxpr_counts(jax.grad(weighted_by_slices), th).get("pad") == len(shapes)
+    np.testing.assert_array_equal(np.asarray(jax.grad(weighted)(th)), np.concatenate([w.ravel() for w in weights]))

@@ -21,6 +21,7 @@ import numpy as np
 
 from .._validation import InvalidParameterError, check_memory, choice, fail, positive_int
 from .base import Minima, Problem, gauss_newton_projector
+from .products import split_flat
 
 __all__ = ["linear_network", "LinearTarget", "NORMALISATIONS", "balanced_point", "gauge", "path_to_infinity",
            "is_balanced", "WALKS"]
@@ -44,18 +45,8 @@ class LinearTarget:
 
 
 def _weights(dims, theta) -> list:
-    """Split θ (NumPy or JAX) into W_1, …, W_h with W_i of shape (d_i, d_{i−1}), row-major.
-    A traced θ is cut by one ``lax.split``, whose reverse-mode transpose is one concatenation (a
-    slice per matrix would pad each gradient piece to the size of θ and sum them)."""
-    shapes = [(dims[k + 1], dims[k]) for k in range(len(dims) - 1)]
-    sizes = [a * b for a, b in shapes]
-    if isinstance(theta, np.ndarray):
-        parts = np.split(theta, np.cumsum(sizes)[:-1])
-    else:
-        import jax
-
-        parts = jax.lax.split(theta, sizes)
-    return [part.reshape(shape) for part, shape in zip(parts, shapes)]
+    """Split θ (NumPy or JAX) into W_1, …, W_h with W_i of shape (d_i, d_{i−1}), row-major."""
+    return split_flat(theta, [(dims[k + 1], dims[k]) for k in range(len(dims) - 1)])
 
 
 def _scale(normalisation: str, n: int) -> float:

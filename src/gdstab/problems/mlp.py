@@ -28,7 +28,7 @@ import numpy as np
 
 from .._validation import check_memory, choice, fail, positive_int
 from .base import Problem
-from .products import dense
+from .products import dense, split_flat
 
 __all__ = ["mlp", "ACTIVATIONS", "LOSSES", "mlp_shapes"]
 
@@ -168,19 +168,11 @@ def _mlp_losses(X: np.ndarray, Y: np.ndarray, shapes, depth: int, bias: bool, ac
     import jax
     import jax.numpy as jnp
 
-    sizes = [int(np.prod(s)) for s in shapes]
     classes = np.argmax(Y, axis=1)
-
-    def split(theta):
-        # one split (whose reverse-mode transpose is one concatenation) rather than a slice per
-        # layer, each of whose transposes pads its piece to the size of θ before the pieces are
-        # summed: work in depth × dim per gradient
-        return [part.reshape(shape) for part, shape in zip(jax.lax.split(theta, sizes), shapes)]
-
     per_layer = 2 if bias else 1
 
     def forward(theta, x):
-        parts = split(theta)
+        parts = split_flat(theta, shapes)
         h = x
         for layer in range(depth + 1):
             W = parts[per_layer * layer]

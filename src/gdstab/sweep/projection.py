@@ -27,7 +27,7 @@ from .._records import Record
 from .config import SweepConfig
 from .store import Layout
 
-__all__ = ["Projection", "project", "work", "PROJECT_ABOVE", "CAL_STEPS", "CAL_REPEATS"]
+__all__ = ["Projection", "project", "work", "pair_spread", "PROJECT_ABOVE", "CAL_STEPS", "CAL_REPEATS"]
 
 #: sweeps of more than this many parameter-steps (trajectories × T × parameters) are projected
 #: before they start (the paper-scale network sweeps: ~6·10¹²; the default scale's: ~2·10¹⁰)
@@ -68,11 +68,16 @@ class Projection(Record):
                 f"or diverge earlier stop, so the run is usually shorter)")
 
     def spread(self) -> float:
-        """The largest ratio between the step-cost estimates of one option point's calibration
-        pairs (1.0: they agreed; large: the machine was busy and the projection is uncertain)."""
-        ratios = [max(r["seconds_per_step_pairs"]) / min(r["seconds_per_step_pairs"])
-                  for r in self.per_option if r.get("seconds_per_step_pairs") and min(r["seconds_per_step_pairs"]) > 0]
-        return max(ratios, default=1.0)
+        """The largest :func:`pair_spread` over the option points (1.0: every calibration agreed;
+        large: the machine was busy and the projection is uncertain)."""
+        return max((pair_spread(r) for r in self.per_option), default=1.0)
+
+
+def pair_spread(row: dict) -> float:
+    """The ratio between the largest and smallest step-cost estimate of one option point's
+    calibration pairs (``row``: one of :attr:`Projection.per_option`; 1.0 where it has none)."""
+    pairs = row.get("seconds_per_step_pairs") or []
+    return max(pairs) / min(pairs) if pairs and min(pairs) > 0 else 1.0
 
 
 def _name(option: dict) -> str:
