@@ -76,3 +76,34 @@ def test_the_entry_points_use_the_best_variant_the_cpu_has():
         return
     expect = "v4" if all(f in flags for f in NEEDS["v4"]) else "v3" if all(f in flags for f in NEEDS["v3"]) else "base"
     assert v == expect
+
+
+def test_the_kernels_write_a_period_only_where_they_found_one():
+    """``_native.run`` hands the kernels zeroed (untouched) period memory and they write only the
+    lanes with a detected period, so a batch without cycles never touches those pages.  Called
+    directly with the period buffer filled with a sentinel: every entry is either the sentinel
+    (never written) or the period gdstab's runner reports, and the sentinels are exactly the
+    runner's zeros."""
+    import ctypes
+
+    name, params, etas, steps, crit = CASES[0]  # ½(1 − xy)²: settled, diverged, periodic and bounded lanes
+    p = problems.get(name)
+    n = 1000
+    theta0 = np.ascontiguousarray(init_points(p, 0, np.arange(n)), dtype=np.float64)
+    eta = np.ascontiguousarray(np.repeat(np.array(etas), n // len(etas)), dtype=np.float64)
+    ref = _native.run(name, theta0, eta, params, steps, crit.as_array(), threads=1)
+    sentinel = -7
+    out = {"theta": np.empty_like(theta0), "status": np.empty(n, np.int8), "step": np.empty(n, np.int64),
+           "period": np.full(n, sentinel, np.int64), "loss": np.empty(n), "grad_norm": np.empty(n)}
+    prm = np.zeros(4)
+    flag = ctypes.c_int(0)
+    getattr(_native._load(), f"gdstab_run_{name}")(
+        n, _native._ptr(theta0), _native._ptr(eta), _native._ptr(prm), steps,
+        _native._ptr(np.ascontiguousarray(crit.as_array(), dtype=np.float64)),
+        *(_native._ptr(out[k]) for k in ("theta", "status", "step", "period", "loss", "grad_norm")), ctypes.byref(flag))
+    written = out["period"] != sentinel
+    assert np.array_equal(written, ref["period"] != 0)
+    assert np.array_equal(out["period"][written], ref["period"][written])
+    assert (ref["status"] == 3).sum() >= 10 and (~written).sum() >= 10  # both kinds of lane occur
+    for k in ("theta", "status", "step", "loss", "grad_norm"):
+        assert np.array_equal(out[k], ref[k], equal_nan=True), k

@@ -860,7 +860,8 @@ def _run_native(problem, theta0, eta, steps, criteria, chunk, on_chunk, threads)
         status = _final_status(out["status"][a:b], out["loss"][a:b], out["grad_norm"][a:b], eta[a:b],
                                problem.min_value, criteria)
         out["status"][a:b] = status
-        out["period"][a:b][status != Status.PERIODIC] = 0
+        period = out["period"][a:b]  # (zero where the kernel found no period; written only where not)
+        period[(period != 0) & (status != Status.PERIODIC)] = 0
 
     out = _native.run(
         problem.native.name, theta0, eta, problem.native.params, steps, criteria.as_array(),

@@ -115,8 +115,9 @@ def run(
 ) -> dict[str, np.ndarray]:
     """Run the kernel ``name`` on all trajectories.  Returns a dict of arrays: ``theta`` (n, d)
     the iterate at the decision step, ``status`` (n,) int8 raw status (1 settled, 2 diverged,
-    3 periodic, 4 bounded), ``step`` and ``period`` (n,) int64, ``loss`` and ``grad_norm`` (n,)
-    at ``theta``.  Chunking and threads do not change any result.
+    3 periodic, 4 bounded), ``step`` and ``period`` (n,) int64 (the period 0 where none was
+    found: those entries are never written, so their pages stay untouched), ``loss`` and
+    ``grad_norm`` (n,) at ``theta``.  Chunking and threads do not change any result.
 
     The kernels poll :data:`gdstab.interrupts.NATIVE_FLAG` every ``check_every`` steps; after
     an interrupt request this raises :class:`gdstab.interrupts.Interrupted`.  Chunks run on
@@ -138,7 +139,7 @@ def run(
         "theta": np.empty_like(theta0),
         "status": np.empty(n, np.int8),
         "step": np.empty(n, np.int64),
-        "period": np.empty(n, np.int64),
+        "period": np.zeros(n, np.int64),  # the kernels write only found periods: most pages stay untouched
         "loss": np.empty(n, np.float64),
         "grad_norm": np.empty(n, np.float64),
     }

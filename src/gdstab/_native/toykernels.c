@@ -82,6 +82,8 @@ static inline int64_t decode_status(long long f)
  *   opts       {tol, window, max_norm, max_period, check_every, period_checks, (1 - persistence)^2}
  *   out_theta  (n, D) iterate at the decision step
  *   out_status (n,) int8 status code; out_step, out_period (n,) int64 decision step and period
+ *              (out_period must come zeroed: only a lane with a detected period writes it, so
+ *              the pages of a batch without cycles are never written)
  *   out_loss, out_gnorm (n,) L and |grad L| at the decision iterate
  *   stop       polled at every segment boundary: when non-zero the kernel returns at once,
  *              leaving undecided trajectories unwritten (the caller raises an interrupt)
@@ -238,7 +240,7 @@ void gdstab_run_##NAME##SUF(int64_t n, const double *theta0, const double *eta, 
                     out_gnorm[*id] = __builtin_sqrt(gg[0]);                                    \
                     out_status[*id] = (int8_t)decode_status(L.st[v][j]);                       \
                     out_step[*id] = (int64_t)L.dstep[v][j];                                    \
-                    out_period[*id] = (int64_t)L.pdec[v][j];                                   \
+                    if (L.pdec[v][j] != 0.0) out_period[*id] = (int64_t)L.pdec[v][j]; /* zeroed */ \
                     *id = -1;                                                                  \
                 }                                                                              \
                 if (*id < 0 && next < n) {                                                     \
